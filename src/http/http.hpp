@@ -1,0 +1,138 @@
+// HTTPS server and client on Boost.Beast + OpenSSL.
+//
+// Server: asynchronous, keep-alive, TLS 1.2+ only, optional client
+// certificates (requested, not required, at the TLS layer: the handler
+// decides, so one port serves users with tokens and devices with mTLS).
+// Bounds: header and body sizes, read/idle timeouts, a connection cap.
+// Anything malformed (garbage bytes on the TLS port, bad HTTP, oversized
+// bodies) closes that connection or answers 4xx; other connections are
+// never affected. Stop() is graceful: stop accepting, let in-flight
+// requests finish (bounded), then close.
+//
+// Client: synchronous, one keep-alive connection reused across requests,
+// reconnecting once if the server closed it. It pins a CA (PEM) and can
+// present a client certificate whose key is a crypto::PrivateKey.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "common/error.hpp"
+#include "crypto/crypto.hpp"
+
+namespace citadel::http {
+
+struct Request {
+  std::string method;        // "GET", "POST", ...
+  std::string path;          // without the query, percent-decoding not applied
+  std::string query;         // raw, after '?'
+  std::map<std::string, std::string> headers;  // names lower-cased
+  std::string body;
+  std::string remote_address;
+  // The client's certificate chain as presented in the TLS handshake,
+  // leaf first; empty when none. NOT verified by the server: handlers
+  // verify it against the right tenant CA.
+  std::vector<crypto::Certificate> peer_chain;
+
+  std::string Header(std::string_view lower_name) const;  // "" when absent
+  std::string QueryParameter(std::string_view name) const;  // "" when absent
+};
+
+struct Response {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+using Handler = std::function<Response(const Request&)>;
+
+// Path-pattern routing: "/v1/tenants/{tenant}/devices/{device}".
+using PathParams = std::map<std::string, std::string>;
+using RouteHandler = std::function<Response(const Request&, const PathParams&)>;
+
+class Router {
+ public:
+  void Add(std::string method, std::string pattern, RouteHandler handler);
+  // 404 problem+json for unknown paths, 405 with Allow for known paths with
+  // another method.
+  Response Dispatch(const Request& request) const;
+
+ private:
+  struct Route {
+    std::string method;
+    std::vector<std::string> segments;
+    RouteHandler handler;
+  };
+  std::vector<Route> routes_;
+};
+
+struct TlsIdentity {
+  std::string certificate_chain_pem;  // leaf first
+  const crypto::PrivateKey* key = nullptr;  // must outlive the server/client
+};
+
+struct ServerOptions {
+  std::string address = "127.0.0.1";
+  std::uint16_t port = 0;  // 0: pick a free port; see Server::port()
+  TlsIdentity identity;
+  bool request_client_certificate = true;
+  std::size_t max_header_bytes = 16 * 1024;
+  std::size_t max_body_bytes = 1024 * 1024;
+  std::chrono::milliseconds handshake_timeout{10'000};
+  std::chrono::milliseconds read_timeout{30'000};
+  std::chrono::milliseconds idle_timeout{60'000};
+  std::size_t max_connections = 10'000;
+  int threads = 0;  // 0: one per core
+};
+
+class Server {
+ public:
+  static Expected<std::unique_ptr<Server>> Create(ServerOptions options, Handler handler);
+  virtual ~Server() = default;
+  // Binds and starts serving on background threads.
+  [[nodiscard]] virtual Expected<void> Start() = 0;
+  virtual std::uint16_t port() const = 0;
+  // Graceful stop; safe to call from a signal-handling thread; idempotent.
+  virtual void Stop() = 0;
+  // Blocks until the server has stopped.
+  virtual void Wait() = 0;
+};
+
+struct ClientOptions {
+  std::string base_url;           // "https://127.0.0.1:8443"
+  std::string ca_certificate_pem; // pinned server CA; required
+  std::optional<TlsIdentity> client_identity;
+  std::chrono::milliseconds connect_timeout{10'000};
+  std::chrono::milliseconds request_timeout{30'000};
+  std::size_t max_response_bytes = 16 * 1024 * 1024;
+  std::string user_agent = "citadel";
+};
+
+class Client {
+ public:
+  static Expected<std::unique_ptr<Client>> Create(ClientOptions options);
+  virtual ~Client() = default;
+  // kUnavailable when the server cannot be reached; any HTTP status is a
+  // successful Response.
+  virtual Expected<Response> Send(std::string_view method, std::string_view path_and_query,
+                                  std::string_view body = {},
+                                  const std::vector<std::pair<std::string, std::string>>& headers = {}) = 0;
+};
+
+// Splits "https://host:port" into host and port; refuses other schemes.
+struct Endpoint {
+  std::string host;
+  std::uint16_t port = 443;
+};
+Expected<Endpoint> ParseBaseUrl(std::string_view url);
+
+}  // namespace citadel::http
