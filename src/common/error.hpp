@@ -35,7 +35,7 @@ std::string_view ErrorCodeName(ErrorCode code);
 
 class [[nodiscard]] Error {
  public:
-  Error(ErrorCode code, std::string message) : code_(code), message_(std::move(message)) {}
+  constexpr Error(ErrorCode code, std::string message) : code_(code), message_(std::move(message)) {}
 
   ErrorCode code() const { return code_; }
   const std::string& message() const { return message_; }

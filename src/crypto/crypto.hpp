@@ -48,7 +48,8 @@ bool ConstantTimeEqual(std::string_view a, std::string_view b);
 class SecretBytes {
  public:
   SecretBytes() = default;
-  explicit SecretBytes(std::string data) : data_(std::move(data)) {}
+  // Takes the bytes and wipes whatever the argument's buffer still holds.
+  explicit SecretBytes(std::string data);
   SecretBytes(const SecretBytes&) = delete;
   SecretBytes& operator=(const SecretBytes&) = delete;
   SecretBytes(SecretBytes&& other) noexcept;
@@ -97,7 +98,8 @@ class PrivateKey {
  public:
   static Expected<PrivateKey> GenerateP256();
   static Expected<PrivateKey> FromPem(const SecretBytes& pem);
-  // Adopts an EVP_PKEY the caller created (e.g. loaded from a provider).
+  // Adopts an EVP_PKEY the caller created (e.g. loaded from a provider):
+  // takes over the caller's reference (no EVP_PKEY_up_ref).
   static PrivateKey Adopt(EVP_PKEY* key);
 
   PrivateKey(const PrivateKey&) = delete;

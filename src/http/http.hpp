@@ -37,6 +37,7 @@ struct Request {
   std::map<std::string, std::string> headers;  // names lower-cased
   std::string body;
   std::string remote_address;
+  std::uint16_t remote_port = 0;
   // The client's certificate chain as presented in the TLS handshake,
   // leaf first; empty when none. NOT verified by the server: handlers
   // verify it against the right tenant CA.
@@ -53,6 +54,14 @@ struct Response {
   std::vector<std::pair<std::string, std::string>> headers;
 };
 
+// An RFC 9457 problem response with content type application/problem+json:
+// {"type":"urn:citadel:problem:<name>","title":...,"status":...,"detail":...}.
+Response ProblemResponse(int status, std::string_view name, std::string_view title,
+                         std::string_view detail);
+
+// The handler runs on one of the server's I/O threads and may block it (e.g.
+// on the store); it may be called from several threads at once. An exception
+// escaping it becomes a 500 problem response and is logged.
 using Handler = std::function<Response(const Request&)>;
 
 // Path-pattern routing: "/v1/tenants/{tenant}/devices/{device}".

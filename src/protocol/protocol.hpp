@@ -22,6 +22,13 @@ inline constexpr std::size_t kMaxEvidenceBytes = 64 * 1024;
 inline constexpr std::size_t kMaxManufacturerChain = 4;
 inline constexpr std::size_t kMaxMeasurements = 64;
 inline constexpr std::size_t kNonceBytes = 32;
+// Bound on every other message body (docs/PROTOCOL.md: bodies <= 1 MiB).
+inline constexpr std::size_t kMaxMessageBytes = 1024 * 1024;
+
+// Parse errors: kTooLarge for an oversized body, kParse for bytes that are
+// not JSON (or hold duplicate keys / too deep nesting), kInvalidArgument for
+// a value that breaks the message's rules; the message names the field:
+// "evidence.measurements[3].digest: expected 64 hex characters".
 
 // POST /v1/attestation/challenge -> Challenge
 struct Challenge {
@@ -34,13 +41,13 @@ Expected<Challenge> ParseChallenge(std::string_view body);
 // What the device claims about itself, signed by its identity key.
 struct Evidence {
   int version = kEvidenceVersion;
-  std::string device_id;                        // hex SHA-256 of identity SPKI
-  std::string rot_backend;                      // "software" | "tpm2"
-  Bytes nonce;                                  // from the challenge
-  std::vector<std::string> manufacturer_chain;  // PEM, leaf first
+  std::string device_id;                            // hex SHA-256 of identity SPKI
+  std::string rot_backend;                          // "software" | "tpm2"
+  Bytes nonce;                                      // from the challenge
+  std::vector<std::string> manufacturer_chain;      // PEM, leaf first
   std::vector<rot::MeasurementEvent> measurements;  // the event log
-  std::vector<crypto::Sha256Digest> registers;  // kRegisterCount entries
-  std::string csr;                              // PEM PKCS#10 for the TLS key
+  std::vector<crypto::Sha256Digest> registers;      // kRegisterCount entries
+  std::string csr;                                  // PEM PKCS#10 for the TLS key
 };
 
 // The wire form: {"evidence": {...}, "signature": "<base64 DER ECDSA>"}; the
@@ -64,12 +71,12 @@ bool VerifyEvidenceSignature(const SignedEvidence& evidence, const crypto::Publi
 
 // Successful attestation reply.
 struct AttestationResult {
-  std::string verdict;            // "accepted" | "accepted-unclaimed"
+  std::string verdict;  // "accepted" | "accepted-unclaimed"
   std::string device_id;
-  std::string tenant_id;          // empty when unclaimed
-  std::string certificate;        // PEM, empty when unclaimed
-  std::vector<std::string> chain; // issuing CA, root CA (PEM)
-  std::string expires_at;         // RFC 3339, empty when unclaimed
+  std::string tenant_id;                 // empty when unclaimed
+  std::string certificate;               // PEM, empty when unclaimed
+  std::vector<std::string> chain;        // issuing CA, root CA (PEM)
+  std::string expires_at;                // RFC 3339, empty when unclaimed
   std::int64_t retry_after_seconds = 0;  // when unclaimed: ask again later
 };
 Json AttestationResultToJson(const AttestationResult& result);

@@ -88,14 +88,14 @@ struct Device {
   std::int64_t free_memory_kb = 0;
   std::string certificate_serial;  // current certificate
   std::int64_t certificate_expires_at = 0;
-  bool revoked = false;
+  bool revoked = false;           // the current certificate is revoked
 };
 
 struct DeviceFilter {
   std::string tenant_id;        // required
   std::string device_group_id;  // optional
   std::string os_version;       // optional
-  std::int64_t limit = 100;
+  std::int64_t limit = 100;     // > 0; values above 1000 are clamped to 1000
   std::string after_id;         // keyset pagination: ids > after_id
 };
 
@@ -144,7 +144,8 @@ class Store {
   virtual Expected<std::vector<Tenant>> ListTenants() = 0;
   virtual Expected<TenantCa> GetTenantCa(std::string_view tenant_id) = 0;
 
-  // API tokens.
+  // API tokens. FindApiTokenByHash also returns revoked tokens: the caller
+  // must check `revoked`. tenant_id "" means the platform operator's tokens.
   [[nodiscard]] virtual Expected<void> CreateApiToken(const ApiToken& token) = 0;
   virtual Expected<ApiToken> FindApiTokenByHash(std::string_view token_hash) = 0;
   virtual Expected<std::vector<ApiToken>> ListApiTokens(std::string_view tenant_id) = 0;
@@ -166,19 +167,23 @@ class Store {
   // Binds an unclaimed device to a tenant, product and group. Fails with
   // kConflict when another tenant holds it (message names no tenant), with
   // kAlreadyExists when the caller's tenant already holds it, and kNotFound
-  // when the service has never seen the device.
+  // when the service has never seen the device (or the group is not one of
+  // the tenant's product's groups).
   [[nodiscard]] virtual Expected<void> ClaimDevice(std::string_view device_id, std::string_view tenant_id,
                                                    std::string_view product_id, std::string_view group_id,
                                                    std::int64_t now) = 0;
   virtual Expected<Device> GetDevice(std::string_view device_id) = 0;
   virtual Expected<std::vector<Device>> ListDevices(const DeviceFilter& filter) = 0;
+  // RecordAttestation and RecordCheckIn: an empty version keeps the one on
+  // record; kNotFound for a device never seen.
   [[nodiscard]] virtual Expected<void> RecordAttestation(std::string_view device_id, std::string_view verdict,
                                                          std::string_view os_version, std::int64_t now) = 0;
   [[nodiscard]] virtual Expected<void> RecordCheckIn(std::string_view device_id, std::string_view os_version,
                                                      std::string_view runtime_version, std::int64_t uptime_seconds,
                                                      std::int64_t free_memory_kb, std::int64_t now) = 0;
 
-  // Attestation nonces: single use, expiring. Only the hash is stored.
+  // Attestation nonces: single use, expiring. Only the hash is stored. A
+  // nonce is valid while now < expires_at.
   [[nodiscard]] virtual Expected<void> CreateNonce(std::string_view nonce_hash, std::int64_t expires_at) = 0;
   // Atomically marks the nonce used. Exactly one caller ever gets kConsumed.
   virtual Expected<NonceResult> ConsumeNonce(std::string_view nonce_hash, std::int64_t now) = 0;
@@ -186,7 +191,9 @@ class Store {
   virtual Expected<std::int64_t> PurgeExpiredNonces(std::int64_t before) = 0;
 
   // Device certificates. RecordCertificate also sets the device's current
-  // certificate serial and expiry.
+  // certificate serial and expiry (kFailedPrecondition unless the device is
+  // claimed by the certificate's tenant). RevokeCertificate marks the device
+  // revoked when the serial is its current certificate.
   [[nodiscard]] virtual Expected<void> RecordCertificate(const IssuedCertificate& certificate) = 0;
   virtual Expected<IssuedCertificate> GetCertificate(std::string_view serial_hex) = 0;
   [[nodiscard]] virtual Expected<void> RevokeCertificate(std::string_view serial_hex) = 0;
@@ -197,7 +204,8 @@ class Store {
                                                         std::string_view value) = 0;
   virtual Expected<std::vector<PolicyRule>> ListPolicyRules(std::string_view tenant_id) = 0;
 
-  // Audit log: append-only.
+  // Audit log: append-only. ListAudit returns the tenant's events newest
+  // first (tenant_id "" = platform events); limit as in DeviceFilter.
   [[nodiscard]] virtual Expected<void> AppendAudit(const AuditEvent& event) = 0;
   virtual Expected<std::vector<AuditEvent>> ListAudit(std::string_view tenant_id, std::int64_t limit) = 0;
 };

@@ -1,0 +1,65 @@
+// The logic behind citadeld's subcommands, separate from argument parsing
+// (main.cpp) so it can be tested and reused by the simulator.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "common/error.hpp"
+#include "device/device_agent.hpp"
+#include "device/measurement.hpp"
+#include "device/provisioning.hpp"
+#include "device/rot_backend.hpp"
+#include "rot/rot.hpp"
+
+namespace citadel::device {
+
+struct ProvisionSettings {
+  RotBackend backend = RotBackend::kSoftware;
+  std::filesystem::path state_dir;
+  // The development manufacturer CA; nullopt with --no-manufacturer (the
+  // device gets an identity but no chain, so the service will find it not
+  // genuine: useful to test exactly that).
+  std::optional<std::filesystem::path> manufacturer_ca_dir;
+};
+
+// `citadeld provision`: creates the state dir and the identity if missing,
+// then certifies the identity. Idempotent.
+Expected<ProvisionResult> ProvisionDevice(const ProvisionSettings& settings);
+
+// `citadeld id`: the device id of an existing identity.
+Expected<std::string> ReadDeviceId(RotBackend backend, const std::filesystem::path& state_dir);
+
+struct RunSettings {
+  RotBackend backend = RotBackend::kSoftware;
+  std::filesystem::path state_dir;
+  std::string server_url;
+  std::filesystem::path server_ca_path;
+  std::string os_name = "citadel-os";
+  std::string os_version = "1.0.0";
+  std::filesystem::path os_image;     // empty: /etc/os-release is measured
+  std::filesystem::path config_file;  // empty: the effective config is measured
+  Milliseconds check_in_interval = std::chrono::seconds(60);
+  Milliseconds unclaimed_retry = std::chrono::seconds(60);
+  Milliseconds max_backoff = std::chrono::seconds(60);
+  bool once = false;
+};
+
+// The configuration measured into register 2 when no --config is given.
+EffectiveConfig MakeEffectiveConfig(const RunSettings& settings, std::string_view server_ca_pem);
+
+// Everything `citadeld run` needs, ready to Run(): the RoT (measured) and
+// the agent using it. Declared in this order so the agent is destroyed
+// before the RoT it references.
+struct PreparedRun {
+  std::unique_ptr<rot::RootOfTrust> rot;
+  std::unique_ptr<DeviceAgent> agent;
+};
+
+// Opens the RoT, measures OS, runtime and configuration into it, and
+// creates the agent. Does not contact the service.
+Expected<PreparedRun> PrepareRun(const RunSettings& settings);
+
+}  // namespace citadel::device

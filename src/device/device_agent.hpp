@@ -1,0 +1,130 @@
+// The device runtime's control loop: attest, keep a valid device
+// certificate, check in.
+//
+//   start ──► stored certificate with > 1/3 of its life left? ──yes──► check in
+//                 │no                                                    │
+//                 ▼                                                      ▼
+//   attest: challenge ─► signed evidence + fresh CSR ─► verdict     every interval;
+//     accepted            → save certs, check in, renew at ~2/3     401 → re-attest
+//     accepted-unclaimed  → wait min(retry_after, --unclaimed-retry)
+//     problem / unreachable → exponential backoff with full jitter
+//
+// Every state change rewrites DIR/status.json. Idle time is spent blocked
+// in a condition-variable wait that Stop() wakes; there is no polling.
+//
+// Threading: Run() on one thread; Stop() and Status() from any thread.
+// The RoT is used only from the Run() thread and must outlive the agent.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "common/error.hpp"
+#include "device/credentials.hpp"
+#include "device/schedule.hpp"
+#include "device/status.hpp"
+#include "http/http.hpp"
+#include "protocol/protocol.hpp"
+#include "rot/rot.hpp"
+
+namespace citadel::device {
+
+struct AgentOptions {
+  std::filesystem::path state_dir;
+  std::string server_url;     // "https://host:port"
+  std::string server_ca_pem;  // the pinned service CA
+  std::string os_version = "1.0.0";  // reported at check-in
+  Milliseconds check_in_interval = std::chrono::seconds(60);
+  Milliseconds unclaimed_retry = std::chrono::seconds(60);
+  Milliseconds initial_backoff = std::chrono::seconds(1);
+  Milliseconds max_backoff = std::chrono::seconds(60);
+  // Attest once (always, ignoring a stored certificate), check in once if
+  // attested, and return.
+  bool once = false;
+  // Called on the Run() thread after every status.json update (e.g. for the
+  // simulator's table or a test waiting for a state); must not call back
+  // into the agent except Stop() and Status().
+  std::function<void(const DeviceStatus&)> status_observer;
+};
+
+enum class RunOutcome {
+  kStopped,    // Stop() was called
+  kAttested,   // --once: attested and checked in
+  kUnclaimed,  // --once: genuine but not claimed; no certificate
+};
+
+class DeviceAgent {
+ public:
+  // Checks the options (server URL, CA) and creates the HTTP client. Does
+  // not contact the service.
+  static Expected<std::unique_ptr<DeviceAgent>> Create(AgentOptions options, rot::RootOfTrust& rot);
+
+  DeviceAgent(const DeviceAgent&) = delete;
+  DeviceAgent& operator=(const DeviceAgent&) = delete;
+
+  // Runs until Stop(), or with options.once until one attestation (and
+  // check-in) finished. Errors: with once, the failure (its message starts
+  // with the problem type when the service sent one); always, failures to
+  // write the state directory, which the runtime cannot work without.
+  Expected<RunOutcome> Run();
+
+  // Wakes Run() from its wait and makes it return kStopped; an HTTP request
+  // in flight finishes (bounded by its timeouts) first. Thread-safe,
+  // idempotent, callable before Run().
+  void Stop();
+
+  DeviceStatus Status() const;
+
+ private:
+  enum class StepResult { kDone, kUnclaimed, kUnauthorized, kFailed };
+
+  DeviceAgent(AgentOptions options, rot::RootOfTrust& rot, std::unique_ptr<http::Client> attestation_client);
+
+  bool RestoreCredentials();
+  StepResult Attest();
+  StepResult CheckIn();
+  Expected<void> Install(DeviceCredentials credentials);
+  // Records a failed exchange: state, last_error and, when the service
+  // answered with problem+json, last_problem_type.
+  StepResult Fail(AgentState state, std::string error, std::string problem_type = {});
+  StepResult FailWithResponse(std::string_view what, const http::Response& response);
+
+  // Blocks until `delay` passed or Stop(); false when stopping.
+  bool WaitFor(Milliseconds delay);
+  bool Stopping() const;
+
+  template <typename Update>
+  void UpdateStatus(Update update);
+
+  AgentOptions options_;
+  rot::RootOfTrust& rot_;
+  std::string device_id_;
+  std::unique_ptr<http::Client> attestation_client_;
+  std::unique_ptr<http::Client> device_client_;  // mutual TLS, once attested
+  std::optional<DeviceCredentials> credentials_;
+  TimePoint renewal_at_{};
+  std::chrono::seconds next_check_in_{0};  // the service's wish, 0 = none
+  std::chrono::seconds unclaimed_retry_after_{0};
+  int consecutive_unauthorized_ = 0;
+  Backoff backoff_;
+  Random random_;
+  std::optional<Error> once_error_;
+  // Set when Run() failed to persist status.json (fatal).
+  std::optional<Error> fatal_error_;
+
+  mutable std::mutex status_mutex_;
+  DeviceStatus status_;
+
+  mutable std::mutex stop_mutex_;
+  std::condition_variable stop_cv_;
+  bool stop_requested_ = false;
+};
+
+}  // namespace citadel::device

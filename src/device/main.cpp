@@ -1,0 +1,218 @@
+// citadeld: the Citadel device runtime. Argument parsing, signals and exit
+// codes only; the logic lives in citadel_device (device/commands.hpp).
+//
+// Exit codes: 0 success; 1 failure (message on stderr); 3 `run --once`
+// found the device genuine but not claimed; CLI11's codes (>= 100) for
+// usage errors.
+#include <pthread.h>
+#include <signal.h>
+
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+
+#include "common/canonical_json.hpp"
+#include "common/log.hpp"
+#include "device/commands.hpp"
+#include "device/measurement.hpp"
+#include "device/schedule.hpp"
+
+namespace {
+
+using citadel::device::Milliseconds;
+
+constexpr int kExitFailure = 1;
+constexpr int kExitUnclaimed = 3;
+// A signal asks for shutdown within a second; an HTTP request in flight
+// (bounded by its own timeouts) is abandoned after this long. Every file
+// the runtime writes is replaced atomically, so exiting mid-request is safe.
+constexpr auto kShutdownGrace = std::chrono::milliseconds(900);
+
+int Fail(const citadel::Error& error) {
+  std::cerr << "citadeld: " << error.message() << "\n";
+  return kExitFailure;
+}
+
+// Runs the agent on this thread while a second thread waits for SIGINT or
+// SIGTERM (blocked everywhere else, so no async-signal-safety concerns).
+int RunWithSignals(citadel::device::DeviceAgent& agent) {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  std::mutex mutex;
+  std::condition_variable finished_cv;
+  bool finished = false;
+
+  std::thread signal_thread([&] {
+    int signal_number = 0;
+    sigwait(&signals, &signal_number);
+    std::unique_lock lock(mutex);
+    if (finished) return;  // woken by the main thread after Run() returned
+    citadel::log::Info("shutting down", {{"signal", signal_number == SIGINT ? "SIGINT" : "SIGTERM"}});
+    agent.Stop();
+    if (!finished_cv.wait_for(lock, kShutdownGrace, [&] { return finished; })) {
+      citadel::log::Warn("shutdown: abandoning the request in flight");
+      std::_Exit(0);
+    }
+  });
+
+  auto outcome = agent.Run();
+  {
+    std::lock_guard lock(mutex);
+    finished = true;
+  }
+  finished_cv.notify_all();
+  pthread_kill(signal_thread.native_handle(), SIGTERM);  // wakes sigwait if still waiting
+  signal_thread.join();
+
+  if (!outcome) return Fail(outcome.error());
+  switch (*outcome) {
+    case citadel::device::RunOutcome::kStopped:
+      return 0;
+    case citadel::device::RunOutcome::kAttested: {
+      auto status = agent.Status();
+      std::cout << "attested device_id=" << status.device_id << " tenant_id=" << status.tenant_id
+                << " certificate_expires_at=" << status.certificate_expires_at << "\n";
+      return 0;
+    }
+    case citadel::device::RunOutcome::kUnclaimed:
+      std::cout << "unclaimed device_id=" << agent.Status().device_id
+                << " (genuine; claim it with `citadel device claim`, then run again)\n";
+      return kExitUnclaimed;
+  }
+  return kExitFailure;
+}
+
+// CLI11 validator and converter for "500ms", "60s", "5m", "1h".
+Milliseconds DurationOption(const std::string& text) { return *citadel::device::ParseDuration(text); }
+
+const CLI::Validator kDuration(
+    [](std::string& text) -> std::string {
+      auto parsed = citadel::device::ParseDuration(text);
+      return parsed ? std::string() : parsed.error().message();
+    },
+    "DURATION");
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // TLS writes to a peer that went away must be an error, not a signal.
+  signal(SIGPIPE, SIG_IGN);
+
+  CLI::App app{"citadeld: the Citadel device runtime"};
+  app.set_version_flag("--version", std::string(citadel::device::RuntimeVersion()));
+  app.require_subcommand(1);
+
+  std::string rot_name = "software";
+  std::string log_level = "info";
+  bool log_json = false;
+  auto add_common = [&](CLI::App* command) {
+    command->add_option("--rot", rot_name, "root-of-trust backend")
+        ->check(CLI::IsMember({"software", "tpm2"}))
+        ->capture_default_str();
+    command->add_option("--log-level", log_level, "debug, info, warn, error or off")->capture_default_str();
+    command->add_flag("--log-json", log_json, "log JSON lines");
+  };
+
+  // provision
+  citadel::device::ProvisionSettings provision;
+  std::string manufacturer_ca;
+  bool no_manufacturer = false;
+  bool provision_json = false;
+  auto* provision_cmd = app.add_subcommand("provision", "create the device identity and certify it (factory step)");
+  provision_cmd->add_option("--state", provision.state_dir, "device state directory")->required();
+  auto* ca_option = provision_cmd->add_option("--manufacturer-ca", manufacturer_ca,
+                                              "directory with manufacturer-ca.pem and manufacturer-ca.key");
+  auto* no_ca_flag = provision_cmd->add_flag("--no-manufacturer", no_manufacturer,
+                                             "create only the identity, without a manufacturer certificate");
+  ca_option->excludes(no_ca_flag);
+  provision_cmd->add_flag("--json", provision_json, "print JSON");
+  add_common(provision_cmd);
+
+  // id
+  std::filesystem::path id_state;
+  bool id_json = false;
+  auto* id_cmd = app.add_subcommand("id", "print the device id");
+  id_cmd->add_option("--state", id_state, "device state directory")->required();
+  id_cmd->add_flag("--json", id_json, "print JSON");
+  add_common(id_cmd);
+
+  // run
+  citadel::device::RunSettings run;
+  std::string check_in_interval = "60s", unclaimed_retry = "60s", max_backoff = "60s";
+  auto* run_cmd = app.add_subcommand("run", "attest, keep a device certificate and check in");
+  run_cmd->add_option("--state", run.state_dir, "device state directory")->required();
+  run_cmd->add_option("--server", run.server_url, "service URL, https://host:port")->required();
+  run_cmd->add_option("--server-ca", run.server_ca_path, "PEM file of the service CA to pin")->required();
+  run_cmd->add_option("--os-name", run.os_name, "OS name to measure")->capture_default_str();
+  run_cmd->add_option("--os-version", run.os_version, "OS version to measure and report")->capture_default_str();
+  run_cmd->add_option("--os-image", run.os_image, "OS image to measure (default: /etc/os-release)");
+  run_cmd->add_option("--config", run.config_file, "device configuration document (JSON) to measure");
+  run_cmd->add_option("--check-in-interval", check_in_interval, "time between check-ins")
+      ->check(kDuration)
+      ->capture_default_str();
+  run_cmd->add_option("--unclaimed-retry", unclaimed_retry, "longest wait before asking again while unclaimed")
+      ->check(kDuration)
+      ->capture_default_str();
+  run_cmd->add_option("--max-backoff", max_backoff, "cap of the retry backoff")
+      ->check(kDuration)
+      ->capture_default_str();
+  run_cmd->add_flag("--once", run.once, "attest (and check in once) then exit");
+  add_common(run_cmd);
+
+  CLI11_PARSE(app, argc, argv);
+
+  auto level = citadel::log::ParseLevel(log_level);
+  if (!level) {
+    std::cerr << "citadeld: " << level.error() << "\n";
+    return kExitFailure;
+  }
+  citadel::log::Init("citadeld", *level, log_json);
+  auto backend = citadel::device::ParseRotBackend(rot_name);
+  if (!backend) return Fail(backend.error());
+
+  if (*provision_cmd) {
+    if (manufacturer_ca.empty() && !no_manufacturer) {
+      std::cerr << "citadeld: provision needs --manufacturer-ca DIR (or --no-manufacturer for an identity only)\n";
+      return kExitFailure;
+    }
+    provision.backend = *backend;
+    if (!manufacturer_ca.empty()) provision.manufacturer_ca_dir = manufacturer_ca;
+    auto result = citadel::device::ProvisionDevice(provision);
+    if (!result) return Fail(result.error());
+    if (provision_json) {
+      std::cout << citadel::Json{{"device_id", result->device_id}, {"rot", rot_name}}.dump() << "\n";
+    } else {
+      std::cout << result->device_id << "\n";
+    }
+    return 0;
+  }
+
+  if (*id_cmd) {
+    auto id = citadel::device::ReadDeviceId(*backend, id_state);
+    if (!id) return Fail(id.error());
+    if (id_json) {
+      std::cout << citadel::Json{{"device_id", *id}, {"rot", rot_name}}.dump() << "\n";
+    } else {
+      std::cout << *id << "\n";
+    }
+    return 0;
+  }
+
+  run.backend = *backend;
+  run.check_in_interval = DurationOption(check_in_interval);
+  run.unclaimed_retry = DurationOption(unclaimed_retry);
+  run.max_backoff = DurationOption(max_backoff);
+  auto prepared = citadel::device::PrepareRun(run);
+  if (!prepared) return Fail(prepared.error());
+  return RunWithSignals(*prepared->agent);
+}

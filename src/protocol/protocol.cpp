@@ -1,0 +1,423 @@
+#include "protocol/protocol.hpp"
+
+#include <algorithm>
+#include <array>
+#include <limits>
+
+#include "common/time.hpp"
+
+namespace citadel::protocol {
+namespace {
+
+constexpr std::int64_t kMaxSafeInteger = (std::int64_t{1} << 53) - 1;
+// Nesting of the deepest message (evidence.measurements[i]) plus headroom.
+constexpr std::size_t kMaxMessageDepth = 8;
+constexpr std::size_t kMaxPemBytes = 16 * 1024;
+constexpr std::size_t kMaxSignatureBase64 = 512;
+constexpr std::size_t kMaxResultChain = 8;
+constexpr std::size_t kMaxShortString = 256;
+constexpr std::size_t kMaxDetailBytes = 16 * 1024;
+constexpr std::array<std::string_view, 2> kRotBackends = {"software", "tpm2"};
+
+// --- Strict readers. Each names the value's path in its error, the way a
+// person would point at it: "evidence.measurements[3].digest". ---
+
+enum class UnknownFields { kRefuse, kIgnore };
+
+std::string Child(std::string_view path, std::string_view key) {
+  std::string out(path);
+  if (!out.empty()) out += '.';
+  out += key;
+  return out;
+}
+
+std::string Element(std::string_view path, std::size_t index) {
+  return std::string(path) + "[" + std::to_string(index) + "]";
+}
+
+std::unexpected<Error> FieldError(std::string_view path, std::string_view what) {
+  std::string message(path.empty() ? std::string_view("body") : path);
+  message += ": ";
+  message += what;
+  return MakeError(ErrorCode::kInvalidArgument, std::move(message));
+}
+
+Expected<Json> ParseBody(std::string_view body, std::size_t max_bytes, std::string_view what) {
+  if (body.size() > max_bytes) {
+    return MakeError(ErrorCode::kTooLarge, std::string(what) + " is " + std::to_string(body.size()) +
+                                               " bytes; the limit is " + std::to_string(max_bytes));
+  }
+  auto parsed = ParseJsonStrict(body, kMaxMessageDepth);
+  if (!parsed) return WrapError(parsed.error(), what);
+  return std::move(*parsed);
+}
+
+Expected<void> ExpectObject(const Json& value, std::string_view path, std::initializer_list<std::string_view> known,
+                            UnknownFields unknown) {
+  if (!value.is_object()) return FieldError(path, "expected an object");
+  if (unknown == UnknownFields::kRefuse) {
+    for (const auto& [key, _] : value.items()) {
+      if (std::find(known.begin(), known.end(), key) == known.end()) {
+        return FieldError(Child(path, key), "unknown field");
+      }
+    }
+  }
+  return kOk;
+}
+
+const Json* Find(const Json& object, std::string_view key) {
+  auto it = object.find(std::string(key));
+  return it == object.end() ? nullptr : &*it;
+}
+
+Expected<const Json*> Require(const Json& object, std::string_view path, std::string_view key) {
+  const Json* value = Find(object, key);
+  if (value == nullptr) return FieldError(Child(path, key), "missing field");
+  return value;
+}
+
+Expected<std::string> ReadString(const Json& value, std::string_view path, std::size_t max_bytes, bool allow_empty) {
+  if (!value.is_string()) return FieldError(path, "expected a string");
+  const auto& text = value.get_ref<const std::string&>();
+  if (text.size() > max_bytes) return FieldError(path, "longer than " + std::to_string(max_bytes) + " bytes");
+  if (!allow_empty && text.empty()) return FieldError(path, "must not be empty");
+  return text;
+}
+
+Expected<std::int64_t> ReadInteger(const Json& value, std::string_view path, std::int64_t min, std::int64_t max) {
+  if (!value.is_number_integer()) return FieldError(path, "expected an integer");
+  std::int64_t n = 0;
+  if (value.is_number_unsigned()) {
+    auto u = value.get<std::uint64_t>();
+    if (u > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+      return FieldError(path, "must be between " + std::to_string(min) + " and " + std::to_string(max));
+    }
+    n = static_cast<std::int64_t>(u);
+  } else {
+    n = value.get<std::int64_t>();
+  }
+  if (n < min || n > max) {
+    return FieldError(path, "must be between " + std::to_string(min) + " and " + std::to_string(max));
+  }
+  return n;
+}
+
+bool IsLowerHex(std::string_view text) {
+  return std::all_of(text.begin(), text.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+// Hex on the wire is lower-case only, so every value has one spelling.
+Expected<Bytes> ReadHex(const Json& value, std::string_view path, std::size_t byte_count) {
+  std::string expected = "expected " + std::to_string(2 * byte_count) + " hex characters";
+  if (!value.is_string()) return FieldError(path, expected);
+  const auto& text = value.get_ref<const std::string&>();
+  if (text.size() != 2 * byte_count || !IsLowerHex(text)) return FieldError(path, expected);
+  auto bytes = HexDecode(text);
+  if (!bytes) return FieldError(path, expected);
+  return std::move(*bytes);
+}
+
+Expected<crypto::Sha256Digest> ReadDigest(const Json& value, std::string_view path) {
+  CITADEL_TRY(auto bytes, ReadHex(value, path, crypto::Sha256Digest{}.size()));
+  crypto::Sha256Digest digest{};
+  std::copy(bytes.begin(), bytes.end(), digest.begin());
+  return digest;
+}
+
+Expected<const Json*> ReadArray(const Json& value, std::string_view path, std::size_t max_elements) {
+  if (!value.is_array()) return FieldError(path, "expected an array");
+  if (value.size() > max_elements) {
+    return FieldError(path, "more than " + std::to_string(max_elements) + " elements");
+  }
+  return &value;
+}
+
+// Field shorthands: look the key up in object (at path) and read it.
+Expected<std::string> RequiredString(const Json& object, std::string_view path, std::string_view key,
+                                     std::size_t max_bytes, bool allow_empty) {
+  CITADEL_TRY(const Json* value, Require(object, path, key));
+  return ReadString(*value, Child(path, key), max_bytes, allow_empty);
+}
+
+Expected<std::string> OptionalString(const Json& object, std::string_view path, std::string_view key,
+                                     std::size_t max_bytes) {
+  const Json* value = Find(object, key);
+  if (value == nullptr) return std::string();
+  return ReadString(*value, Child(path, key), max_bytes, /*allow_empty=*/true);
+}
+
+Expected<std::int64_t> RequiredInteger(const Json& object, std::string_view path, std::string_view key,
+                                       std::int64_t min, std::int64_t max) {
+  CITADEL_TRY(const Json* value, Require(object, path, key));
+  return ReadInteger(*value, Child(path, key), min, max);
+}
+
+Expected<std::vector<std::string>> ReadPemArray(const Json& object, std::string_view path, std::string_view key,
+                                                std::size_t max_elements) {
+  auto field_path = Child(path, key);
+  CITADEL_TRY(const Json* value, Require(object, path, key));
+  CITADEL_TRY(const Json* array, ReadArray(*value, field_path, max_elements));
+  std::vector<std::string> out;
+  for (std::size_t i = 0; i < array->size(); ++i) {
+    CITADEL_TRY(auto pem, ReadString((*array)[i], Element(field_path, i), kMaxPemBytes, /*allow_empty=*/false));
+    out.push_back(std::move(pem));
+  }
+  return out;
+}
+
+// --- Evidence ---
+
+Expected<rot::MeasurementEvent> MeasurementFromJson(const Json& value, std::string_view path) {
+  CITADEL_TRY_VOID(
+      ExpectObject(value, path, {"register", "type", "name", "version", "digest"}, UnknownFields::kRefuse));
+  rot::MeasurementEvent event;
+  CITADEL_TRY(auto reg, RequiredInteger(value, path, "register", 0, rot::kRegisterCount - 1));
+  event.register_index = static_cast<std::uint32_t>(reg);
+  CITADEL_TRY(event.type, RequiredString(value, path, "type", 32, /*allow_empty=*/false));
+  CITADEL_TRY(event.name, RequiredString(value, path, "name", kMaxShortString, /*allow_empty=*/false));
+  CITADEL_TRY(event.version, RequiredString(value, path, "version", 64, /*allow_empty=*/true));
+  CITADEL_TRY(const Json* digest, Require(value, path, "digest"));
+  CITADEL_TRY(event.digest, ReadDigest(*digest, Child(path, "digest")));
+  return event;
+}
+
+Expected<Evidence> EvidenceFromJson(const Json& value, std::string_view path) {
+  CITADEL_TRY_VOID(ExpectObject(
+      value, path, {"version", "device_id", "rot", "nonce", "manufacturer_chain", "measurements", "registers", "csr"},
+      UnknownFields::kRefuse));
+  Evidence evidence;
+
+  CITADEL_TRY(auto version, RequiredInteger(value, path, "version", 0, kMaxSafeInteger));
+  if (version != kEvidenceVersion) {
+    return FieldError(Child(path, "version"), "unsupported version " + std::to_string(version) + " (expected " +
+                                                  std::to_string(kEvidenceVersion) + ")");
+  }
+  evidence.version = kEvidenceVersion;
+
+  CITADEL_TRY(const Json* device_id, Require(value, path, "device_id"));
+  CITADEL_TRY_VOID(ReadHex(*device_id, Child(path, "device_id"), crypto::Sha256Digest{}.size()));
+  evidence.device_id = device_id->get<std::string>();
+
+  CITADEL_TRY(evidence.rot_backend, RequiredString(value, path, "rot", 16, /*allow_empty=*/false));
+  if (std::find(kRotBackends.begin(), kRotBackends.end(), evidence.rot_backend) == kRotBackends.end()) {
+    return FieldError(Child(path, "rot"),
+                      "unknown root of trust \"" + evidence.rot_backend + "\" (expected \"software\" or \"tpm2\")");
+  }
+
+  CITADEL_TRY(const Json* nonce, Require(value, path, "nonce"));
+  CITADEL_TRY(evidence.nonce, ReadHex(*nonce, Child(path, "nonce"), kNonceBytes));
+
+  CITADEL_TRY(evidence.manufacturer_chain, ReadPemArray(value, path, "manufacturer_chain", kMaxManufacturerChain));
+
+  auto measurements_path = Child(path, "measurements");
+  CITADEL_TRY(const Json* measurements_value, Require(value, path, "measurements"));
+  CITADEL_TRY(const Json* measurements, ReadArray(*measurements_value, measurements_path, kMaxMeasurements));
+  for (std::size_t i = 0; i < measurements->size(); ++i) {
+    CITADEL_TRY(auto event, MeasurementFromJson((*measurements)[i], Element(measurements_path, i)));
+    evidence.measurements.push_back(std::move(event));
+  }
+
+  auto registers_path = Child(path, "registers");
+  CITADEL_TRY(const Json* registers_value, Require(value, path, "registers"));
+  if (!registers_value->is_array()) return FieldError(registers_path, "expected an array");
+  if (registers_value->size() != rot::kRegisterCount) {
+    return FieldError(registers_path, "expected " + std::to_string(rot::kRegisterCount) + " registers, got " +
+                                          std::to_string(registers_value->size()));
+  }
+  for (std::size_t i = 0; i < registers_value->size(); ++i) {
+    CITADEL_TRY(auto reg, ReadDigest((*registers_value)[i], Element(registers_path, i)));
+    evidence.registers.push_back(reg);
+  }
+
+  CITADEL_TRY(evidence.csr, RequiredString(value, path, "csr", kMaxPemBytes, /*allow_empty=*/false));
+  return evidence;
+}
+
+}  // namespace
+
+// --- Challenge ---
+
+Json ChallengeToJson(const Challenge& challenge) {
+  return Json{{"nonce", HexEncode(challenge.nonce)}, {"expires_at", challenge.expires_at}};
+}
+
+Expected<Challenge> ParseChallenge(std::string_view body) {
+  CITADEL_TRY(auto json, ParseBody(body, kMaxMessageBytes, "challenge"));
+  // From the service: newer services may add fields.
+  CITADEL_TRY_VOID(ExpectObject(json, "", {}, UnknownFields::kIgnore));
+  Challenge challenge;
+  CITADEL_TRY(const Json* nonce, Require(json, "", "nonce"));
+  CITADEL_TRY(challenge.nonce, ReadHex(*nonce, "nonce", kNonceBytes));
+  CITADEL_TRY(challenge.expires_at, RequiredString(json, "", "expires_at", 64, /*allow_empty=*/false));
+  if (!ParseRfc3339(challenge.expires_at)) return FieldError("expires_at", "expected an RFC 3339 time");
+  return challenge;
+}
+
+// --- Evidence ---
+
+Json EvidenceToJson(const Evidence& evidence) {
+  Json measurements = Json::array();
+  for (const auto& event : evidence.measurements) {
+    measurements.push_back(Json{{"register", event.register_index},
+                                {"type", event.type},
+                                {"name", event.name},
+                                {"version", event.version},
+                                {"digest", HexEncode(event.digest)}});
+  }
+  Json registers = Json::array();
+  for (const auto& reg : evidence.registers) registers.push_back(HexEncode(reg));
+  return Json{{"version", evidence.version},
+              {"device_id", evidence.device_id},
+              {"rot", evidence.rot_backend},
+              {"nonce", HexEncode(evidence.nonce)},
+              {"manufacturer_chain", evidence.manufacturer_chain},
+              {"measurements", std::move(measurements)},
+              {"registers", std::move(registers)},
+              {"csr", evidence.csr}};
+}
+
+Expected<std::string> CreateSignedEvidence(rot::RootOfTrust& rot, std::span<const std::uint8_t> nonce,
+                                           const std::string& csr_pem) {
+  if (nonce.size() != kNonceBytes) {
+    return MakeError(ErrorCode::kInvalidArgument, "the challenge nonce must be " + std::to_string(kNonceBytes) +
+                                                      " bytes, got " + std::to_string(nonce.size()));
+  }
+  Evidence evidence;
+  evidence.device_id = rot.DeviceId();
+  evidence.rot_backend = std::string(rot.Backend());
+  evidence.nonce.assign(nonce.begin(), nonce.end());
+  // A device that was never certified still sends its evidence, with an
+  // empty chain: refusing it is the service's decision, and its verdict
+  // (not-genuine) is what the device's operator needs to see.
+  auto chain = rot.ManufacturerChain();
+  if (!chain && chain.error().code() != ErrorCode::kNotFound) return WrapError(chain.error(), "building evidence");
+  if (chain) {
+    for (const auto& cert : *chain) evidence.manufacturer_chain.push_back(cert.Pem());
+  }
+  evidence.measurements = rot.MeasurementLog();
+  evidence.registers = rot.ReadRegisters();
+  evidence.csr = csr_pem;
+
+  Json evidence_json = EvidenceToJson(evidence);
+  // Hold the device to the service's parser: evidence that would be refused
+  // fails here, with the field named, instead of as a 400 from the service.
+  if (auto checked = EvidenceFromJson(evidence_json, "evidence"); !checked) {
+    return WrapError(checked.error(), "building evidence");
+  }
+  CITADEL_TRY(auto canonical, CanonicalJson(evidence_json));
+  auto signature = rot.SignWithIdentity(crypto::Sha256(canonical));
+  if (!signature) return WrapError(signature.error(), "signing evidence");
+  Json body{{"evidence", std::move(evidence_json)}, {"signature", Base64Encode(*signature)}};
+  CITADEL_TRY(auto text, CanonicalJson(body));
+  if (text.size() > kMaxEvidenceBytes) {
+    return MakeError(ErrorCode::kTooLarge, "signed evidence is " + std::to_string(text.size()) +
+                                               " bytes; the limit is " + std::to_string(kMaxEvidenceBytes));
+  }
+  return text;
+}
+
+Expected<SignedEvidence> ParseSignedEvidence(std::string_view body) {
+  CITADEL_TRY(auto json, ParseBody(body, kMaxEvidenceBytes, "evidence body"));
+  CITADEL_TRY_VOID(ExpectObject(json, "", {"evidence", "signature"}, UnknownFields::kRefuse));
+  SignedEvidence signed_evidence;
+  CITADEL_TRY(const Json* evidence, Require(json, "", "evidence"));
+  CITADEL_TRY(signed_evidence.evidence, EvidenceFromJson(*evidence, "evidence"));
+
+  CITADEL_TRY(auto signature, RequiredString(json, "", "signature", kMaxSignatureBase64, /*allow_empty=*/false));
+  auto decoded = Base64Decode(signature);
+  if (!decoded || decoded->empty()) return FieldError("signature", "expected base64");
+  signed_evidence.signature = std::move(*decoded);
+
+  // The signature covers the canonical bytes of what the device sent. Every
+  // value was checked above (integers are small, no floats), so the parsed
+  // object re-canonicalises to exactly those bytes for an honest device.
+  CITADEL_TRY(signed_evidence.canonical_evidence, CanonicalJson(*evidence));
+  return signed_evidence;
+}
+
+bool VerifyEvidenceSignature(const SignedEvidence& evidence, const crypto::PublicKey& identity_key) {
+  if (evidence.canonical_evidence.empty() || evidence.signature.empty()) return false;
+  return identity_key.Verify(AsBytes(evidence.canonical_evidence), evidence.signature);
+}
+
+// --- Attestation result ---
+
+Json AttestationResultToJson(const AttestationResult& result) {
+  Json json{{"verdict", result.verdict}};
+  if (!result.device_id.empty()) json["device_id"] = result.device_id;
+  if (result.verdict == "accepted-unclaimed") {
+    json["retry_after_seconds"] = result.retry_after_seconds;
+  } else {
+    json["tenant_id"] = result.tenant_id;
+    json["certificate"] = result.certificate;
+    json["chain"] = result.chain;
+    json["expires_at"] = result.expires_at;
+  }
+  return json;
+}
+
+Expected<AttestationResult> ParseAttestationResult(std::string_view body) {
+  CITADEL_TRY(auto json, ParseBody(body, kMaxMessageBytes, "attestation result"));
+  CITADEL_TRY_VOID(ExpectObject(json, "", {}, UnknownFields::kIgnore));
+  AttestationResult result;
+  CITADEL_TRY(result.verdict, RequiredString(json, "", "verdict", 64, /*allow_empty=*/false));
+  CITADEL_TRY(result.device_id, OptionalString(json, "", "device_id", kMaxShortString));
+  if (result.verdict == "accepted-unclaimed") {
+    CITADEL_TRY(result.retry_after_seconds, RequiredInteger(json, "", "retry_after_seconds", 0, kMaxSafeInteger));
+    return result;
+  }
+  if (result.verdict != "accepted") {
+    return FieldError("verdict", "unknown verdict \"" + result.verdict + "\"");
+  }
+  CITADEL_TRY(result.tenant_id, RequiredString(json, "", "tenant_id", kMaxShortString, /*allow_empty=*/false));
+  CITADEL_TRY(result.certificate, RequiredString(json, "", "certificate", kMaxPemBytes, /*allow_empty=*/false));
+  CITADEL_TRY(result.chain, ReadPemArray(json, "", "chain", kMaxResultChain));
+  CITADEL_TRY(result.expires_at, RequiredString(json, "", "expires_at", 64, /*allow_empty=*/false));
+  if (!ParseRfc3339(result.expires_at)) return FieldError("expires_at", "expected an RFC 3339 time");
+  return result;
+}
+
+// --- Check-in ---
+
+Json CheckInToJson(const CheckIn& check_in) {
+  return Json{{"os_version", check_in.os_version},
+              {"runtime_version", check_in.runtime_version},
+              {"uptime_seconds", check_in.uptime_seconds},
+              {"free_memory_kb", check_in.free_memory_kb}};
+}
+
+Expected<CheckIn> ParseCheckIn(std::string_view body) {
+  CITADEL_TRY(auto json, ParseBody(body, kMaxMessageBytes, "check-in"));
+  CITADEL_TRY_VOID(ExpectObject(json, "", {"os_version", "runtime_version", "uptime_seconds", "free_memory_kb"},
+                                UnknownFields::kRefuse));
+  CheckIn check_in;
+  CITADEL_TRY(check_in.os_version, RequiredString(json, "", "os_version", 128, /*allow_empty=*/true));
+  CITADEL_TRY(check_in.runtime_version, RequiredString(json, "", "runtime_version", 128, /*allow_empty=*/true));
+  CITADEL_TRY(check_in.uptime_seconds, RequiredInteger(json, "", "uptime_seconds", 0, kMaxSafeInteger));
+  CITADEL_TRY(check_in.free_memory_kb, RequiredInteger(json, "", "free_memory_kb", 0, kMaxSafeInteger));
+  return check_in;
+}
+
+// --- Problem details ---
+
+Json ProblemToJson(const Problem& problem) {
+  return Json{{"type", problem.type}, {"title", problem.title}, {"status", problem.status}, {"detail", problem.detail}};
+}
+
+Expected<Problem> ParseProblem(std::string_view body) {
+  CITADEL_TRY(auto json, ParseBody(body, kMaxMessageBytes, "problem details"));
+  CITADEL_TRY_VOID(ExpectObject(json, "", {}, UnknownFields::kIgnore));
+  Problem problem;
+  CITADEL_TRY(problem.type, RequiredString(json, "", "type", kMaxShortString, /*allow_empty=*/false));
+  CITADEL_TRY(problem.title, OptionalString(json, "", "title", kMaxShortString * 4));
+  CITADEL_TRY(problem.detail, OptionalString(json, "", "detail", kMaxDetailBytes));
+  if (const Json* status = Find(json, "status"); status != nullptr) {
+    CITADEL_TRY(auto code, ReadInteger(*status, "status", 100, 599));
+    problem.status = static_cast<int>(code);
+  }
+  return problem;
+}
+
+std::string ProblemType(std::string_view name) { return "urn:citadel:problem:" + std::string(name); }
+
+}  // namespace citadel::protocol

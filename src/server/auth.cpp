@@ -1,0 +1,95 @@
+#include "server/auth.hpp"
+
+#include "server/data_dir.hpp"
+
+namespace citadel::server {
+namespace {
+
+int Rank(store::Role role) {
+  switch (role) {
+    case store::Role::kOperator: return 4;
+    case store::Role::kAdmin: return 3;
+    case store::Role::kContributor: return 2;
+    case store::Role::kReader: return 1;
+  }
+  return 0;
+}
+
+}  // namespace
+
+bool Caller::CanSeeTenant(std::string_view tenant) const { return IsOperator() || tenant_id == tenant; }
+
+bool Caller::Allows(std::string_view tenant, store::Role minimum) const {
+  return CanSeeTenant(tenant) && Rank(role) >= Rank(minimum);
+}
+
+Expected<Caller> AuthenticateToken(store::Store& store, const http::Request& request) {
+  std::string header = request.Header("authorization");
+  constexpr std::string_view kBearer = "Bearer ";
+  if (header.empty()) {
+    return MakeError(ErrorCode::kUnauthenticated, "missing Authorization header; send 'Authorization: Bearer <token>'");
+  }
+  if (!std::string_view(header).starts_with(kBearer) || header.size() > 512) {
+    return MakeError(ErrorCode::kUnauthenticated, "Authorization header must be 'Bearer <token>'");
+  }
+  std::string hash = HashApiToken(std::string_view(header).substr(kBearer.size()));
+  auto token = store.FindApiTokenByHash(hash);
+  if (!token) {
+    if (token.error().code() == ErrorCode::kNotFound) {
+      return MakeError(ErrorCode::kUnauthenticated, "the token is not valid");
+    }
+    return std::unexpected(token.error());
+  }
+  // The lookup is by hash; compare again in constant time so that no index
+  // behaviour can turn into a timing oracle on the stored value.
+  if (!crypto::ConstantTimeEqual(token->token_hash, hash) || token->revoked) {
+    return MakeError(ErrorCode::kUnauthenticated, "the token is not valid");
+  }
+  return Caller{token->id, token->tenant_id, token->role};
+}
+
+Expected<DeviceCaller> AuthenticateDevice(store::Store& store, TenantCaCache& authorities,
+                                          const http::Request& request, TimePoint now) {
+  if (request.peer_chain.empty()) {
+    return MakeError(ErrorCode::kUnauthenticated, "no client certificate; attest to obtain one");
+  }
+  const auto& leaf = request.peer_chain.front();
+  auto uris = leaf.UriSans();
+  if (uris.size() != 1) return MakeError(ErrorCode::kUnauthenticated, "not a Citadel device certificate");
+  auto parts = ParseDeviceUri(uris.front());
+  if (!parts) return MakeError(ErrorCode::kUnauthenticated, "not a Citadel device certificate");
+  auto authority = authorities.Get(parts->tenant_id);
+  if (!authority) {
+    if (authority.error().code() == ErrorCode::kNotFound) {
+      return MakeError(ErrorCode::kUnauthenticated, "certificate names an unknown tenant");
+    }
+    return std::unexpected(authority.error());
+  }
+  std::vector<crypto::Certificate> intermediates{(*authority)->issuing};
+  std::vector<crypto::Certificate> roots{(*authority)->root};
+  crypto::ChainVerification verification;
+  verification.purpose = crypto::ExtendedKeyUsage::kClientAuth;
+  verification.at = now;
+  if (auto verified = crypto::VerifyCertificateChain(leaf, intermediates, roots, verification); !verified) {
+    return MakeError(ErrorCode::kUnauthenticated, "device certificate rejected: " + verified.error().message());
+  }
+  auto serial = leaf.SerialHex();
+  auto issued = store.GetCertificate(serial);
+  if (!issued) {
+    if (issued.error().code() == ErrorCode::kNotFound) {
+      return MakeError(ErrorCode::kUnauthenticated, "device certificate unknown to this service");
+    }
+    return std::unexpected(issued.error());
+  }
+  if (issued->revoked || issued->device_id != parts->device_id || issued->tenant_id != parts->tenant_id) {
+    return MakeError(ErrorCode::kUnauthenticated, "device certificate revoked");
+  }
+  auto device = store.GetDevice(parts->device_id);
+  if (!device) return MakeError(ErrorCode::kUnauthenticated, "device unknown");
+  if (device->revoked || device->tenant_id != parts->tenant_id) {
+    return MakeError(ErrorCode::kUnauthenticated, "device is not claimed by the certificate's tenant");
+  }
+  return DeviceCaller{parts->device_id, parts->tenant_id, serial};
+}
+
+}  // namespace citadel::server

@@ -1,0 +1,112 @@
+#include "server/service.hpp"
+
+#include "common/log.hpp"
+
+namespace citadel::server {
+
+Expected<std::unique_ptr<Service>> Service::Create(const ServiceOptions& options) {
+  std::unique_ptr<Service> service(new Service());
+  service->options_ = options;
+
+  CITADEL_TRY(auto data_dir, DataDirectory::Open(options.data_dir));
+  service->data_dir_ = std::make_unique<DataDirectory>(std::move(data_dir));
+  auto master_key = service->data_dir_->LoadOrCreateMasterKey();
+  if (!master_key) return WrapError(master_key.error(), "master key");
+  service->master_key_ = std::move(*master_key);
+
+  auto identity = service->data_dir_->LoadOrCreateServiceIdentity(options.host_names);
+  if (!identity) return WrapError(identity.error(), "service TLS identity");
+  service->identity_ = std::make_unique<ServiceIdentity>(std::move(*identity));
+
+  std::string location = options.database.empty() ? service->data_dir_->DatabasePath().string() : options.database;
+  auto store = store::OpenStore(location);
+  if (!store) return WrapError(store.error(), "opening the store");
+  service->store_ = std::move(*store);
+  if (auto migrated = service->store_->Migrate(); !migrated) {
+    return WrapError(migrated.error(), "migrating the store schema");
+  }
+  CITADEL_TRY_VOID(service->data_dir_->EnsureOperatorToken(*service->store_));
+
+  auto manufacturer_cas = service->data_dir_->LoadManufacturerCas(options.manufacturer_ca_files);
+  if (!manufacturer_cas) return std::unexpected(manufacturer_cas.error());
+  if (manufacturer_cas->empty()) {
+    log::Warn("no manufacturer CA is trusted: every device will be refused as not genuine",
+              {{"dir", (options.data_dir / "manufacturer-cas").string()}});
+  }
+
+  service->authorities_ = std::make_unique<TenantCaCache>(*service->store_, service->master_key_);
+  AttestorOptions attestor_options;
+  attestor_options.manufacturer_cas = std::move(*manufacturer_cas);
+  attestor_options.certificate_lifetime = options.certificate_lifetime;
+  attestor_options.unclaimed_retry = options.unclaimed_retry;
+  service->attestor_ = std::make_unique<Attestor>(*service->store_, *service->authorities_, attestor_options);
+
+  ApiOptions api_options;
+  api_options.check_in_interval = options.check_in_interval;
+  service->api_context_ = std::make_unique<ApiContext>(ApiContext{
+      *service->store_, *service->authorities_, *service->attestor_, service->master_key_, api_options});
+  service->router_ = std::make_unique<http::Router>();
+  RegisterRoutes(*service->router_, *service->api_context_);
+
+  http::ServerOptions http_options;
+  http_options.address = options.listen_address;
+  http_options.port = options.port;
+  http_options.identity = {service->identity_->server_chain_pem, &service->identity_->server_key};
+  http_options.threads = options.threads;
+  const http::Router* router = service->router_.get();
+  auto http = http::Server::Create(http_options, [router](const http::Request& request) {
+    return router->Dispatch(request);
+  });
+  if (!http) return WrapError(http.error(), "HTTP server");
+  service->http_ = std::move(*http);
+  return service;
+}
+
+Service::~Service() {
+  Stop();
+  Wait();
+}
+
+Expected<void> Service::Start() {
+  auto started = http_->Start();
+  if (!started) {
+    return WrapError(started.error(), "listening on " + options_.listen_address + ":" + std::to_string(options_.port));
+  }
+  maintenance_ = std::thread([this] { RunMaintenance(); });
+  log::Info("citadel-server listening",
+            {{"address", options_.listen_address}, {"port", std::to_string(http_->port())},
+             {"store", store_->Backend()}, {"data", options_.data_dir.string()}});
+  return kOk;
+}
+
+std::uint16_t Service::port() const { return http_->port(); }
+
+void Service::Stop() {
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (http_) http_->Stop();
+}
+
+void Service::Wait() {
+  if (http_) http_->Wait();
+  if (maintenance_.joinable()) maintenance_.join();
+}
+
+// Purges expired nonces once a minute; sleeps on a condition variable so a
+// stop wakes it at once.
+void Service::RunMaintenance() {
+  std::unique_lock lock(mutex_);
+  while (!stopping_) {
+    lock.unlock();
+    auto purged = store_->PurgeExpiredNonces(ToUnixSeconds(Clock::now()));
+    if (!purged) log::Warn("nonce purge failed", {{"error", purged.error().message()}});
+    lock.lock();
+    wake_.wait_for(lock, std::chrono::minutes(1), [this] { return stopping_; });
+  }
+}
+
+}  // namespace citadel::server

@@ -1,0 +1,76 @@
+// citadel-server: wires the data directory, the store, the tenant CAs, the
+// attestor and the HTTP API together, and runs them until Stop().
+//
+// Lifecycle: Create() opens everything and fails fast with a message that
+// says what to fix; Start() binds; Stop() drains in-flight requests; Wait()
+// blocks until stopped.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/error.hpp"
+#include "http/http.hpp"
+#include "server/api.hpp"
+#include "server/attestation.hpp"
+#include "server/data_dir.hpp"
+#include "server/tenant_ca.hpp"
+#include "store/store.hpp"
+
+namespace citadel::server {
+
+struct ServiceOptions {
+  std::string listen_address = "127.0.0.1";
+  std::uint16_t port = 8443;
+  std::filesystem::path data_dir = "var/server";
+  std::string database;  // "postgresql://..." or empty for DATA/citadel.db
+  std::vector<std::filesystem::path> manufacturer_ca_files;
+  std::vector<std::string> host_names;
+  std::chrono::seconds certificate_lifetime{24 * 60 * 60};
+  std::chrono::seconds check_in_interval{300};
+  std::chrono::seconds unclaimed_retry{30};
+  int threads = 0;
+};
+
+class Service {
+ public:
+  static Expected<std::unique_ptr<Service>> Create(const ServiceOptions& options);
+  ~Service();
+
+  [[nodiscard]] Expected<void> Start();
+  std::uint16_t port() const;
+  void Stop();
+  void Wait();
+
+  store::Store& store() { return *store_; }
+  Attestor& attestor() { return *attestor_; }
+
+ private:
+  Service() = default;
+  void RunMaintenance();
+
+  ServiceOptions options_;
+  std::unique_ptr<DataDirectory> data_dir_;
+  crypto::SecretBytes master_key_;
+  std::unique_ptr<ServiceIdentity> identity_;
+  std::unique_ptr<store::Store> store_;
+  std::unique_ptr<TenantCaCache> authorities_;
+  std::unique_ptr<Attestor> attestor_;
+  std::unique_ptr<ApiContext> api_context_;
+  std::unique_ptr<http::Router> router_;
+  std::unique_ptr<http::Server> http_;
+
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool stopping_ = false;
+  std::thread maintenance_;
+};
+
+}  // namespace citadel::server

@@ -1,0 +1,718 @@
+#include "store/sql_store.hpp"
+
+#include <string>
+#include <type_traits>
+#include <utility>
+
+#include "common/time.hpp"
+#include "store/migrations.hpp"
+
+namespace citadel::store {
+namespace {
+
+// Serialises Migrate() across every replica sharing one PostgreSQL database
+// (an arbitrary constant: "citadel" in ASCII). SQLite needs no equivalent:
+// BEGIN IMMEDIATE already holds the database's single write lock.
+constexpr std::string_view kMigrationLockSql = "SELECT pg_advisory_xact_lock(109342199509100)";
+
+// Runs body with a pooled connection, as one autocommit statement sequence.
+template <typename Body>
+auto WithConnection(SqlConnectionPool& pool, Body&& body) -> std::invoke_result_t<Body, SqlConnection&> {
+  using Result = std::invoke_result_t<Body, SqlConnection&>;
+  auto lease = pool.Acquire();
+  if (!lease) return Result(std::unexpected(std::move(lease).error()));
+  return body(**lease);
+}
+
+// Runs body inside BEGIN ... COMMIT; any error (from body or COMMIT) rolls
+// back, so a call either fully happens or not at all.
+template <typename Body>
+auto InTransaction(SqlConnectionPool& pool, Body&& body) -> std::invoke_result_t<Body, SqlConnection&> {
+  using Result = std::invoke_result_t<Body, SqlConnection&>;
+  auto lease = pool.Acquire();
+  if (!lease) return Result(std::unexpected(std::move(lease).error()));
+  SqlConnection& connection = **lease;
+  if (auto begun = connection.Begin(); !begun) return Result(std::unexpected(std::move(begun).error()));
+  Result result = body(connection);
+  if (!result) {
+    // A failed rollback leaves the connection mid-transaction; the pool
+    // discards such connections on release.
+    (void)connection.Rollback();
+    return result;
+  }
+  if (auto committed = connection.Commit(); !committed) {
+    (void)connection.Rollback();
+    return Result(std::unexpected(std::move(committed).error()));
+  }
+  return result;
+}
+
+// Turns a driver error into one a caller can act on: unique and foreign-key
+// violations get the caller's wording, anything else gets `context` prepended.
+template <typename T>
+Expected<T> Explain(Expected<T> result, std::string_view context, std::string_view already_exists = {},
+                    std::string_view not_found = {}) {
+  if (result) return result;
+  const Error& error = result.error();
+  if (error.code() == ErrorCode::kAlreadyExists && !already_exists.empty()) {
+    return MakeError(ErrorCode::kAlreadyExists, std::string(already_exists));
+  }
+  if (error.code() == ErrorCode::kNotFound && !not_found.empty()) {
+    return MakeError(ErrorCode::kNotFound, std::string(not_found));
+  }
+  return WrapError(error, context);
+}
+
+Expected<void> RequireNonEmpty(std::string_view value, std::string_view what) {
+  if (value.empty()) return MakeError(ErrorCode::kInvalidArgument, std::string(what) + " must not be empty");
+  return kOk;
+}
+
+Expected<std::int64_t> CheckLimit(std::int64_t limit) {
+  if (limit <= 0) return MakeError(ErrorCode::kInvalidArgument, "limit must be positive");
+  return limit > kMaxListLimit ? kMaxListLimit : limit;
+}
+
+std::string Quoted(std::string_view text) { return "\"" + std::string(text) + "\""; }
+
+constexpr std::string_view kTenantColumns = "id, name, created_at";
+Tenant TenantFromRow(const SqlRow& row) { return Tenant{row.Text(0), row.Text(1), row.Int(2)}; }
+
+constexpr std::string_view kTokenColumns = "id, tenant_id, name, role, token_hash, created_at, revoked";
+Expected<ApiToken> TokenFromRow(const SqlRow& row) {
+  auto role = ParseRole(row.Text(3));
+  if (!role) return MakeError(ErrorCode::kInternal, "stored API token has an unknown role");
+  return ApiToken{row.Text(0), row.Text(1), row.Text(2), *role, row.Text(4), row.Int(5), row.Bool(6)};
+}
+
+constexpr std::string_view kProductColumns = "id, tenant_id, name, description, created_at";
+Product ProductFromRow(const SqlRow& row) {
+  return Product{row.Text(0), row.Text(1), row.Text(2), row.Text(3), row.Int(4)};
+}
+
+constexpr std::string_view kGroupColumns = "id, tenant_id, product_id, name, created_at";
+DeviceGroup GroupFromRow(const SqlRow& row) {
+  return DeviceGroup{row.Text(0), row.Text(1), row.Text(2), row.Text(3), row.Int(4)};
+}
+
+constexpr std::string_view kDeviceColumns =
+    "id, tenant_id, product_id, device_group_id, rot_backend, first_seen, last_seen, claimed_at, "
+    "last_attested_at, last_verdict, os_version, runtime_version, uptime_seconds, free_memory_kb, "
+    "certificate_serial, certificate_expires_at, revoked";
+Device DeviceFromRow(const SqlRow& row) {
+  Device device;
+  device.id = row.Text(0);
+  device.tenant_id = row.Text(1);
+  device.product_id = row.Text(2);
+  device.device_group_id = row.Text(3);
+  device.rot_backend = row.Text(4);
+  device.first_seen = row.Int(5);
+  device.last_seen = row.Int(6);
+  device.claimed_at = row.Int(7);
+  device.last_attested_at = row.Int(8);
+  device.last_verdict = row.Text(9);
+  device.os_version = row.Text(10);
+  device.runtime_version = row.Text(11);
+  device.uptime_seconds = row.Int(12);
+  device.free_memory_kb = row.Int(13);
+  device.certificate_serial = row.Text(14);
+  device.certificate_expires_at = row.Int(15);
+  device.revoked = row.Bool(16);
+  return device;
+}
+
+constexpr std::string_view kCertificateColumns = "serial_hex, device_id, tenant_id, not_after, issued_at, revoked";
+IssuedCertificate CertificateFromRow(const SqlRow& row) {
+  return IssuedCertificate{row.Text(0), row.Text(1), row.Text(2), row.Int(3), row.Int(4), row.Bool(5)};
+}
+
+constexpr std::string_view kPolicyColumns = "tenant_id, kind, value, created_at";
+PolicyRule PolicyFromRow(const SqlRow& row) { return PolicyRule{row.Text(0), row.Text(1), row.Text(2), row.Int(3)}; }
+
+constexpr std::string_view kAuditColumns = "id, event_time, tenant_id, actor, action, target, details_json";
+AuditEvent AuditFromRow(const SqlRow& row) {
+  return AuditEvent{row.Int(0), row.Int(1), row.Text(2), row.Text(3), row.Text(4), row.Text(5), row.Text(6)};
+}
+
+std::string Select(std::string_view columns, std::string_view rest) {
+  std::string sql = "SELECT ";
+  sql += columns;
+  sql += ' ';
+  sql += rest;
+  return sql;
+}
+
+// The value a row decoder produces, whether it returns T or Expected<T>.
+template <typename T>
+struct DecodedValue {
+  using Type = T;
+};
+template <typename T>
+struct DecodedValue<Expected<T>> {
+  using Type = T;
+};
+template <typename Decode>
+using Decoded = typename DecodedValue<std::invoke_result_t<Decode, const SqlRow&>>::Type;
+
+// Fetches the first row and decodes it, or kNotFound with `not_found`.
+template <typename Decode>
+Expected<Decoded<Decode>> FetchOne(SqlConnection& connection, std::string_view sql,
+                                   std::initializer_list<SqlValue> params, std::string_view not_found,
+                                   Decode decode) {
+  CITADEL_TRY(SqlResult result, connection.Execute(sql, params));
+  if (result.rows.empty()) return MakeError(ErrorCode::kNotFound, std::string(not_found));
+  return decode(result.rows.front());
+}
+
+template <typename Decode>
+Expected<std::vector<Decoded<Decode>>> FetchAll(SqlConnection& connection, std::string_view sql,
+                                                std::span<const SqlValue> params, Decode decode) {
+  CITADEL_TRY(SqlResult result, connection.Execute(sql, params));
+  std::vector<Decoded<Decode>> values;
+  values.reserve(result.rows.size());
+  for (const SqlRow& row : result.rows) {
+    if constexpr (std::is_same_v<Decoded<Decode>, std::invoke_result_t<Decode, const SqlRow&>>) {
+      values.push_back(decode(row));
+    } else {
+      CITADEL_TRY(auto value, decode(row));
+      values.push_back(std::move(value));
+    }
+  }
+  return values;
+}
+
+template <typename Decode>
+Expected<std::vector<Decoded<Decode>>> FetchAll(SqlConnection& connection, std::string_view sql,
+                                                std::initializer_list<SqlValue> params, Decode decode) {
+  return FetchAll(connection, sql, std::span<const SqlValue>(params.begin(), params.size()), decode);
+}
+
+// An attestation or check-in without a version keeps the one on record.
+constexpr std::string_view kLastSeenUpdate =
+    "last_seen = CASE WHEN last_seen < $2 THEN $2 ELSE last_seen END";
+
+}  // namespace
+
+SqlStore::SqlStore(std::unique_ptr<SqlConnectionPool> pool) : pool_(std::move(pool)) {}
+
+std::string_view SqlStore::Backend() const { return pool_->Backend(); }
+
+// ---------------------------------------------------------------- schema
+
+Expected<void> SqlStore::Migrate() {
+  auto migrated = InTransaction(*pool_, [](SqlConnection& connection) -> Expected<void> {
+    if (connection.Dialect() == SqlDialect::kPostgres) CITADEL_TRY_VOID(connection.Execute(kMigrationLockSql));
+    CITADEL_TRY_VOID(connection.ExecuteScript(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)"));
+    CITADEL_TRY(SqlResult current, connection.Execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations"));
+    const std::int64_t version = current.rows.empty() ? 0 : current.rows.front().Int(0);
+    if (version > LatestSchemaVersion()) {
+      return MakeError(ErrorCode::kFailedPrecondition,
+                       "database schema version " + std::to_string(version) +
+                           " is newer than this build supports (" + std::to_string(LatestSchemaVersion()) +
+                           "); upgrade citadel-server");
+    }
+    const std::string_view auto_id = connection.Dialect() == SqlDialect::kPostgres
+                                         ? "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
+                                         : "INTEGER PRIMARY KEY AUTOINCREMENT";
+    for (const Migration& migration : Migrations()) {
+      if (migration.version <= version) continue;
+      std::string script(migration.sql);
+      for (auto at = script.find(kAutoIdPrimaryKeyToken); at != std::string::npos;
+           at = script.find(kAutoIdPrimaryKeyToken, at)) {
+        script.replace(at, kAutoIdPrimaryKeyToken.size(), auto_id);
+      }
+      auto applied = connection.ExecuteScript(script);
+      if (!applied) return WrapError(applied.error(), "migration " + std::to_string(migration.version));
+      CITADEL_TRY_VOID(connection.Execute(
+          "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+          {migration.version, migration.name, ToUnixSeconds(Clock::now())}));
+    }
+    return kOk;
+  });
+  return Explain(std::move(migrated), "migrating the store schema");
+}
+
+Expected<int> SqlStore::SchemaVersion() {
+  auto version = WithConnection(*pool_, [](SqlConnection& connection) -> Expected<int> {
+    CITADEL_TRY(bool exists, connection.TableExists("schema_migrations"));
+    if (!exists) return 0;
+    CITADEL_TRY(SqlResult result, connection.Execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations"));
+    return result.rows.empty() ? 0 : static_cast<int>(result.rows.front().Int(0));
+  });
+  return Explain(std::move(version), "reading the schema version");
+}
+
+// ---------------------------------------------------------------- tenants
+
+Expected<void> SqlStore::CreateTenant(const Tenant& tenant, const TenantCa& ca) {
+  CITADEL_TRY_VOID(RequireNonEmpty(tenant.id, "tenant id"));
+  CITADEL_TRY_VOID(RequireNonEmpty(tenant.name, "tenant name"));
+  if (!ca.tenant_id.empty() && ca.tenant_id != tenant.id) {
+    return MakeError(ErrorCode::kInvalidArgument, "the CA belongs to a different tenant");
+  }
+  auto created = InTransaction(*pool_, [&](SqlConnection& connection) -> Expected<void> {
+    CITADEL_TRY_VOID(connection.Execute("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)",
+                                        {tenant.id, tenant.name, tenant.created_at}));
+    CITADEL_TRY_VOID(connection.Execute(
+        "INSERT INTO tenant_cas (tenant_id, root_certificate_pem, issuing_certificate_pem, sealed_root_key, "
+        "sealed_issuing_key) VALUES ($1, $2, $3, $4, $5)",
+        {tenant.id, ca.root_certificate_pem, ca.issuing_certificate_pem, ca.sealed_root_key,
+         ca.sealed_issuing_key}));
+    return kOk;
+  });
+  return Explain(std::move(created), "creating tenant " + Quoted(tenant.id),
+                 "tenant " + Quoted(tenant.id) + " already exists");
+}
+
+Expected<Tenant> SqlStore::GetTenant(std::string_view id) {
+  auto tenant = WithConnection(*pool_, [&](SqlConnection& connection) {
+    return FetchOne(connection, Select(kTenantColumns, "FROM tenants WHERE id = $1"), {id},
+                    "tenant " + Quoted(id) + " not found", TenantFromRow);
+  });
+  return Explain(std::move(tenant), "reading tenant " + Quoted(id));
+}
+
+Expected<std::vector<Tenant>> SqlStore::ListTenants() {
+  auto tenants = WithConnection(*pool_, [&](SqlConnection& connection) {
+    return FetchAll(connection, Select(kTenantColumns, "FROM tenants ORDER BY created_at, id"), {},
+                    TenantFromRow);
+  });
+  return Explain(std::move(tenants), "listing tenants");
+}
+
+Expected<TenantCa> SqlStore::GetTenantCa(std::string_view tenant_id) {
+  auto ca = WithConnection(*pool_, [&](SqlConnection& connection) {
+    return FetchOne(connection,
+                    "SELECT tenant_id, root_certificate_pem, issuing_certificate_pem, sealed_root_key, "
+                    "sealed_issuing_key FROM tenant_cas WHERE tenant_id = $1",
+                    {tenant_id}, "CA of tenant " + Quoted(tenant_id) + " not found", [](const SqlRow& row) {
+                      return TenantCa{row.Text(0), row.Text(1), row.Text(2), row.Text(3), row.Text(4)};
+                    });
+  });
+  return Explain(std::move(ca), "reading the CA of tenant " + Quoted(tenant_id));
+}
+
+// ---------------------------------------------------------------- API tokens
+
+Expected<void> SqlStore::CreateApiToken(const ApiToken& token) {
+  CITADEL_TRY_VOID(RequireNonEmpty(token.id, "API token id"));
+  CITADEL_TRY_VOID(RequireNonEmpty(token.token_hash, "API token hash"));
+  auto created = WithConnection(*pool_, [&](SqlConnection& connection) -> Expected<void> {
+    CITADEL_TRY_VOID(connection.Execute(
+        "INSERT INTO api_tokens (id, tenant_id, name, role, token_hash, created_at, revoked) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        {token.id, SqlValue::TextOrNull(token.tenant_id), token.name, RoleName(token.role), token.token_hash,
+         token.created_at, token.revoked}));
+    return kOk;
+  });
+  // The message must not echo the hash: it identifies a live credential.
+  return Explain(std::move(created), "creating API token " + Quoted(token.id),
+                 "an API token with that id or hash already exists",
+                 "tenant " + Quoted(token.tenant_id) + " not found");
+}
+
+Expected<ApiToken> SqlStore::FindApiTokenByHash(std::string_view token_hash) {
+  auto token = WithConnection(*pool_, [&](SqlConnection& connection) {
+    return FetchOne(connection, Select(kTokenColumns, "FROM api_tokens WHERE token_hash = $1"), {token_hash},
+                    "no API token has that hash", TokenFromRow);
+  });
+  return Explain(std::move(token), "looking up an API token");
+}
+
+Expected<std::vector<ApiToken>> SqlStore::ListApiTokens(std::string_view tenant_id) {
+  auto tokens = WithConnection(*pool_, [&](SqlConnection& connection) {
+    // The operator's tokens have no tenant (NULL); two queries so that both
+    // cases use the (tenant_id, created_at, id) index.
+    return tenant_id.empty()
+               ? FetchAll(connection,
+                          Select(kTokenColumns, "FROM api_tokens WHERE tenant_id IS NULL ORDER BY created_at, id"),
+                          {}, TokenFromRow)
+               : FetchAll(connection,
+                          Select(kTokenColumns, "FROM api_tokens WHERE tenant_id = $1 ORDER BY created_at, id"),
+                          {tenant_id}, TokenFromRow);
+  });
+  return Explain(std::move(tokens), "listing API tokens");
+}
+
+Expected<void> SqlStore::RevokeApiToken(std::string_view tenant_id, std::string_view token_id) {
+  auto revoked = WithConnection(*pool_, [&](SqlConnection& connection) -> Expected<void> {
+    CITADEL_TRY(SqlResult result,
+                tenant_id.empty()
+                    ? connection.Execute("UPDATE api_tokens SET revoked = 1 WHERE id = $1 AND tenant_id IS NULL",
+                                         {token_id})
+                    : connection.Execute("UPDATE api_tokens SET revoked = 1 WHERE id = $1 AND tenant_id = $2",
+                                         {token_id, tenant_id}));
+    if (result.rows_affected == 0) {
+      return MakeError(ErrorCode::kNotFound, "API token " + Quoted(token_id) + " not found");
+    }
+    return kOk;
+  });
+  return Explain(std::move(revoked), "revoking API token " + Quoted(token_id));
+}
+
+// ---------------------------------------------------------------- products and groups
+
+Expected<void> SqlStore::CreateProduct(const Product& product, const std::vector<DeviceGroup>& default_groups) {
+  CITADEL_TRY_VOID(RequireNonEmpty(product.id, "product id"));
+  CITADEL_TRY_VOID(RequireNonEmpty(product.tenant_id, "tenant id"));
+  CITADEL_TRY_VOID(RequireNonEmpty(product.name, "product name"));
+  for (const DeviceGroup& group : default_groups) {
+    CITADEL_TRY_VOID(RequireNonEmpty(group.id, "device group id"));
+    if (group.tenant_id != product.tenant_id || group.product_id != product.id) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "default device group " + Quoted(group.id) + " does not belong to the new product");
+    }
+  }
+  auto created = InTransaction(*pool_, [&](SqlConnection& connection) -> Expected<void> {
+    CITADEL_TRY_VOID(connection.Execute(
+        "INSERT INTO products (id, tenant_id, name, description, created_at) VALUES ($1, $2, $3, $4, $5)",
+        {product.id, product.tenant_id, product.name, product.description, product.created_at}));
+    for (const DeviceGroup& group : default_groups) {
+      CITADEL_TRY_VOID(connection.Execute(
+          "INSERT INTO device_groups (id, tenant_id, product_id, name, created_at) VALUES ($1, $2, $3, $4, $5)",
+          {group.id, group.tenant_id, group.product_id, group.name, group.created_at}));
+    }
+    return kOk;
+  });
+  return Explain(std::move(created), "creating product " + Quoted(product.id),
+                 "a product or device group with that id or name already exists",
+                 "tenant " + Quoted(product.tenant_id) + " not found");
+}
+
+Expected<Product> SqlStore::GetProduct(std::string_view tenant_id, std::string_view product_id) {
+  auto product = WithConnection(*pool_, [&](SqlConnection& connection) {
+    return FetchOne(connection, Select(kProductColumns, "FROM products WHERE tenant_id = $1 AND id = $2"),
+                    {tenant_id, product_id}, "product " + Quoted(product_id) + " not found", ProductFromRow);
+  });
+  return Explain(std::move(product), "reading product " + Quoted(product_id));
+}
+
+Expected<std::vector<Product>> SqlStore::ListProducts(std::string_view tenant_id) {
+  auto products = WithConnection(*pool_, [&](SqlConnection& connection) {
+    return FetchAll(connection, Select(kProductColumns, "FROM products WHERE tenant_id = $1 ORDER BY created_at, id"),
+                    {tenant_id}, ProductFromRow);
+  });
+  return Explain(std::move(products), "listing products");
+}
+
+Expected<void> SqlStore::CreateDeviceGroup(const DeviceGroup& group) {
+  CITADEL_TRY_VOID(RequireNonEmpty(group.id, "device group id"));
+  CITADEL_TRY_VOID(RequireNonEmpty(group.tenant_id, "tenant id"));
+  CITADEL_TRY_VOID(RequireNonEmpty(group.product_id, "product id"));
+  CITADEL_TRY_VOID(RequireNonEmpty(group.name, "device group name"));
+  auto created = WithConnection(*pool_, [&](SqlConnection& connection) -> Expected<void> {
+    CITADEL_TRY_VOID(connection.Execute(
+        "INSERT INTO device_groups (id, tenant_id, product_id, name, created_at) VALUES ($1, $2, $3, $4, $5)",
+        {group.id, group.tenant_id, group.product_id, group.name, group.created_at}));
+    return kOk;
+  });
+  return Explain(std::move(created), "creating device group " + Quoted(group.id),
+                 "a device group with that id, or that name in the product, already exists",
+                 "product " + Quoted(group.product_id) + " not found");
+}
+
+Expected<DeviceGroup> SqlStore::GetDeviceGroup(std::string_view tenant_id, std::string_view group_id) {
+  auto group = WithConnection(*pool_, [&](SqlConnection& connection) {
+    return FetchOne(connection, Select(kGroupColumns, "FROM device_groups WHERE tenant_id = $1 AND id = $2"),
+                    {tenant_id, group_id}, "device group " + Quoted(group_id) + " not found", GroupFromRow);
+  });
+  return Explain(std::move(group), "reading device group " + Quoted(group_id));
+}
+
+Expected<std::vector<DeviceGroup>> SqlStore::ListDeviceGroups(std::string_view tenant_id,
+                                                              std::string_view product_id) {
+  auto groups = WithConnection(*pool_, [&](SqlConnection& connection) {
+    return product_id.empty()
+               ? FetchAll(connection,
+                          Select(kGroupColumns, "FROM device_groups WHERE tenant_id = $1 ORDER BY created_at, id"),
+                          {tenant_id}, GroupFromRow)
+               : FetchAll(connection,
+                          Select(kGroupColumns,
+                                 "FROM device_groups WHERE tenant_id = $1 AND product_id = $2 ORDER BY created_at, id"),
+                          {tenant_id, product_id}, GroupFromRow);
+  });
+  return Explain(std::move(groups), "listing device groups");
+}
+
+// ---------------------------------------------------------------- devices
+
+Expected<void> SqlStore::RecordDeviceSeen(std::string_view device_id, std::string_view rot_backend,
+                                          std::int64_t now) {
+  CITADEL_TRY_VOID(RequireNonEmpty(device_id, "device id"));
+  CITADEL_TRY_VOID(RequireNonEmpty(rot_backend, "root-of-trust backend"));
+  auto recorded = WithConnection(*pool_, [&](SqlConnection& connection) -> Expected<void> {
+    CITADEL_TRY_VOID(connection.Execute(
+        "INSERT INTO devices (id, rot_backend, first_seen, last_seen) VALUES ($1, $2, $3, $3) "
+        "ON CONFLICT (id) DO UPDATE SET last_seen = CASE WHEN excluded.last_seen > devices.last_seen "
+        "THEN excluded.last_seen ELSE devices.last_seen END",
+        {device_id, rot_backend, now}));
+    return kOk;
+  });
+  return Explain(std::move(recorded), "recording device " + Quoted(device_id));
+}
+
+Expected<void> SqlStore::ClaimDevice(std::string_view device_id, std::string_view tenant_id,
+                                     std::string_view product_id, std::string_view group_id, std::int64_t now) {
+  CITADEL_TRY_VOID(RequireNonEmpty(device_id, "device id"));
+  CITADEL_TRY_VOID(RequireNonEmpty(tenant_id, "tenant id"));
+  CITADEL_TRY_VOID(RequireNonEmpty(product_id, "product id"));
+  CITADEL_TRY_VOID(RequireNonEmpty(group_id, "device group id"));
+  auto claimed = InTransaction(*pool_, [&](SqlConnection& connection) -> Expected<void> {
+    CITADEL_TRY(SqlResult group,
+                connection.Execute("SELECT id FROM device_groups WHERE id = $1 AND tenant_id = $2 AND product_id = $3",
+                                   {group_id, tenant_id, product_id}));
+    if (group.rows.empty()) {
+      return MakeError(ErrorCode::kNotFound,
+                       "device group " + Quoted(group_id) + " of product " + Quoted(product_id) + " not found");
+    }
+    // The claim itself: one conditional UPDATE, so of any number of racing
+    // callers (on any number of replicas) exactly one changes the row.
+    CITADEL_TRY(SqlResult update,
+                connection.Execute("UPDATE devices SET tenant_id = $2, product_id = $3, device_group_id = $4, "
+                                   "claimed_at = $5 WHERE id = $1 AND tenant_id IS NULL",
+                                   {device_id, tenant_id, product_id, group_id, now}));
+    if (update.rows_affected == 1) return kOk;
+    CITADEL_TRY(SqlResult holder, connection.Execute("SELECT tenant_id FROM devices WHERE id = $1", {device_id}));
+    if (holder.rows.empty()) {
+      return MakeError(ErrorCode::kNotFound, "device " + Quoted(device_id) +
+                                                 " has never contacted the service; power it on and connect it first");
+    }
+    if (holder.rows.front().Text(0) == tenant_id) {
+      return MakeError(ErrorCode::kAlreadyExists, "device " + Quoted(device_id) + " is already claimed by this tenant");
+    }
+    // SECURITY: never name the other tenant.
+    return MakeError(ErrorCode::kConflict, "device " + Quoted(device_id) + " is claimed by another tenant");
+  });
+  if (!claimed && (claimed.error().code() == ErrorCode::kNotFound || claimed.error().code() == ErrorCode::kConflict ||
+                   claimed.error().code() == ErrorCode::kAlreadyExists)) {
+    return claimed;
+  }
+  return Explain(std::move(claimed), "claiming device " + Quoted(device_id));
+}
+
+Expected<Device> SqlStore::GetDevice(std::string_view device_id) {
+  auto device = WithConnection(*pool_, [&](SqlConnection& connection) {
+    return FetchOne(connection, Select(kDeviceColumns, "FROM devices WHERE id = $1"), {device_id},
+                    "device " + Quoted(device_id) + " not found", DeviceFromRow);
+  });
+  return Explain(std::move(device), "reading device " + Quoted(device_id));
+}
+
+Expected<std::vector<Device>> SqlStore::ListDevices(const DeviceFilter& filter) {
+  CITADEL_TRY_VOID(RequireNonEmpty(filter.tenant_id, "tenant id"));
+  CITADEL_TRY(std::int64_t limit, CheckLimit(filter.limit));
+  // Only placeholders are appended to the SQL; every value is a parameter.
+  // Each filter combination matches one index prefix, ordered by id.
+  std::string sql = Select(kDeviceColumns, "FROM devices WHERE tenant_id = $1 AND id > $2");
+  std::vector<SqlValue> params = {SqlValue(filter.tenant_id), SqlValue(filter.after_id)};
+  if (!filter.device_group_id.empty()) {
+    params.emplace_back(filter.device_group_id);
+    sql += " AND device_group_id = $" + std::to_string(params.size());
+  }
+  if (!filter.os_version.empty()) {
+    params.emplace_back(filter.os_version);
+    sql += " AND os_version = $" + std::to_string(params.size());
+  }
+  params.emplace_back(limit);
+  sql += " ORDER BY id LIMIT $" + std::to_string(params.size());
+  auto devices = WithConnection(*pool_, [&](SqlConnection& connection) {
+    return FetchAll(connection, sql, params, DeviceFromRow);
+  });
+  return Explain(std::move(devices), "listing devices");
+}
+
+Expected<void> SqlStore::RecordAttestation(std::string_view device_id, std::string_view verdict,
+                                           std::string_view os_version, std::int64_t now) {
+  CITADEL_TRY_VOID(RequireNonEmpty(verdict, "verdict"));
+  auto recorded = WithConnection(*pool_, [&](SqlConnection& connection) -> Expected<void> {
+    CITADEL_TRY(SqlResult result,
+                connection.Execute("UPDATE devices SET last_attested_at = $2, last_verdict = $3, "
+                                   "os_version = CASE WHEN $4 = '' THEN os_version ELSE $4 END, " +
+                                       std::string(kLastSeenUpdate) + " WHERE id = $1",
+                                   {device_id, now, verdict, os_version}));
+    if (result.rows_affected == 0) return MakeError(ErrorCode::kNotFound, "device " + Quoted(device_id) + " not found");
+    return kOk;
+  });
+  return Explain(std::move(recorded), "recording the attestation of device " + Quoted(device_id));
+}
+
+Expected<void> SqlStore::RecordCheckIn(std::string_view device_id, std::string_view os_version,
+                                       std::string_view runtime_version, std::int64_t uptime_seconds,
+                                       std::int64_t free_memory_kb, std::int64_t now) {
+  auto recorded = WithConnection(*pool_, [&](SqlConnection& connection) -> Expected<void> {
+    CITADEL_TRY(SqlResult result,
+                connection.Execute("UPDATE devices SET "
+                                   "os_version = CASE WHEN $3 = '' THEN os_version ELSE $3 END, "
+                                   "runtime_version = CASE WHEN $4 = '' THEN runtime_version ELSE $4 END, "
+                                   "uptime_seconds = $5, free_memory_kb = $6, " +
+                                       std::string(kLastSeenUpdate) + " WHERE id = $1",
+                                   {device_id, now, os_version, runtime_version, uptime_seconds, free_memory_kb}));
+    if (result.rows_affected == 0) return MakeError(ErrorCode::kNotFound, "device " + Quoted(device_id) + " not found");
+    return kOk;
+  });
+  return Explain(std::move(recorded), "recording the check-in of device " + Quoted(device_id));
+}
+
+// ---------------------------------------------------------------- nonces
+
+Expected<void> SqlStore::CreateNonce(std::string_view nonce_hash, std::int64_t expires_at) {
+  CITADEL_TRY_VOID(RequireNonEmpty(nonce_hash, "nonce hash"));
+  auto created = WithConnection(*pool_, [&](SqlConnection& connection) -> Expected<void> {
+    CITADEL_TRY_VOID(connection.Execute("INSERT INTO nonces (hash, expires_at, used) VALUES ($1, $2, 0)",
+                                        {nonce_hash, expires_at}));
+    return kOk;
+  });
+  return Explain(std::move(created), "creating a nonce", "that nonce already exists");
+}
+
+Expected<NonceResult> SqlStore::ConsumeNonce(std::string_view nonce_hash, std::int64_t now) {
+  auto consumed = WithConnection(*pool_, [&](SqlConnection& connection) -> Expected<NonceResult> {
+    // One conditional UPDATE: the database lets exactly one caller flip
+    // used from 0 to 1, however many race.
+    CITADEL_TRY(SqlResult update,
+                connection.Execute("UPDATE nonces SET used = 1 WHERE hash = $1 AND used = 0 AND expires_at > $2",
+                                   {nonce_hash, now}));
+    if (update.rows_affected == 1) return NonceResult::kConsumed;
+    // Lost, or never valid: only the explanation is read here, nothing is
+    // granted on it.
+    CITADEL_TRY(SqlResult row, connection.Execute("SELECT used, expires_at FROM nonces WHERE hash = $1", {nonce_hash}));
+    if (row.rows.empty() || row.rows.front().Bool(0)) return NonceResult::kUnknownOrUsed;
+    return row.rows.front().Int(1) <= now ? NonceResult::kExpired : NonceResult::kUnknownOrUsed;
+  });
+  return Explain(std::move(consumed), "consuming a nonce");
+}
+
+Expected<std::int64_t> SqlStore::PurgeExpiredNonces(std::int64_t before) {
+  auto purged = WithConnection(*pool_, [&](SqlConnection& connection) -> Expected<std::int64_t> {
+    CITADEL_TRY(SqlResult result, connection.Execute("DELETE FROM nonces WHERE expires_at < $1", {before}));
+    return result.rows_affected;
+  });
+  return Explain(std::move(purged), "purging expired nonces");
+}
+
+// ---------------------------------------------------------------- certificates
+
+Expected<void> SqlStore::RecordCertificate(const IssuedCertificate& certificate) {
+  CITADEL_TRY_VOID(RequireNonEmpty(certificate.serial_hex, "certificate serial"));
+  CITADEL_TRY_VOID(RequireNonEmpty(certificate.device_id, "device id"));
+  CITADEL_TRY_VOID(RequireNonEmpty(certificate.tenant_id, "tenant id"));
+  auto recorded = InTransaction(*pool_, [&](SqlConnection& connection) -> Expected<void> {
+    CITADEL_TRY_VOID(connection.Execute(
+        "INSERT INTO certificates (serial_hex, device_id, tenant_id, not_after, issued_at, revoked) "
+        "VALUES ($1, $2, $3, $4, $5, $6)",
+        {certificate.serial_hex, certificate.device_id, certificate.tenant_id, certificate.not_after,
+         certificate.issued_at, certificate.revoked}));
+    // A device certificate chains to its tenant's CA, so the device must be
+    // that tenant's.
+    CITADEL_TRY(SqlResult update,
+                connection.Execute("UPDATE devices SET certificate_serial = $1, certificate_expires_at = $2, "
+                                   "revoked = $3 WHERE id = $4 AND tenant_id = $5",
+                                   {certificate.serial_hex, certificate.not_after, certificate.revoked,
+                                    certificate.device_id, certificate.tenant_id}));
+    if (update.rows_affected == 0) {
+      return MakeError(ErrorCode::kFailedPrecondition,
+                       "device " + Quoted(certificate.device_id) + " is not claimed by the certificate's tenant");
+    }
+    return kOk;
+  });
+  return Explain(std::move(recorded), "recording certificate " + certificate.serial_hex,
+                 "certificate " + certificate.serial_hex + " already exists",
+                 "device " + Quoted(certificate.device_id) + " or tenant " + Quoted(certificate.tenant_id) +
+                     " not found");
+}
+
+Expected<IssuedCertificate> SqlStore::GetCertificate(std::string_view serial_hex) {
+  auto certificate = WithConnection(*pool_, [&](SqlConnection& connection) {
+    return FetchOne(connection, Select(kCertificateColumns, "FROM certificates WHERE serial_hex = $1"),
+                    {serial_hex}, "certificate " + std::string(serial_hex) + " not found", CertificateFromRow);
+  });
+  return Explain(std::move(certificate), "reading certificate " + std::string(serial_hex));
+}
+
+Expected<void> SqlStore::RevokeCertificate(std::string_view serial_hex) {
+  auto revoked = InTransaction(*pool_, [&](SqlConnection& connection) -> Expected<void> {
+    CITADEL_TRY(SqlResult update,
+                connection.Execute("UPDATE certificates SET revoked = 1 WHERE serial_hex = $1", {serial_hex}));
+    if (update.rows_affected == 0) {
+      return MakeError(ErrorCode::kNotFound, "certificate " + std::string(serial_hex) + " not found");
+    }
+    // Device.revoked describes the device's current certificate; an older
+    // certificate's revocation leaves it alone.
+    CITADEL_TRY_VOID(connection.Execute(
+        "UPDATE devices SET revoked = 1 "
+        "WHERE id = (SELECT device_id FROM certificates WHERE serial_hex = $1) AND certificate_serial = $1",
+        {serial_hex}));
+    return kOk;
+  });
+  return Explain(std::move(revoked), "revoking certificate " + std::string(serial_hex));
+}
+
+// ---------------------------------------------------------------- policy
+
+Expected<void> SqlStore::AddPolicyRule(const PolicyRule& rule) {
+  CITADEL_TRY_VOID(RequireNonEmpty(rule.tenant_id, "tenant id"));
+  CITADEL_TRY_VOID(RequireNonEmpty(rule.kind, "policy rule kind"));
+  CITADEL_TRY_VOID(RequireNonEmpty(rule.value, "policy rule value"));
+  auto added = WithConnection(*pool_, [&](SqlConnection& connection) -> Expected<void> {
+    CITADEL_TRY_VOID(
+        connection.Execute("INSERT INTO policy_rules (tenant_id, kind, value, created_at) VALUES ($1, $2, $3, $4)",
+                           {rule.tenant_id, rule.kind, rule.value, rule.created_at}));
+    return kOk;
+  });
+  return Explain(std::move(added), "adding a policy rule",
+                 "policy rule " + rule.kind + " " + Quoted(rule.value) + " already exists",
+                 "tenant " + Quoted(rule.tenant_id) + " not found");
+}
+
+Expected<void> SqlStore::RemovePolicyRule(std::string_view tenant_id, std::string_view kind,
+                                          std::string_view value) {
+  auto removed = WithConnection(*pool_, [&](SqlConnection& connection) -> Expected<void> {
+    CITADEL_TRY(SqlResult result,
+                connection.Execute("DELETE FROM policy_rules WHERE tenant_id = $1 AND kind = $2 AND value = $3",
+                                   {tenant_id, kind, value}));
+    if (result.rows_affected == 0) {
+      return MakeError(ErrorCode::kNotFound,
+                       "policy rule " + std::string(kind) + " " + Quoted(value) + " not found");
+    }
+    return kOk;
+  });
+  return Explain(std::move(removed), "removing a policy rule");
+}
+
+Expected<std::vector<PolicyRule>> SqlStore::ListPolicyRules(std::string_view tenant_id) {
+  auto rules = WithConnection(*pool_, [&](SqlConnection& connection) {
+    return FetchAll(connection, Select(kPolicyColumns, "FROM policy_rules WHERE tenant_id = $1 ORDER BY kind, value"),
+                    {tenant_id}, PolicyFromRow);
+  });
+  return Explain(std::move(rules), "listing policy rules");
+}
+
+// ---------------------------------------------------------------- audit
+
+Expected<void> SqlStore::AppendAudit(const AuditEvent& event) {
+  CITADEL_TRY_VOID(RequireNonEmpty(event.actor, "audit actor"));
+  CITADEL_TRY_VOID(RequireNonEmpty(event.action, "audit action"));
+  const std::string_view details = event.details_json.empty() ? std::string_view("{}") : event.details_json;
+  auto appended = WithConnection(*pool_, [&](SqlConnection& connection) -> Expected<void> {
+    CITADEL_TRY_VOID(connection.Execute(
+        "INSERT INTO audit_events (event_time, tenant_id, actor, action, target, details_json) "
+        "VALUES ($1, $2, $3, $4, $5, $6)",
+        {event.time, event.tenant_id, event.actor, event.action, event.target, details}));
+    return kOk;
+  });
+  return Explain(std::move(appended), "appending an audit event");
+}
+
+Expected<std::vector<AuditEvent>> SqlStore::ListAudit(std::string_view tenant_id, std::int64_t limit) {
+  CITADEL_TRY(std::int64_t bounded, CheckLimit(limit));
+  auto events = WithConnection(*pool_, [&](SqlConnection& connection) {
+    return FetchAll(connection,
+                    Select(kAuditColumns, "FROM audit_events WHERE tenant_id = $1 ORDER BY id DESC LIMIT $2"),
+                    {tenant_id, bounded}, AuditFromRow);
+  });
+  return Explain(std::move(events), "listing audit events");
+}
+
+}  // namespace citadel::store

@@ -1,0 +1,82 @@
+// Store implemented once in SQL over a SqlConnectionPool; the SQLite and
+// PostgreSQL backends only supply connections (sql_connection.hpp).
+//
+// Every method takes one connection from the pool for its duration and runs
+// as one transaction: a single statement in autocommit, or an explicit
+// BEGIN/COMMIT when it needs several. Invariants that two replicas could
+// race on (single-use nonces, claim-once) are single conditional UPDATEs,
+// so the database decides the one winner.
+//
+// Internal to citadel_store: callers use store.hpp and OpenStore().
+#pragma once
+
+#include <memory>
+
+#include "store/sql_connection.hpp"
+#include "store/store.hpp"
+
+namespace citadel::store {
+
+// Upper bound on the rows one List call returns; larger limits are clamped
+// (pages continue with DeviceFilter::after_id).
+inline constexpr std::int64_t kMaxListLimit = 1000;
+
+class SqlStore final : public Store {
+ public:
+  explicit SqlStore(std::unique_ptr<SqlConnectionPool> pool);
+
+  std::string_view Backend() const override;
+  Expected<void> Migrate() override;
+  Expected<int> SchemaVersion() override;
+
+  Expected<void> CreateTenant(const Tenant& tenant, const TenantCa& ca) override;
+  Expected<Tenant> GetTenant(std::string_view id) override;
+  Expected<std::vector<Tenant>> ListTenants() override;
+  Expected<TenantCa> GetTenantCa(std::string_view tenant_id) override;
+
+  Expected<void> CreateApiToken(const ApiToken& token) override;
+  Expected<ApiToken> FindApiTokenByHash(std::string_view token_hash) override;
+  Expected<std::vector<ApiToken>> ListApiTokens(std::string_view tenant_id) override;
+  Expected<void> RevokeApiToken(std::string_view tenant_id, std::string_view token_id) override;
+
+  Expected<void> CreateProduct(const Product& product, const std::vector<DeviceGroup>& default_groups) override;
+  Expected<Product> GetProduct(std::string_view tenant_id, std::string_view product_id) override;
+  Expected<std::vector<Product>> ListProducts(std::string_view tenant_id) override;
+  Expected<void> CreateDeviceGroup(const DeviceGroup& group) override;
+  Expected<DeviceGroup> GetDeviceGroup(std::string_view tenant_id, std::string_view group_id) override;
+  Expected<std::vector<DeviceGroup>> ListDeviceGroups(std::string_view tenant_id,
+                                                      std::string_view product_id) override;
+
+  Expected<void> RecordDeviceSeen(std::string_view device_id, std::string_view rot_backend,
+                                  std::int64_t now) override;
+  Expected<void> ClaimDevice(std::string_view device_id, std::string_view tenant_id, std::string_view product_id,
+                             std::string_view group_id, std::int64_t now) override;
+  Expected<Device> GetDevice(std::string_view device_id) override;
+  Expected<std::vector<Device>> ListDevices(const DeviceFilter& filter) override;
+  Expected<void> RecordAttestation(std::string_view device_id, std::string_view verdict,
+                                   std::string_view os_version, std::int64_t now) override;
+  Expected<void> RecordCheckIn(std::string_view device_id, std::string_view os_version,
+                               std::string_view runtime_version, std::int64_t uptime_seconds,
+                               std::int64_t free_memory_kb, std::int64_t now) override;
+
+  Expected<void> CreateNonce(std::string_view nonce_hash, std::int64_t expires_at) override;
+  Expected<NonceResult> ConsumeNonce(std::string_view nonce_hash, std::int64_t now) override;
+  Expected<std::int64_t> PurgeExpiredNonces(std::int64_t before) override;
+
+  Expected<void> RecordCertificate(const IssuedCertificate& certificate) override;
+  Expected<IssuedCertificate> GetCertificate(std::string_view serial_hex) override;
+  Expected<void> RevokeCertificate(std::string_view serial_hex) override;
+
+  Expected<void> AddPolicyRule(const PolicyRule& rule) override;
+  Expected<void> RemovePolicyRule(std::string_view tenant_id, std::string_view kind,
+                                  std::string_view value) override;
+  Expected<std::vector<PolicyRule>> ListPolicyRules(std::string_view tenant_id) override;
+
+  Expected<void> AppendAudit(const AuditEvent& event) override;
+  Expected<std::vector<AuditEvent>> ListAudit(std::string_view tenant_id, std::int64_t limit) override;
+
+ private:
+  std::unique_ptr<SqlConnectionPool> pool_;
+};
+
+}  // namespace citadel::store

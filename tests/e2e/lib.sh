@@ -1,0 +1,88 @@
+# Shared helpers for the end-to-end scripts. Sourced, not run.
+# Every process a test starts is on loopback and is killed on exit.
+set -euo pipefail
+
+BIN=${CITADEL_BIN_DIR:?CITADEL_BIN_DIR must point at the build's bin directory}
+WORK=$(mktemp -d /tmp/citadel-e2e.XXXXXX)
+export CITADEL_CONFIG="$WORK/cli/config.json"
+PIDS=()
+
+cleanup() {
+  local status=$?
+  for pid in "${PIDS[@]:-}"; do [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null || true; done
+  if [ $status -ne 0 ]; then
+    echo "---- logs (test failed with status $status) ----"
+    for f in "$WORK"/*.log; do [ -f "$f" ] && { echo "== $f"; tail -n 30 "$f"; }; done
+  fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+pass() { echo "ok: $*"; }
+json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# wait_until TIMEOUT_SECONDS DESCRIPTION COMMAND...: polls the condition.
+wait_until() {
+  local timeout=$1 what=$2; shift 2
+  local deadline=$((SECONDS + timeout))
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -lt $deadline ] || fail "timed out after ${timeout}s waiting for: $what"
+    sleep 0.2
+  done
+}
+
+SERVER_PORT=$(free_port)
+SERVER_URL="https://127.0.0.1:$SERVER_PORT"
+SERVER_DATA="$WORK/server"
+SERVER_PID=""
+
+make_manufacturer() {
+  "$BIN/citadel" manufacturer create-ca --dir "$WORK/manufacturer" --json >/dev/null
+}
+
+health() { curl -sf --cacert "$SERVER_DATA/service-ca.pem" "$SERVER_URL/v1/health"; }
+
+start_server() {
+  "$BIN/citadel-server" --listen "127.0.0.1:$SERVER_PORT" --data "$SERVER_DATA" \
+    --trust-manufacturer-ca "$WORK/manufacturer/manufacturer-ca.pem" "$@" >>"$WORK/server.log" 2>&1 &
+  SERVER_PID=$!
+  PIDS+=("$SERVER_PID")
+  wait_until 30 "citadel-server health" health
+}
+
+# Logs the CLI in as the operator, creates a tenant and a product, and logs
+# in as the tenant admin. Sets TENANT_ID, GROUP_ID, ADMIN_TOKEN.
+setup_tenant() {
+  "$BIN/citadel" login --server "$SERVER_URL" --token "$(cat "$SERVER_DATA/operator-token")" \
+    --ca "$SERVER_DATA/service-ca.pem" --json >/dev/null
+  local created
+  created=$("$BIN/citadel" tenant create "${1:-Acme}" --json)
+  TENANT_ID=$(json 'd["tenant"]["id"]' <<<"$created")
+  ADMIN_TOKEN=$(json 'd["admin_token"]["token"]' <<<"$created")
+  "$BIN/citadel" login --server "$SERVER_URL" --token "$ADMIN_TOKEN" --ca "$SERVER_DATA/service-ca.pem" --json >/dev/null
+  local product
+  product=$("$BIN/citadel" product create Thermostat --json)
+  GROUP_ID=$(json '[g["id"] for g in d["device_groups"] if g["name"]=="Development"][0]' <<<"$product")
+}
+
+device_dir() { echo "$WORK/devices/device-$1"; }
+device_id() { "$BIN/citadeld" id --state "$(device_dir "$1")"; }
+device_state() { json 'd.get("state","")' <"$(device_dir "$1")/status.json"; }
+device_field() { json "d.get(\"$2\",\"\")" <"$(device_dir "$1")/status.json"; }
+
+provision_device() {
+  "$BIN/citadeld" provision --state "$(device_dir "$1")" --manufacturer-ca "$WORK/manufacturer" >/dev/null
+}
+
+start_device() {
+  local n=$1; shift
+  "$BIN/citadeld" run --state "$(device_dir "$n")" --server "$SERVER_URL" \
+    --server-ca "$SERVER_DATA/service-ca.pem" --os-version 1.0.0 "$@" >>"$WORK/device-$n.log" 2>&1 &
+  PIDS+=($!)
+  eval "DEVICE_PID_$n=$!"
+}
+
+is_attested() { [ -f "$(device_dir "$1")/status.json" ] && [ "$(device_state "$1")" = attested ]; }
+claim() { "$BIN/citadel" device claim "$(device_id "$1")" --device-group "$GROUP_ID" --json >/dev/null; }

@@ -1,0 +1,425 @@
+#include "protocol/protocol.hpp"
+
+#include <cstdlib>
+#include <filesystem>
+#include <functional>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "rot/software/software_rot.hpp"
+
+namespace citadel::protocol {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+// A provisioned software device: identity key, manufacturer chain, a boot's
+// worth of measurements and a CSR for its TLS key.
+class EvidenceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string pattern = (fs::temp_directory_path() / "citadel-protocol-test-XXXXXX").string();
+    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
+    state_dir_ = pattern;
+    auto rot = rot::SoftwareRootOfTrust::Open(state_dir_);
+    ASSERT_TRUE(rot.has_value()) << rot.error().message();
+    rot_ = std::move(*rot);
+  }
+  void TearDown() override { fs::remove_all(state_dir_); }
+
+  void Provision() {
+    auto ca_key = crypto::PrivateKey::GenerateP256();
+    ASSERT_TRUE(ca_key.has_value());
+    crypto::CertificateSpec ca_spec;
+    ca_spec.common_name = "Test Manufacturer CA";
+    ca_spec.is_ca = true;
+    auto ca = crypto::IssueCertificate(ca_spec, ca_key->Public(), nullptr, *ca_key);
+    ASSERT_TRUE(ca.has_value()) << ca.error().message();
+    crypto::CertificateSpec leaf_spec;
+    leaf_spec.common_name = rot_->DeviceId();
+    auto leaf = crypto::IssueCertificate(leaf_spec, rot_->IdentityPublicKey(), &*ca, *ca_key);
+    ASSERT_TRUE(leaf.has_value()) << leaf.error().message();
+    ASSERT_TRUE(rot_->StoreManufacturerChain({*leaf, *ca}).has_value());
+
+    std::vector<rot::MeasurementEvent> events = {
+        {0, "os", "citadel-os", "1.0.0", crypto::Sha256("os image")},
+        {1, "runtime", "citadeld", "0.1.0", crypto::Sha256("citadeld")},
+        {2, "config", "device-config", "", crypto::Sha256("config")},
+        {3, "app", "com.example.thermostat", "1.0", crypto::Sha256("app image")},
+    };
+    for (const auto& event : events) ASSERT_TRUE(rot_->Extend(event).has_value());
+
+    auto csr = crypto::CertificateRequest::Create(rot_->TlsClientKey(), rot_->DeviceId());
+    ASSERT_TRUE(csr.has_value()) << csr.error().message();
+    csr_pem_ = csr->Pem();
+    nonce_ = crypto::RandomBytes(kNonceBytes);
+  }
+
+  std::string SignedBody() {
+    auto body = CreateSignedEvidence(*rot_, nonce_, csr_pem_);
+    EXPECT_TRUE(body.has_value()) << (body ? "" : body.error().message());
+    return body ? *body : std::string();
+  }
+
+  // The signed body as a JSON value, to be edited and re-serialised.
+  Json SignedJson() { return Json::parse(SignedBody()); }
+
+  static Error ParseError(const Json& body) {
+    auto parsed = ParseSignedEvidence(body.dump());
+    EXPECT_FALSE(parsed.has_value()) << body.dump();
+    return parsed ? Error(ErrorCode::kInternal, "parsed") : parsed.error();
+  }
+
+  fs::path state_dir_;
+  std::unique_ptr<rot::SoftwareRootOfTrust> rot_;
+  std::string csr_pem_;
+  Bytes nonce_;
+};
+
+TEST_F(EvidenceTest, RoundTripSignsAndVerifies) {
+  Provision();
+  std::string body = SignedBody();
+  auto parsed = ParseSignedEvidence(body);
+  ASSERT_TRUE(parsed.has_value()) << parsed.error().message();
+  EXPECT_TRUE(VerifyEvidenceSignature(*parsed, rot_->IdentityPublicKey()));
+  EXPECT_FALSE(VerifyEvidenceSignature(*parsed, rot_->TlsClientKey().Public()));
+
+  const Evidence& evidence = parsed->evidence;
+  EXPECT_EQ(evidence.version, kEvidenceVersion);
+  EXPECT_EQ(evidence.device_id, rot_->DeviceId());
+  EXPECT_EQ(evidence.rot_backend, "software");
+  EXPECT_EQ(evidence.nonce, nonce_);
+  ASSERT_EQ(evidence.manufacturer_chain.size(), 2u);
+  auto leaf = crypto::Certificate::FromPem(evidence.manufacturer_chain[0]);
+  ASSERT_TRUE(leaf.has_value());
+  EXPECT_TRUE(leaf->SubjectPublicKey() == rot_->IdentityPublicKey());
+  EXPECT_EQ(evidence.registers, rot_->ReadRegisters());
+  EXPECT_EQ(rot::ReplayLog(evidence.measurements), evidence.registers);
+  ASSERT_EQ(evidence.measurements.size(), 4u);
+  EXPECT_EQ(evidence.measurements[2].name, "device-config");
+  EXPECT_EQ(evidence.measurements[2].version, "");
+  EXPECT_EQ(evidence.measurements[3].register_index, 3u);
+  EXPECT_EQ(evidence.measurements[3].digest, crypto::Sha256("app image"));
+  EXPECT_EQ(evidence.csr, csr_pem_);
+
+  // The signed bytes are the canonical JSON of the evidence member.
+  EXPECT_EQ(parsed->canonical_evidence, CanonicalJson(EvidenceToJson(evidence)).value());
+  EXPECT_EQ(parsed->canonical_evidence, CanonicalJson(Json::parse(body)["evidence"]).value());
+}
+
+TEST_F(EvidenceTest, NonCanonicalSpellingOfTheSameEvidenceStillVerifies) {
+  Provision();
+  std::string pretty = Json::parse(SignedBody()).dump(2);
+  auto parsed = ParseSignedEvidence(pretty);
+  ASSERT_TRUE(parsed.has_value()) << parsed.error().message();
+  EXPECT_TRUE(VerifyEvidenceSignature(*parsed, rot_->IdentityPublicKey()));
+}
+
+TEST_F(EvidenceTest, FlippingAnyMeasurementDigestCharacterBreaksTheSignature) {
+  Provision();
+  std::string body = SignedBody();
+  int checked = 0;
+  for (const auto& event : rot_->MeasurementLog()) {
+    std::string hex = HexEncode(event.digest);
+    auto at = body.find("\"" + hex + "\"");
+    ASSERT_NE(at, std::string::npos);
+    ASSERT_EQ(body.find("\"" + hex + "\"", at + 1), std::string::npos);
+    for (std::size_t i = 0; i < hex.size(); ++i) {
+      std::string tampered = body;
+      char& c = tampered[at + 1 + i];
+      c = c == '0' ? '1' : '0';
+      auto parsed = ParseSignedEvidence(tampered);
+      ASSERT_TRUE(parsed.has_value()) << parsed.error().message();
+      EXPECT_FALSE(VerifyEvidenceSignature(*parsed, rot_->IdentityPublicKey())) << "digest char " << i;
+      ++checked;
+    }
+  }
+  EXPECT_EQ(checked, 4 * 64);
+}
+
+TEST_F(EvidenceTest, TamperingWithOtherFieldsBreaksTheSignature) {
+  Provision();
+  auto original = SignedJson();
+  std::vector<std::function<void(Json&)>> edits = {
+      [](Json& e) { e["nonce"] = std::string(64, 'a'); },
+      [](Json& e) { e["registers"][0] = std::string(64, 'b'); },
+      [](Json& e) { e["measurements"][0]["version"] = "0.9.0"; },
+      [](Json& e) { e["measurements"].erase(3); },
+      [](Json& e) { e["manufacturer_chain"].erase(1); },
+      [](Json& e) { e["csr"] = e["csr"].get<std::string>() + "\n"; },
+      [](Json& e) { e["device_id"] = std::string(64, 'c'); },
+  };
+  for (std::size_t i = 0; i < edits.size(); ++i) {
+    Json body = original;
+    edits[i](body["evidence"]);
+    auto parsed = ParseSignedEvidence(body.dump());
+    ASSERT_TRUE(parsed.has_value()) << i << ": " << parsed.error().message();
+    EXPECT_FALSE(VerifyEvidenceSignature(*parsed, rot_->IdentityPublicKey())) << "edit " << i;
+  }
+}
+
+TEST_F(EvidenceTest, UnknownFieldsAreRefusedWithTheirPath) {
+  Provision();
+  Json body = SignedJson();
+  body["extra"] = 1;
+  EXPECT_THAT(ParseError(body).message(), HasSubstr("extra: unknown field"));
+
+  body = SignedJson();
+  body["evidence"]["firmware"] = "x";
+  EXPECT_THAT(ParseError(body).message(), HasSubstr("evidence.firmware: unknown field"));
+
+  body = SignedJson();
+  body["evidence"]["measurements"][1]["pcr"] = 1;
+  EXPECT_THAT(ParseError(body).message(), HasSubstr("evidence.measurements[1].pcr: unknown field"));
+}
+
+TEST_F(EvidenceTest, OversizeBodyIsRefusedBeforeParsing) {
+  Provision();
+  std::string body = SignedBody();
+  ASSERT_LT(body.size(), kMaxEvidenceBytes);
+  // Trailing white space is valid JSON, so only the bound can refuse this.
+  std::string at_limit = body + std::string(kMaxEvidenceBytes - body.size(), ' ');
+  EXPECT_TRUE(ParseSignedEvidence(at_limit).has_value());
+  auto over = ParseSignedEvidence(at_limit + " ");
+  ASSERT_FALSE(over.has_value());
+  EXPECT_EQ(over.error().code(), ErrorCode::kTooLarge);
+}
+
+TEST_F(EvidenceTest, BadHexIsRefusedWithTheFieldNamed) {
+  Provision();
+  auto original = SignedJson();
+  for (std::string bad :
+       {std::string(64, 'z'), std::string(62, 'a'), std::string(66, 'a'), std::string(64, 'A'), std::string()}) {
+    Json body = original;
+    body["evidence"]["measurements"][3]["digest"] = bad;
+    auto error = ParseError(body);
+    EXPECT_EQ(error.code(), ErrorCode::kInvalidArgument);
+    EXPECT_THAT(error.message(), HasSubstr("evidence.measurements[3].digest: expected 64 hex characters")) << bad;
+  }
+  Json body = original;
+  body["evidence"]["measurements"][3]["digest"] = 7;
+  EXPECT_THAT(ParseError(body).message(), HasSubstr("evidence.measurements[3].digest: expected 64 hex characters"));
+
+  body = original;
+  body["evidence"]["nonce"] = "abcd";
+  EXPECT_THAT(ParseError(body).message(), HasSubstr("evidence.nonce: expected 64 hex characters"));
+  body = original;
+  body["evidence"]["registers"][5] = std::string(63, '0') + "g";
+  EXPECT_THAT(ParseError(body).message(), HasSubstr("evidence.registers[5]: expected 64 hex characters"));
+  body = original;
+  body["evidence"]["device_id"] = "00";
+  EXPECT_THAT(ParseError(body).message(), HasSubstr("evidence.device_id: expected 64 hex characters"));
+  body = original;
+  body["signature"] = "not base64!";
+  EXPECT_THAT(ParseError(body).message(), HasSubstr("signature: expected base64"));
+}
+
+TEST_F(EvidenceTest, WrongRegisterCountIsRefused) {
+  Provision();
+  auto original = SignedJson();
+  Json body = original;
+  body["evidence"]["registers"].erase(7);
+  EXPECT_THAT(ParseError(body).message(), HasSubstr("evidence.registers: expected 8 registers, got 7"));
+  body = original;
+  body["evidence"]["registers"].push_back(std::string(64, '0'));
+  EXPECT_THAT(ParseError(body).message(), HasSubstr("evidence.registers: expected 8 registers, got 9"));
+  body = original;
+  body["evidence"]["registers"] = Json::array();
+  EXPECT_THAT(ParseError(body).message(), HasSubstr("evidence.registers: expected 8 registers, got 0"));
+}
+
+TEST_F(EvidenceTest, WrongTypesMissingFieldsAndBoundsAreRefused) {
+  Provision();
+  auto original = SignedJson();
+  struct Case {
+    std::function<void(Json&)> edit;
+    std::string message;
+  };
+  std::vector<Case> cases = {
+      {[](Json& b) { b["evidence"]["version"] = "1"; }, "evidence.version: expected an integer"},
+      {[](Json& b) { b["evidence"]["version"] = 2; }, "evidence.version: unsupported version 2"},
+      {[](Json& b) { b["evidence"]["version"] = 1.0; }, "evidence.version: expected an integer"},
+      {[](Json& b) { b["evidence"].erase("csr"); }, "evidence.csr: missing field"},
+      {[](Json& b) { b["evidence"]["csr"] = ""; }, "evidence.csr: must not be empty"},
+      {[](Json& b) { b["evidence"]["rot"] = "hsm"; }, "evidence.rot: unknown root of trust"},
+      {[](Json& b) { b.erase("signature"); }, "signature: missing field"},
+      {[](Json& b) { b["evidence"] = Json::array(); }, "evidence: expected an object"},
+      {[](Json& b) { b["evidence"]["measurements"][0]["register"] = 8; },
+       "evidence.measurements[0].register: must be between 0 and 7"},
+      {[](Json& b) { b["evidence"]["measurements"][0]["register"] = -1; },
+       "evidence.measurements[0].register: must be between 0 and 7"},
+      {[](Json& b) { b["evidence"]["measurements"][2]["name"] = nullptr; },
+       "evidence.measurements[2].name: expected a string"},
+      {[](Json& b) { b["evidence"]["measurements"] = Json::object(); }, "evidence.measurements: expected an array"},
+      {[](Json& b) {
+         Json& m = b["evidence"]["measurements"];
+         while (m.size() <= kMaxMeasurements) m.push_back(m[0]);
+       },
+       "evidence.measurements: more than 64 elements"},
+      {[](Json& b) {
+         Json& c = b["evidence"]["manufacturer_chain"];
+         while (c.size() <= kMaxManufacturerChain) c.push_back(c[0]);
+       },
+       "evidence.manufacturer_chain: more than 4 elements"},
+      {[](Json& b) { b["evidence"]["manufacturer_chain"][1] = 5; },
+       "evidence.manufacturer_chain[1]: expected a string"},
+  };
+  for (const auto& c : cases) {
+    Json body = original;
+    c.edit(body);
+    EXPECT_THAT(ParseError(body).message(), HasSubstr(c.message));
+  }
+}
+
+TEST_F(EvidenceTest, MalformedJsonIsRefused) {
+  Provision();
+  std::string body = SignedBody();
+  EXPECT_FALSE(ParseSignedEvidence(body.substr(0, body.size() - 1)).has_value());
+  EXPECT_FALSE(ParseSignedEvidence(body + "x").has_value());
+  EXPECT_FALSE(ParseSignedEvidence("").has_value());
+  EXPECT_FALSE(ParseSignedEvidence("[]").has_value());
+  // A duplicate key could make two parsers see different evidence.
+  std::string duplicated = body;
+  duplicated.insert(duplicated.size() - 1, ",\"signature\":\"AAAA\"");
+  auto parsed = ParseSignedEvidence(duplicated);
+  ASSERT_FALSE(parsed.has_value());
+  EXPECT_THAT(parsed.error().message(), HasSubstr("duplicate key"));
+}
+
+TEST_F(EvidenceTest, CreateRefusesUnprovisionedDeviceAndBadNonce) {
+  auto csr = crypto::CertificateRequest::Create(rot_->TlsClientKey(), rot_->DeviceId());
+  ASSERT_TRUE(csr.has_value());
+  auto unprovisioned = CreateSignedEvidence(*rot_, crypto::RandomBytes(kNonceBytes), csr->Pem());
+  ASSERT_FALSE(unprovisioned.has_value());
+  EXPECT_EQ(unprovisioned.error().code(), ErrorCode::kNotFound);
+
+  Provision();
+  EXPECT_FALSE(CreateSignedEvidence(*rot_, crypto::RandomBytes(16), csr_pem_).has_value());
+  EXPECT_FALSE(CreateSignedEvidence(*rot_, nonce_, "").has_value());
+}
+
+TEST(CheckInTest, RoundTrip) {
+  CheckIn in{.os_version = "1.2.3", .runtime_version = "0.1.0", .uptime_seconds = 3600, .free_memory_kb = 51200};
+  auto parsed = ParseCheckIn(CanonicalJson(CheckInToJson(in)).value());
+  ASSERT_TRUE(parsed.has_value()) << parsed.error().message();
+  EXPECT_EQ(parsed->os_version, "1.2.3");
+  EXPECT_EQ(parsed->runtime_version, "0.1.0");
+  EXPECT_EQ(parsed->uptime_seconds, 3600);
+  EXPECT_EQ(parsed->free_memory_kb, 51200);
+}
+
+TEST(CheckInTest, IsStrict) {
+  const std::string valid = R"({"os_version":"1","runtime_version":"2","uptime_seconds":1,"free_memory_kb":2})";
+  ASSERT_TRUE(ParseCheckIn(valid).has_value());
+  struct Case {
+    std::string body;
+    std::string message;
+  };
+  std::vector<Case> cases = {
+      {R"({"os_version":"1","runtime_version":"2","uptime_seconds":1,"free_memory_kb":2,"x":0})", "x: unknown field"},
+      {R"({"os_version":"1","runtime_version":"2","uptime_seconds":1})", "free_memory_kb: missing field"},
+      {R"({"os_version":1,"runtime_version":"2","uptime_seconds":1,"free_memory_kb":2})",
+       "os_version: expected a string"},
+      {R"({"os_version":"1","runtime_version":"2","uptime_seconds":-1,"free_memory_kb":2})",
+       "uptime_seconds: must be between"},
+      {R"({"os_version":"1","runtime_version":"2","uptime_seconds":1.5,"free_memory_kb":2})",
+       "uptime_seconds: expected an integer"},
+      {R"({"os_version":"1","runtime_version":"2","uptime_seconds":"1","free_memory_kb":2})",
+       "uptime_seconds: expected an integer"},
+      {R"({"os_version":"1","runtime_version":"2","uptime_seconds":18446744073709551615,"free_memory_kb":2})",
+       "uptime_seconds: must be between"},
+      {R"([1])", "expected an object"},
+  };
+  for (const auto& c : cases) {
+    auto parsed = ParseCheckIn(c.body);
+    ASSERT_FALSE(parsed.has_value()) << c.body;
+    EXPECT_THAT(parsed.error().message(), HasSubstr(c.message)) << c.body;
+  }
+  EXPECT_FALSE(
+      ParseCheckIn(R"({"os_version":"1","os_version":"1","runtime_version":"2","uptime_seconds":1,"free_memory_kb":2})")
+          .has_value());
+  std::string huge(kMaxMessageBytes + 1, ' ');
+  auto too_large = ParseCheckIn(huge);
+  ASSERT_FALSE(too_large.has_value());
+  EXPECT_EQ(too_large.error().code(), ErrorCode::kTooLarge);
+}
+
+TEST(ChallengeTest, RoundTripAndStrictNonce) {
+  Challenge challenge{.nonce = crypto::RandomBytes(kNonceBytes), .expires_at = "2026-11-21T10:00:00Z"};
+  auto parsed = ParseChallenge(ChallengeToJson(challenge).dump());
+  ASSERT_TRUE(parsed.has_value()) << parsed.error().message();
+  EXPECT_EQ(parsed->nonce, challenge.nonce);
+  EXPECT_EQ(parsed->expires_at, challenge.expires_at);
+
+  auto short_nonce = ParseChallenge(R"({"nonce":"abcd","expires_at":"2026-11-21T10:00:00Z"})");
+  ASSERT_FALSE(short_nonce.has_value());
+  EXPECT_THAT(short_nonce.error().message(), HasSubstr("nonce: expected 64 hex characters"));
+  EXPECT_FALSE(ParseChallenge("{\"nonce\":\"" + std::string(64, 'a') + "\",\"expires_at\":\"tomorrow\"}").has_value());
+}
+
+TEST(AttestationResultTest, AcceptedRoundTripToleratesNewFields) {
+  AttestationResult result{.verdict = "accepted",
+                           .device_id = std::string(64, 'a'),
+                           .tenant_id = "t-1",
+                           .certificate = "-----BEGIN CERTIFICATE-----\n...",
+                           .chain = {"issuing", "root"},
+                           .expires_at = "2026-11-22T10:00:00Z"};
+  Json json = AttestationResultToJson(result);
+  json["added_by_a_newer_service"] = true;
+  auto parsed = ParseAttestationResult(json.dump());
+  ASSERT_TRUE(parsed.has_value()) << parsed.error().message();
+  EXPECT_EQ(parsed->verdict, "accepted");
+  EXPECT_EQ(parsed->device_id, result.device_id);
+  EXPECT_EQ(parsed->tenant_id, "t-1");
+  EXPECT_EQ(parsed->certificate, result.certificate);
+  EXPECT_EQ(parsed->chain, result.chain);
+  EXPECT_EQ(parsed->expires_at, result.expires_at);
+
+  json.erase("certificate");
+  auto missing = ParseAttestationResult(json.dump());
+  ASSERT_FALSE(missing.has_value());
+  EXPECT_THAT(missing.error().message(), HasSubstr("certificate: missing field"));
+}
+
+TEST(AttestationResultTest, UnclaimedAndUnknownVerdicts) {
+  auto parsed = ParseAttestationResult(R"({"verdict":"accepted-unclaimed","retry_after_seconds":300})");
+  ASSERT_TRUE(parsed.has_value()) << parsed.error().message();
+  EXPECT_EQ(parsed->verdict, "accepted-unclaimed");
+  EXPECT_EQ(parsed->retry_after_seconds, 300);
+  EXPECT_TRUE(parsed->certificate.empty());
+
+  AttestationResult unclaimed;
+  unclaimed.verdict = "accepted-unclaimed";
+  unclaimed.retry_after_seconds = 60;
+  auto round_trip = ParseAttestationResult(AttestationResultToJson(unclaimed).dump());
+  ASSERT_TRUE(round_trip.has_value());
+  EXPECT_EQ(round_trip->retry_after_seconds, 60);
+
+  auto unknown = ParseAttestationResult(R"({"verdict":"maybe"})");
+  ASSERT_FALSE(unknown.has_value());
+  EXPECT_THAT(unknown.error().message(), HasSubstr("verdict: unknown verdict"));
+}
+
+TEST(ProblemTest, RoundTripAndTolerance) {
+  EXPECT_EQ(ProblemType("bad-signature"), "urn:citadel:problem:bad-signature");
+  Problem problem{.type = ProblemType("nonce-expired"),
+                  .title = "Nonce expired",
+                  .status = 401,
+                  .detail = "ask for a new challenge"};
+  Json json = ProblemToJson(problem);
+  json["instance"] = "/v1/attestation";
+  auto parsed = ParseProblem(json.dump());
+  ASSERT_TRUE(parsed.has_value()) << parsed.error().message();
+  EXPECT_EQ(parsed->type, problem.type);
+  EXPECT_EQ(parsed->title, problem.title);
+  EXPECT_EQ(parsed->status, 401);
+  EXPECT_EQ(parsed->detail, problem.detail);
+
+  EXPECT_FALSE(ParseProblem(R"({"title":"no type"})").has_value());
+  EXPECT_FALSE(ParseProblem(R"({"type":"x","status":"401"})").has_value());
+}
+
+}  // namespace
+}  // namespace citadel::protocol

@@ -1,0 +1,140 @@
+// The store suite on SQLite (a new database file per test), plus the parts
+// of the store that need no database server: roles, OpenStore's backend
+// choice and the SQLite driver's details.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <string>
+
+#include "store/sqlite/sqlite_store.hpp"
+#include "store/store.hpp"
+#include "store_suite.hpp"
+
+namespace citadel::store::test {
+namespace {
+
+// A directory that lives as long as the object.
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = (std::filesystem::temp_directory_path() / "citadel-store-XXXXXX").string();
+    if (::mkdtemp(pattern.data()) != nullptr) path_ = pattern;
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    if (!path_.empty()) std::filesystem::remove_all(path_, ignored);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+class SqliteBackend final : public StoreBackend {
+ public:
+  void Prepare() override {
+    dir_ = std::make_unique<TempDir>();
+    ASSERT_FALSE(dir_->path().empty()) << "cannot create a temporary directory";
+  }
+  Expected<std::unique_ptr<Store>> Open() override { return OpenStore((dir_->path() / "store.db").string()); }
+  void Cleanup() override { dir_.reset(); }
+
+ private:
+  std::unique_ptr<TempDir> dir_;
+};
+
+std::unique_ptr<StoreBackend> MakeSqliteBackend() { return std::make_unique<SqliteBackend>(); }
+
+TEST(RoleTest, NamesRoundTrip) {
+  for (Role role : {Role::kOperator, Role::kAdmin, Role::kContributor, Role::kReader}) {
+    auto parsed = ParseRole(RoleName(role));
+    ASSERT_TRUE(parsed.has_value());
+    EXPECT_EQ(*parsed, role);
+  }
+  EXPECT_EQ(RoleName(Role::kOperator), "operator");
+  EXPECT_EQ(RoleName(Role::kAdmin), "admin");
+  EXPECT_EQ(RoleName(Role::kContributor), "contributor");
+  EXPECT_EQ(RoleName(Role::kReader), "reader");
+}
+
+TEST(RoleTest, UnknownNamesAreRejected) {
+  for (std::string_view name : {"", "Admin", "root", "reader "}) {
+    auto parsed = ParseRole(name);
+    ASSERT_FALSE(parsed.has_value()) << name;
+    EXPECT_EQ(parsed.error().code(), ErrorCode::kInvalidArgument);
+  }
+}
+
+TEST(SqlitePlaceholderTest, DollarNumbersBecomeQuestionNumbers) {
+  EXPECT_EQ(TranslatePlaceholders("SELECT a FROM t WHERE b = $1 AND c > $12"),
+            "SELECT a FROM t WHERE b = ?1 AND c > ?12");
+  EXPECT_EQ(TranslatePlaceholders("SELECT '$1', \"$2\" FROM t WHERE x = $3"), "SELECT '$1', \"$2\" FROM t WHERE x = ?3");
+  EXPECT_EQ(TranslatePlaceholders("SELECT 'it''s $1' WHERE y = $2"), "SELECT 'it''s $1' WHERE y = ?2");
+  EXPECT_EQ(TranslatePlaceholders("SELECT $name"), "SELECT $name");
+}
+
+TEST(OpenStoreTest, SqliteCreatesParentDirectoriesAndAPrivateFile) {
+  TempDir dir;
+  ASSERT_FALSE(dir.path().empty());
+  const auto path = dir.path() / "nested" / "deeper" / "citadel.db";
+  auto store = OpenStore(path.string());
+  ASSERT_TRUE(store.has_value()) << store.error().message();
+  EXPECT_EQ((*store)->Backend(), "sqlite");
+  ASSERT_TRUE((*store)->Migrate().has_value());
+  struct stat info {};
+  ASSERT_EQ(::stat(path.c_str(), &info), 0);
+  EXPECT_EQ(info.st_mode & 0777, 0600u);
+  // WAL mode leaves its log beside the database.
+  EXPECT_TRUE(std::filesystem::exists(path.string() + "-wal"));
+}
+
+TEST(OpenStoreTest, SqliteDataSurvivesReopening) {
+  TempDir dir;
+  const auto path = (dir.path() / "citadel.db").string();
+  {
+    auto store = OpenStore(path);
+    ASSERT_TRUE(store.has_value()) << store.error().message();
+    ASSERT_TRUE((*store)->Migrate().has_value());
+    ASSERT_TRUE((*store)->CreateTenant(Tenant{"acme", "Acme", 1}, TenantCa{}).has_value());
+  }
+  auto store = OpenStore(path);
+  ASSERT_TRUE(store.has_value()) << store.error().message();
+  ASSERT_TRUE((*store)->Migrate().has_value());
+  auto tenant = (*store)->GetTenant("acme");
+  ASSERT_TRUE(tenant.has_value()) << tenant.error().message();
+  EXPECT_EQ(tenant->name, "Acme");
+}
+
+TEST(OpenStoreTest, UnusableSqlitePathIsReported) {
+  TempDir dir;
+  const auto blocker = dir.path() / "file";
+  { std::FILE* file = std::fopen(blocker.c_str(), "w"); ASSERT_NE(file, nullptr); std::fclose(file); }
+  auto store = OpenStore((blocker / "sub" / "citadel.db").string());
+  ASSERT_FALSE(store.has_value());
+  EXPECT_EQ(OpenStore("").error().code(), ErrorCode::kInvalidArgument);
+}
+
+TEST(OpenStoreTest, PostgresPrefixesSelectPostgresAndErrorsHideThePassword) {
+  // Port 1 on loopback: nothing listens, the connection is refused at once.
+  for (std::string_view url : {"postgresql://citadel:hunter2-secret@127.0.0.1:1/citadel",
+                               "postgres://citadel:hunter2-secret@127.0.0.1:1/citadel"}) {
+    auto store = OpenStore(url);
+    ASSERT_FALSE(store.has_value()) << url;
+    EXPECT_EQ(store.error().code(), ErrorCode::kUnavailable) << store.error().message();
+    EXPECT_NE(store.error().message().find("PostgreSQL"), std::string::npos) << store.error().message();
+    EXPECT_EQ(store.error().message().find("hunter2-secret"), std::string::npos) << store.error().message();
+  }
+  auto malformed = OpenStore("postgresql://citadel:hunter2%zz@127.0.0.1:1/citadel");
+  ASSERT_FALSE(malformed.has_value());
+  EXPECT_EQ(malformed.error().message().find("hunter2"), std::string::npos) << malformed.error().message();
+}
+
+}  // namespace
+
+INSTANTIATE_STORE_SUITES(Sqlite, &MakeSqliteBackend);
+
+}  // namespace citadel::store::test
