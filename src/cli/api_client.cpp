@@ -7,9 +7,8 @@ std::string PercentEncode(std::string_view text) {
   std::string out;
   for (char c : text) {
     auto byte = static_cast<unsigned char>(c);
-    bool unreserved = (byte >= 'A' && byte <= 'Z') || (byte >= 'a' && byte <= 'z') ||
-                      (byte >= '0' && byte <= '9') || byte == '-' || byte == '.' || byte == '_' ||
-                      byte == '~';
+    bool unreserved = (byte >= 'A' && byte <= 'Z') || (byte >= 'a' && byte <= 'z') || (byte >= '0' && byte <= '9') ||
+                      byte == '-' || byte == '.' || byte == '_' || byte == '~';
     if (unreserved) {
       out += c;
     } else {
@@ -95,8 +94,7 @@ Result<std::string> ApiClient::ResolveTenant(std::string_view override_id) {
   if (!tenants.is_array()) {
     return Fail(ExitCode::kError, "unexpected answer to GET /v1/tenants (no \"tenants\" array)");
   }
-  if (tenants.size() == 1 && tenants[0].is_object() && tenants[0].contains("id") &&
-      tenants[0]["id"].is_string()) {
+  if (tenants.size() == 1 && tenants[0].is_object() && tenants[0].contains("id") && tenants[0]["id"].is_string()) {
     return tenants[0]["id"].get<std::string>();
   }
   if (tenants.empty()) {
@@ -104,8 +102,7 @@ Result<std::string> ApiClient::ResolveTenant(std::string_view override_id) {
                 "with the operator token, create a tenant (`citadel tenant create NAME`) or name one "
                 "with --tenant ID");
   }
-  return Fail(ExitCode::kUsage,
-              "this token sees " + std::to_string(tenants.size()) + " tenants; name the one to use",
+  return Fail(ExitCode::kUsage, "this token sees " + std::to_string(tenants.size()) + " tenants; name the one to use",
               "pass --tenant ID (or set CITADEL_TENANT); `citadel tenant list` shows the IDs");
 }
 

@@ -33,8 +33,7 @@ class ApiClient {
   // body, e.g. 204), or the Failure for anything else. `context` sharpens
   // the hints (what to list when something is not found, ...).
   Result<nlohmann::json> Get(std::string_view path, const FailureContext& context = {});
-  Result<nlohmann::json> Post(std::string_view path, const nlohmann::json& body,
-                              const FailureContext& context = {});
+  Result<nlohmann::json> Post(std::string_view path, const nlohmann::json& body, const FailureContext& context = {});
   Result<nlohmann::json> Delete(std::string_view path, const FailureContext& context = {});
   // For non-JSON answers (the PEM CA chain).
   Result<std::string> GetText(std::string_view path, const FailureContext& context = {});
@@ -50,8 +49,8 @@ class ApiClient {
   const std::string& server() const { return server_; }
 
  private:
-  Result<http::Response> Send(std::string_view method, std::string_view path, std::string_view body,
-                              bool authenticate, const FailureContext& context);
+  Result<http::Response> Send(std::string_view method, std::string_view path, std::string_view body, bool authenticate,
+                              const FailureContext& context);
   Result<nlohmann::json> ParseJsonBody(const http::Response& response);
 
   std::unique_ptr<http::Client> client_;

@@ -64,12 +64,10 @@ Result<std::optional<Config>> CommandContext::SavedConfig() {
   CITADEL_TRY(auto path, ConfigFile());
   auto config = LoadConfig(path);
   if (!config) {
-    return Fail(ExitCode::kError, config.error().message(),
-                "fix or delete the file, then run `citadel login` again");
+    return Fail(ExitCode::kError, config.error().message(), "fix or delete the file, then run `citadel login` again");
   }
   if (config->has_value() && IsAccessibleByOthers(path)) {
-    Warn(path.string() + " holds your token but other users may read it; run `chmod 600 " + path.string() +
-         "`");
+    Warn(path.string() + " holds your token but other users may read it; run `chmod 600 " + path.string() + "`");
   }
   saved_config_ = std::move(*config);
   return *saved_config_;
@@ -230,9 +228,10 @@ Environment ProcessEnvironmentForMain() {
 
 int RunCli(const std::vector<std::string>& args, const Environment& environment) {
   GlobalOptions options;
-  CLI::App app("citadel - manage a Citadel security service: tenants, tokens, products, device groups,\n"
-               "devices, attestation policy and the audit log.",
-               "citadel");
+  CLI::App app(
+      "citadel - manage a Citadel security service: tenants, tokens, products, device groups,\n"
+      "devices, attestation policy and the audit log.",
+      "citadel");
   app.set_version_flag("--version", CITADEL_VERSION);
   app.fallthrough();  // subcommands pass the global options up to here
   app.require_subcommand(0, 1);

@@ -20,11 +20,11 @@ namespace citadel::cli {
 using ClientFactory = std::function<Expected<std::unique_ptr<http::Client>>(http::ClientOptions options)>;
 
 struct Environment {
-  EnvLookup env;                     // ProcessEnvironment() in main()
-  std::ostream* out = nullptr;       // results (tables, JSON)
-  std::ostream* err = nullptr;       // errors, hints, warnings
-  ClientFactory make_client;         // http::Client::Create in main()
-  std::function<TimePoint()> now;    // Clock::now in main()
+  EnvLookup env;                   // ProcessEnvironment() in main()
+  std::ostream* out = nullptr;     // results (tables, JSON)
+  std::ostream* err = nullptr;     // errors, hints, warnings
+  ClientFactory make_client;       // http::Client::Create in main()
+  std::function<TimePoint()> now;  // Clock::now in main()
 };
 
 // The environment of a real process: getenv, std::cout/std::cerr,

@@ -23,7 +23,11 @@ void PrintTokenBlock(CommandContext& context, const json& token) {
 // ---- login / logout ---------------------------------------------------------
 
 Result<void> Login(CommandContext& context) {
-  CITADEL_TRY(auto settings, context.Connection());
+  CITADEL_TRY(auto settings, context.Connection(/*require=*/false));
+  if (settings.server.empty() || settings.token.empty() || settings.ca_pem.empty()) {
+    return Fail(ExitCode::kUsage, "login needs the server URL, a token and the service CA",
+                "run `citadel login --server https://HOST:PORT --token TOKEN --ca DATA/service-ca.pem`");
+  }
   CITADEL_TRY(auto api, context.Connect(settings));
   CITADEL_TRY(auto health, api->Health());
   if (JsonText(health, "status") != "ok") {
@@ -36,8 +40,9 @@ Result<void> Login(CommandContext& context) {
     auto failure = answer.error();
     if (failure.exit_code == ExitCode::kAuth) {
       failure.message = "the server refused the token: " + failure.message;
-      failure.hint = "check the token; tokens are shown once when created: ask a tenant admin for a new "
-                     "one (`citadel token create`)";
+      failure.hint =
+          "check the token; tokens are shown once when created: ask a tenant admin for a new "
+          "one (`citadel token create`)";
     }
     return std::unexpected(failure);
   }
@@ -95,7 +100,8 @@ Result<void> Logout(CommandContext& context) {
 Result<void> TenantCreate(CommandContext& context, const std::string& name) {
   CITADEL_TRY(auto* api, context.Api());
   FailureContext failure_context;
-  failure_context.forbidden_hint = "creating tenants needs the platform operator token";
+  failure_context.forbidden_hint =
+      "creating tenants needs the platform operator token (citadel-server writes it to DATA/operator-token)";
   CITADEL_TRY(auto answer, api->Post("/v1/tenants", {{"name", name}}, failure_context));
   if (context.json()) {
     context.PrintJson(answer);
@@ -103,8 +109,8 @@ Result<void> TenantCreate(CommandContext& context, const std::string& name) {
   }
   const json tenant = answer.value("tenant", json::object());
   const json token = answer.value("admin_token", json::object());
-  context.out() << "Created tenant " << SanitizeForTerminal(JsonText(tenant, "name")) << " ("
-                << JsonText(tenant, "id") << ").\n\nAdmin token:\n";
+  context.out() << "Created tenant " << SanitizeForTerminal(JsonText(tenant, "name")) << " (" << JsonText(tenant, "id")
+                << ").\n\nAdmin token:\n";
   PrintTokenBlock(context, token);
   context.Warn(kShownOnceWarning);
   return {};
@@ -161,8 +167,7 @@ Result<void> TokenCreate(CommandContext& context, const TokenCreateOptions& opti
   CITADEL_TRY(auto path, context.TenantPath("/tokens"));
   FailureContext failure_context;
   failure_context.forbidden_hint = "creating tokens needs an admin token of this tenant";
-  CITADEL_TRY(auto answer,
-              api->Post(path, {{"name", options.name}, {"role", options.role}}, failure_context));
+  CITADEL_TRY(auto answer, api->Post(path, {{"name", options.name}, {"role", options.role}}, failure_context));
   if (context.json()) {
     context.PrintJson(answer);
     return {};
@@ -221,8 +226,8 @@ void RegisterAccountCommands(CommandSet& commands) {
   commands.Command(root, "login", "Check the server and token, then save them for later commands",
                    "citadel login --server https://127.0.0.1:8443 --token cit_... --ca /var/lib/citadel/service-ca.pem",
                    Login);
-  commands.Command(root, "logout", "Forget the saved server, token and CA (deletes the config file)",
-                   "citadel logout", Logout);
+  commands.Command(root, "logout", "Forget the saved server, token and CA (deletes the config file)", "citadel logout",
+                   Logout);
 
   auto* tenant = commands.Group(root, "tenant", "Create and inspect tenants (organisations)");
   auto tenant_name = std::make_shared<std::string>();
@@ -248,7 +253,8 @@ void RegisterAccountCommands(CommandSet& commands) {
                        "citadel token create --name ci-pipeline --role contributor",
                        [create_options](CommandContext& context) { return TokenCreate(context, *create_options); });
   token_create->add_option("--name", create_options->name, "A name that says who or what uses it")
-      ->type_name("NAME")->required();
+      ->type_name("NAME")
+      ->required();
   token_create->add_option("--role", create_options->role, "What it may do: admin > contributor > reader")
       ->type_name("ROLE")
       ->required()
@@ -256,8 +262,7 @@ void RegisterAccountCommands(CommandSet& commands) {
   commands.Command(token, "list", "List the tenant's tokens (never their secrets)", "citadel token list", TokenList);
   auto revoke_id = std::make_shared<std::string>();
   commands
-      .Command(token, "revoke", "Revoke a token so the service refuses it from now on",
-               "citadel token revoke 7c1e2a90",
+      .Command(token, "revoke", "Revoke a token so the service refuses it from now on", "citadel token revoke 7c1e2a90",
                [revoke_id](CommandContext& context) { return TokenRevoke(context, *revoke_id); })
       ->add_option("ID", *revoke_id, "Token ID (from `citadel token list`)")
       ->type_name("")

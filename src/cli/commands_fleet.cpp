@@ -20,9 +20,8 @@ constexpr std::size_t kDeviceIdLength = 64;
 constexpr int kMaxPages = 10'000;
 
 bool IsHex(std::string_view text) {
-  return std::all_of(text.begin(), text.end(), [](char c) {
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-  });
+  return std::all_of(text.begin(), text.end(),
+                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); });
 }
 
 std::string Lower(std::string text) {
@@ -50,8 +49,7 @@ struct ProductCreateOptions {
 Result<void> ProductCreate(CommandContext& context, const ProductCreateOptions& options) {
   CITADEL_TRY(auto* api, context.Api());
   CITADEL_TRY(auto path, context.TenantPath("/products"));
-  CITADEL_TRY(auto answer,
-              api->Post(path, {{"name", options.name}, {"description", options.description}}));
+  CITADEL_TRY(auto answer, api->Post(path, {{"name", options.name}, {"description", options.description}}));
   if (context.json()) {
     context.PrintJson(answer);
     return {};
@@ -119,8 +117,7 @@ Result<void> DeviceGroupCreate(CommandContext& context, const DeviceGroupCreateO
   CITADEL_TRY(auto path, context.TenantPath("/device-groups"));
   FailureContext failure_context;
   failure_context.not_found_hint = "list products with `citadel product list`";
-  CITADEL_TRY(auto answer,
-              api->Post(path, {{"product_id", options.product}, {"name", options.name}}, failure_context));
+  CITADEL_TRY(auto answer, api->Post(path, {{"product_id", options.product}, {"name", options.name}}, failure_context));
   if (context.json()) {
     context.PrintJson(answer);
     return {};
@@ -177,11 +174,12 @@ Result<void> DeviceList(CommandContext& context, const DeviceListOptions& option
   std::set<std::string> seen_cursors;
   json next = nullptr;
   for (int page = 0; page < kMaxPages; ++page) {
-    CITADEL_TRY(auto path, context.TenantPath(
-                               "/devices" + QueryString({{"device_group", options.device_group},
-                                                         {"os_version", options.os_version},
-                                                         {"limit", options.limit > 0 ? std::to_string(options.limit) : ""},
-                                                         {"after", cursor}})));
+    CITADEL_TRY(
+        auto path,
+        context.TenantPath("/devices" + QueryString({{"device_group", options.device_group},
+                                                     {"os_version", options.os_version},
+                                                     {"limit", options.limit > 0 ? std::to_string(options.limit) : ""},
+                                                     {"after", cursor}})));
     CITADEL_TRY(auto answer, api->Get(path));
     for (auto& device : JsonArray(answer, "devices")) devices.push_back(std::move(device));
     next = answer.is_object() ? answer.value("next", json()) : json();
@@ -209,8 +207,8 @@ Result<void> DeviceList(CommandContext& context, const DeviceListOptions& option
   }
   Table table({"DEVICE", "GROUP", "OS", "RUNTIME", "VERDICT", "LAST SEEN"});
   for (const auto& device : devices) {
-    std::string verdict = device.is_object() && device.value("revoked", false) ? "revoked"
-                                                                                : JsonText(device, "last_verdict");
+    std::string verdict =
+        device.is_object() && device.value("revoked", false) ? "revoked" : JsonText(device, "last_verdict");
     table.AddRow({ShortenId(JsonText(device, "id")), JsonText(device, "device_group_id"),
                   JsonText(device, "os_version"), JsonText(device, "runtime_version"), verdict,
                   TimeCell(device, "last_seen", context.now())});
@@ -259,8 +257,9 @@ Result<void> DeviceShow(CommandContext& context, const std::string& given) {
   CITADEL_TRY(auto id, ResolveDeviceId(context, *api, given));
   CITADEL_TRY(auto path, context.TenantPath("/devices/" + id));
   FailureContext failure_context;
-  failure_context.not_found_hint = "list devices with `citadel device list`; an unclaimed device must be "
-                                   "claimed first (`citadel device claim DEVICE_ID`)";
+  failure_context.not_found_hint =
+      "list devices with `citadel device list`; an unclaimed device must be "
+      "claimed first (`citadel device claim DEVICE_ID`)";
   CITADEL_TRY(auto device, api->Get(path, failure_context));
   if (context.json()) {
     context.PrintJson(device);
@@ -271,24 +270,43 @@ Result<void> DeviceShow(CommandContext& context, const std::string& given) {
     auto text = JsonText(device, key);
     return text.empty() ? std::string(fallback) : text;
   };
-  RenderKeyValues(context.out(),
-                  {{"ID", JsonText(device, "id")},
-                   {"Tenant", JsonText(device, "tenant_id")},
-                   {"Product", JsonText(device, "product_id")},
-                   {"Device group", JsonText(device, "device_group_id")},
-                   {"Root of trust", JsonText(device, "rot")},
-                   {"Revoked", text_or("revoked", "no")},
-                   {"Last verdict", text_or("last_verdict", "-")},
-                   {"OS version", text_or("os_version", "-")},
-                   {"Runtime version", text_or("runtime_version", "-")},
-                   {"Uptime (s)", text_or("uptime_seconds", "-")},
-                   {"Free memory (KiB)", text_or("free_memory_kb", "-")},
-                   {"First seen", TimeDetail(device, "first_seen", now)},
-                   {"Last seen", TimeDetail(device, "last_seen", now)},
-                   {"Claimed", TimeDetail(device, "claimed_at", now)},
-                   {"Last attested", TimeDetail(device, "last_attested_at", now)},
-                   {"Certificate serial", text_or("certificate_serial", "-")},
-                   {"Certificate expires", TimeDetail(device, "certificate_expires_at", now)}});
+  RenderKeyValues(context.out(), {{"ID", JsonText(device, "id")},
+                                  {"Tenant", JsonText(device, "tenant_id")},
+                                  {"Product", JsonText(device, "product_id")},
+                                  {"Device group", JsonText(device, "device_group_id")},
+                                  {"Root of trust", JsonText(device, "rot")},
+                                  {"Revoked", text_or("revoked", "no")},
+                                  {"Last verdict", text_or("last_verdict", "-")},
+                                  {"OS version", text_or("os_version", "-")},
+                                  {"Runtime version", text_or("runtime_version", "-")},
+                                  {"Uptime (s)", text_or("uptime_seconds", "-")},
+                                  {"Free memory (KiB)", text_or("free_memory_kb", "-")},
+                                  {"First seen", TimeDetail(device, "first_seen", now)},
+                                  {"Last seen", TimeDetail(device, "last_seen", now)},
+                                  {"Claimed", TimeDetail(device, "claimed_at", now)},
+                                  {"Last attested", TimeDetail(device, "last_attested_at", now)},
+                                  {"Certificate serial", text_or("certificate_serial", "-")},
+                                  {"Certificate expires", TimeDetail(device, "certificate_expires_at", now)}});
+  return {};
+}
+
+Result<void> DeviceRevokeCertificate(CommandContext& context, const std::string& given) {
+  CITADEL_TRY(auto* api, context.Api());
+  CITADEL_TRY(auto id, ResolveDeviceId(context, *api, given));
+  CITADEL_TRY(auto path, context.TenantPath("/devices/" + id + "/certificate/revoke"));
+  FailureContext failure_context;
+  failure_context.not_found_hint = "list devices with `citadel device list`";
+  failure_context.forbidden_hint = "revoking certificates needs an admin token of this tenant";
+  CITADEL_TRY(auto answer, api->Post(path, json::object(), failure_context));
+  if (context.json()) {
+    context.PrintJson(answer);
+    return {};
+  }
+  context.out() << "Revoked the certificate of device " << id;
+  if (auto serial = JsonText(answer, "revoked"); !serial.empty()) {
+    context.out() << " (serial " << SanitizeForTerminal(serial) << ")";
+  }
+  context.out() << ".\nThe device must attest again to get a new one.\n";
   return {};
 }
 
@@ -326,8 +344,8 @@ Result<void> CaCertificateDownload(CommandContext& context, const std::string& o
     if (!pem.ends_with('\n')) context.out() << '\n';
     return {};
   }
-  context.out() << "Wrote " << chain->size() << " certificate" << (chain->size() == 1 ? "" : "s") << " to "
-                << output << ":\n";
+  context.out() << "Wrote " << chain->size() << " certificate" << (chain->size() == 1 ? "" : "s") << " to " << output
+                << ":\n";
   Table table({"SUBJECT", "EXPIRES", "SHA-256 FINGERPRINT"});
   for (const auto& certificate : *chain) {
     table.AddRow({certificate.SubjectOneLine(), FormatRfc3339(certificate.NotAfter()).substr(0, 10),
@@ -345,10 +363,10 @@ void RegisterFleetCommands(CommandSet& commands) {
 
   auto* product = commands.Group(root, "product", "Create and list products (a kind of device you make)");
   auto product_options = std::make_shared<ProductCreateOptions>();
-  auto* product_create = commands.Command(
-      product, "create", "Create a product with its default device groups",
-      "citadel product create thermostat --description \"Smart thermostat, rev B\"",
-      [product_options](CommandContext& context) { return ProductCreate(context, *product_options); });
+  auto* product_create =
+      commands.Command(product, "create", "Create a product with its default device groups",
+                       "citadel product create thermostat --description \"Smart thermostat, rev B\"",
+                       [product_options](CommandContext& context) { return ProductCreate(context, *product_options); });
   product_create->add_option("NAME", product_options->name, "Product name")->type_name("")->required();
   product_create->add_option("--description", product_options->description, "What the product is")->type_name("TEXT");
   commands.Command(product, "list", "List the tenant's products", "citadel product list", ProductList);
@@ -359,44 +377,56 @@ void RegisterFleetCommands(CommandSet& commands) {
       .Command(group, "list", "List device groups, optionally of one product",
                "citadel device-group list --product 5d0c7e1b",
                [group_product](CommandContext& context) { return DeviceGroupList(context, *group_product); })
-      ->add_option("--product", *group_product, "Only this product's groups")->type_name("ID");
+      ->add_option("--product", *group_product, "Only this product's groups")
+      ->type_name("ID");
   auto group_options = std::make_shared<DeviceGroupCreateOptions>();
-  auto* group_create = commands.Command(
-      group, "create", "Create a device group in a product",
-      "citadel device-group create --product 5d0c7e1b \"Beta testers\"",
-      [group_options](CommandContext& context) { return DeviceGroupCreate(context, *group_options); });
+  auto* group_create =
+      commands.Command(group, "create", "Create a device group in a product",
+                       "citadel device-group create --product 5d0c7e1b \"Beta testers\"",
+                       [group_options](CommandContext& context) { return DeviceGroupCreate(context, *group_options); });
   group_create->add_option("--product", group_options->product, "Product ID")->type_name("ID")->required();
   group_create->add_option("NAME", group_options->name, "Device group name")->type_name("")->required();
 
   auto* device = commands.Group(root, "device", "Claim, list and inspect devices");
   auto claim_options = std::make_shared<DeviceClaimOptions>();
-  auto* claim = commands.Command(
-      device, "claim", "Claim an attested device into this tenant (irreversible for other tenants)",
-      "citadel device claim 3f2a9c...e41b --device-group 8a1f03d2",
-      [claim_options](CommandContext& context) { return DeviceClaim(context, *claim_options); });
-  claim->add_option("DEVICE_ID", claim_options->device, "Full device ID (64 hex characters)")->type_name("")->required();
-  claim->add_option("--device-group", claim_options->device_group,
-                    "Device group to put it in (default: the product's Development group)")
+  auto* claim =
+      commands.Command(device, "claim", "Claim an attested device into this tenant (irreversible for other tenants)",
+                       "citadel device claim 3f2a9c...e41b --device-group 8a1f03d2",
+                       [claim_options](CommandContext& context) { return DeviceClaim(context, *claim_options); });
+  claim->add_option("DEVICE_ID", claim_options->device, "Full device ID (64 hex characters)")
+      ->type_name("")
+      ->required();
+  claim
+      ->add_option("--device-group", claim_options->device_group,
+                   "Device group to put it in (default: the product's Development group)")
       ->type_name("ID");
   auto list_options = std::make_shared<DeviceListOptions>();
-  auto* list = commands.Command(
-      device, "list", "List the tenant's devices (IDs shortened; --json for full records)",
-      "citadel device list --device-group 8a1f03d2 --os-version 1.0.0 --all",
-      [list_options](CommandContext& context) { return DeviceList(context, *list_options); });
+  auto* list = commands.Command(device, "list", "List the tenant's devices (IDs shortened; --json for full records)",
+                                "citadel device list --device-group 8a1f03d2 --os-version 1.0.0 --all",
+                                [list_options](CommandContext& context) { return DeviceList(context, *list_options); });
   list->add_option("--device-group", list_options->device_group, "Only devices in this group")->type_name("ID");
-  list->add_option("--os-version", list_options->os_version, "Only devices reporting this OS version")->type_name("VERSION");
-  list->add_option("--limit", list_options->limit, "Devices per page (1-100000; default: the server's)")
+  list->add_option("--os-version", list_options->os_version, "Only devices reporting this OS version")
+      ->type_name("VERSION");
+  list->add_option("--limit", list_options->limit, "Devices per page (1-1000; default: the server's)")
       ->type_name("N")
-      ->check(CLI::Range(1, 100000).description(""));
+      ->check(CLI::Range(1, 1000).description(""));
   list->add_option("--after", list_options->after, "Continue after this cursor (printed when there is more)")
       ->type_name("CURSOR");
   list->add_flag("--all", list_options->all, "Follow the cursor and list every device");
   auto show_id = std::make_shared<std::string>();
   commands
-      .Command(device, "show", "Show everything known about a device",
-               "citadel device show 3f2a9c0d17b4",
+      .Command(device, "show", "Show everything known about a device", "citadel device show 3f2a9c0d17b4",
                [show_id](CommandContext& context) { return DeviceShow(context, *show_id); })
-      ->add_option("DEVICE_ID", *show_id, "Device ID, or a unique prefix of it")->type_name("")
+      ->add_option("DEVICE_ID", *show_id, "Device ID, or a unique prefix of it")
+      ->type_name("")
+      ->required();
+  auto revoke_id = std::make_shared<std::string>();
+  commands
+      .Command(device, "revoke-certificate", "Revoke a device's current certificate (it must re-attest)",
+               "citadel device revoke-certificate 3f2a9c0d17b4",
+               [revoke_id](CommandContext& context) { return DeviceRevokeCertificate(context, *revoke_id); })
+      ->add_option("DEVICE_ID", *revoke_id, "Device ID, or a unique prefix of it")
+      ->type_name("")
       ->required();
 
   auto* ca = commands.Group(root, "ca-certificate", "The tenant's device CA chain, for brokers and clouds");
@@ -405,7 +435,8 @@ void RegisterFleetCommands(CommandSet& commands) {
       .Command(ca, "download", "Download the CA chain (issuing CA, then root) as PEM",
                "citadel ca-certificate download -o tenant-ca.pem",
                [output](CommandContext& context) { return CaCertificateDownload(context, *output); })
-      ->add_option("-o,--output", *output, "Write to FILE instead of standard output")->type_name("FILE");
+      ->add_option("-o,--output", *output, "Write to FILE instead of standard output")
+      ->type_name("FILE");
 }
 
 }  // namespace citadel::cli

@@ -81,13 +81,13 @@ Result<void> ShowCa(CommandContext& context, const std::filesystem::path& direct
 }  // namespace
 
 void RegisterManufacturerCommands(CommandSet& commands) {
-  auto* manufacturer = commands.Group(&commands.root(), "manufacturer",
-                                      "Local development manufacturer CA (no server involved)");
+  auto* manufacturer =
+      commands.Group(&commands.root(), "manufacturer", "Local development manufacturer CA (no server involved)");
   auto options = std::make_shared<ManufacturerCaOptions>();
-  auto* create = commands.Command(
-      manufacturer, "create-ca", "Create a self-signed development manufacturer CA in a directory",
-      "citadel manufacturer create-ca --dir ./manufacturer --name \"Acme Boards Dev\"",
-      [options](CommandContext& context) { return CreateCa(context, *options); });
+  auto* create =
+      commands.Command(manufacturer, "create-ca", "Create a self-signed development manufacturer CA in a directory",
+                       "citadel manufacturer create-ca --dir ./manufacturer --name \"Acme Boards Dev\"",
+                       [options](CommandContext& context) { return CreateCa(context, *options); });
   create->add_option("--dir", options->directory, "Directory for manufacturer-ca.pem and manufacturer-ca.key")
       ->type_name("DIR")
       ->required();
@@ -99,7 +99,8 @@ void RegisterManufacturerCommands(CommandSet& commands) {
       .Command(manufacturer, "show", "Show the manufacturer CA in a directory",
                "citadel manufacturer show --dir ./manufacturer",
                [directory](CommandContext& context) { return ShowCa(context, *directory); })
-      ->add_option("--dir", *directory, "Directory holding manufacturer-ca.pem")->type_name("DIR")
+      ->add_option("--dir", *directory, "Directory holding manufacturer-ca.pem")
+      ->type_name("DIR")
       ->required();
 }
 

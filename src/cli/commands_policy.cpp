@@ -95,7 +95,8 @@ Result<void> PolicyRemove(CommandContext& context, const PolicyRemoveOptions& op
 
 Result<void> AuditList(CommandContext& context, int limit) {
   CITADEL_TRY(auto* api, context.Api());
-  CITADEL_TRY(auto path, context.TenantPath("/audit" + QueryString({{"limit", limit > 0 ? std::to_string(limit) : ""}})));
+  CITADEL_TRY(auto path,
+              context.TenantPath("/audit" + QueryString({{"limit", limit > 0 ? std::to_string(limit) : ""}})));
   FailureContext failure_context;
   failure_context.forbidden_hint = "reading the audit log needs an admin token of this tenant";
   CITADEL_TRY(auto answer, api->Get(path, failure_context));
@@ -119,8 +120,8 @@ Result<void> AuditList(CommandContext& context, int limit) {
     }
     if (details == "{}" || details == "null") details.clear();
     std::string time_key = event.is_object() && event.contains("time") ? "time" : "created_at";
-    table.AddRow({TimeCell(event, time_key, context.now()), JsonText(event, "actor"), JsonText(event, "action"),
-                  target, details});
+    table.AddRow({TimeCell(event, time_key, context.now()), JsonText(event, "actor"), JsonText(event, "action"), target,
+                  details});
   }
   table.Render(context.out());
   return {};
@@ -138,19 +139,20 @@ void RegisterPolicyCommands(CommandSet& commands) {
       .Command(policy, "revoke-os-version", "Refuse attestation to devices running an OS version",
                "citadel policy revoke-os-version 1.0.0",
                [os_version](CommandContext& context) { return PolicyAdd(context, kRevokedOsVersion, *os_version); })
-      ->add_option("VERSION", *os_version, "OS version as devices report it")->type_name("")
+      ->add_option("VERSION", *os_version, "OS version as devices report it")
+      ->type_name("")
       ->required();
   auto digest = std::make_shared<std::string>();
   commands
       .Command(policy, "revoke-runtime-digest", "Refuse attestation to devices measuring a runtime digest",
                "citadel policy revoke-runtime-digest 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
                [digest](CommandContext& context) { return PolicyRevokeRuntimeDigest(context, *digest); })
-      ->add_option("HEX", *digest, "SHA-256 of the runtime, 64 hex characters")->type_name("")
+      ->add_option("HEX", *digest, "SHA-256 of the runtime, 64 hex characters")
+      ->type_name("")
       ->required();
   auto remove_options = std::make_shared<PolicyRemoveOptions>();
   auto* remove = commands.Command(
-      policy, "remove", "Remove a policy rule",
-      "citadel policy remove --kind revoked-os-version --value 1.0.0",
+      policy, "remove", "Remove a policy rule", "citadel policy remove --kind revoked-os-version --value 1.0.0",
       [remove_options](CommandContext& context) { return PolicyRemove(context, *remove_options); });
   remove->add_option("--kind", remove_options->kind, "revoked-os-version or revoked-runtime-digest")
       ->type_name("KIND")
@@ -163,9 +165,9 @@ void RegisterPolicyCommands(CommandSet& commands) {
   commands
       .Command(audit, "list", "List recent audit events, newest first", "citadel audit list --limit 20",
                [limit](CommandContext& context) { return AuditList(context, *limit); })
-      ->add_option("--limit", *limit, "At most this many events (1-100000)")
+      ->add_option("--limit", *limit, "At most this many events (1-1000; default 100)")
       ->type_name("N")
-      ->check(CLI::Range(1, 100000).description(""));
+      ->check(CLI::Range(1, 1000).description(""));
 }
 
 }  // namespace citadel::cli

@@ -51,8 +51,8 @@ Expected<std::optional<Config>> LoadConfig(const std::filesystem::path& path) {
     return MakeError(ErrorCode::kParse, path.string() + " is not a citadel config (expected a JSON object)");
   }
   Config config;
-  for (auto [key, field] : {std::pair{"server", &config.server}, std::pair{"token", &config.token},
-                            std::pair{"ca_pem", &config.ca_pem}}) {
+  for (auto [key, field] :
+       {std::pair{"server", &config.server}, std::pair{"token", &config.token}, std::pair{"ca_pem", &config.ca_pem}}) {
     auto it = json.find(key);
     if (it == json.end() || it->is_null()) continue;
     if (!it->is_string()) {
@@ -98,10 +98,8 @@ Result<ConnectionSettings> ResolveConnection(const ConnectionOverrides& flags, c
       source = SettingSource::kConfigFile;
     }
   };
-  pick(flags.server, "CITADEL_SERVER", saved ? &saved->server : nullptr, settings.server,
-       settings.server_source);
-  pick(flags.token, "CITADEL_TOKEN", saved ? &saved->token : nullptr, settings.token,
-       settings.token_source);
+  pick(flags.server, "CITADEL_SERVER", saved ? &saved->server : nullptr, settings.server, settings.server_source);
+  pick(flags.token, "CITADEL_TOKEN", saved ? &saved->token : nullptr, settings.token, settings.token_source);
   while (!settings.server.empty() && settings.server.back() == '/') settings.server.pop_back();
 
   std::string ca_file;

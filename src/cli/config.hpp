@@ -32,7 +32,7 @@ EnvLookup ProcessEnvironment();
 
 struct Config {
   std::string server;
-  std::string token;   // secret: never print or log it
+  std::string token;  // secret: never print or log it
   std::string ca_pem;
 };
 
@@ -66,7 +66,7 @@ enum class SettingSource { kNone, kFlag, kEnvironment, kConfigFile };
 
 struct ConnectionSettings {
   std::string server;
-  std::string token;   // secret
+  std::string token;  // secret
   std::string ca_pem;
   SettingSource server_source = SettingSource::kNone;
   SettingSource token_source = SettingSource::kNone;

@@ -9,8 +9,7 @@ namespace {
 
 constexpr std::string_view kProblemPrefix = "urn:citadel:problem:";
 
-constexpr std::string_view kLoginHint =
-    "run `citadel login --server URL --token TOKEN --ca FILE` with a valid token";
+constexpr std::string_view kLoginHint = "run `citadel login --server URL --token TOKEN --ca FILE` with a valid token";
 
 std::string ServerOrDefault(const FailureContext& context) {
   return context.server.empty() ? std::string("the configured URL") : context.server;
@@ -29,6 +28,10 @@ std::string HintForType(std::string_view name, const FailureContext& context) {
   if (name == "device-already-claimed") {
     return "nothing to do: the device is already yours (see `citadel device show DEVICE_ID`)";
   }
+  if (name == "device-group-required") {
+    return "name a device group with --device-group ID (`citadel device-group list` shows them)";
+  }
+  if (name == "already-exists") return "choose another name, or use the existing one";
   if (name == "invalid-request" || name == "malformed-request") {
     return "check the command's arguments with `--help`";
   }
@@ -156,8 +159,9 @@ Failure FailureFromError(const Error& error, const FailureContext& context) {
                      "? Check the URL (--server, CITADEL_SERVER or `citadel login`)";
       break;
     case ErrorCode::kCrypto:
-      failure.hint = "the server's TLS certificate must chain to the CA you pinned: pass the server's "
-                     "DATA/service-ca.pem with --ca (or run `citadel login` again)";
+      failure.hint =
+          "the server's TLS certificate must chain to the CA you pinned: pass the server's "
+          "DATA/service-ca.pem with --ca (or run `citadel login` again)";
       break;
     case ErrorCode::kUnauthenticated:
       failure.hint = std::string(kLoginHint);

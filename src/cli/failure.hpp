@@ -20,7 +20,7 @@ enum class ExitCode : int {
   kOk = 0,
   kError = 1,
   kUsage = 2,
-  kAuth = 3,         // authentication failed or permission denied
+  kAuth = 3,  // authentication failed or permission denied
   kNotFound = 4,
   kConflict = 5,
   kUnreachable = 6,  // the server could not be reached
@@ -44,7 +44,7 @@ void PrintFailure(std::ostream& err, const Failure& failure);
 
 // An RFC 9457 problem document.
 struct Problem {
-  std::string type;   // "urn:citadel:problem:not-found"
+  std::string type;  // "urn:citadel:problem:not-found"
   std::string title;
   int status = 0;
   std::string detail;
@@ -58,9 +58,9 @@ std::optional<Problem> ParseProblem(std::string_view body);
 
 // What the command was doing, to make hints concrete.
 struct FailureContext {
-  std::string server;           // base URL, for "is citadel-server running at ...?"
-  std::string not_found_hint;   // e.g. "list devices with `citadel device list`"
-  std::string forbidden_hint;   // e.g. "creating tenants needs the operator token"
+  std::string server;          // base URL, for "is citadel-server running at ...?"
+  std::string not_found_hint;  // e.g. "list devices with `citadel device list`"
+  std::string forbidden_hint;  // e.g. "creating tenants needs the operator token"
 };
 
 // Maps a non-2xx HTTP answer to a Failure.

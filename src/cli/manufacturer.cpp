@@ -57,8 +57,7 @@ Expected<ManufacturerCa> LoadManufacturerCa(const std::filesystem::path& directo
   auto key = crypto::PrivateKey::FromPem(crypto::SecretBytes(std::move(*key_text)));
   if (!key) return WrapError(key.error(), ca.key_path.string());
   if (!(key->Public() == ca.certificate.SubjectPublicKey())) {
-    return MakeError(ErrorCode::kCrypto,
-                     ca.key_path.string() + " does not belong to " + ca.certificate_path.string());
+    return MakeError(ErrorCode::kCrypto, ca.key_path.string() + " does not belong to " + ca.certificate_path.string());
   }
   return ca;
 }

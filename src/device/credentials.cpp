@@ -40,8 +40,8 @@ Expected<DeviceCredentials> ValidateCredentials(const crypto::Certificate& certi
     return MakeError(ErrorCode::kCrypto, "the device certificate is not for this device's TLS key");
   }
   if (certificate.SubjectCommonName() != device_id) {
-    return MakeError(ErrorCode::kCrypto, "the device certificate names device '" + certificate.SubjectCommonName() +
-                                             "', not this device");
+    return MakeError(ErrorCode::kCrypto,
+                     "the device certificate names device '" + certificate.SubjectCommonName() + "', not this device");
   }
   if (chain.empty()) return MakeError(ErrorCode::kInvalidArgument, "the device certificate came without a CA chain");
   std::span<const crypto::Certificate> all(chain);

@@ -44,43 +44,6 @@ Expected<seconds> ParseNextCheckIn(std::string_view body) {
   return seconds(std::max<std::int64_t>(it->get<std::int64_t>(), 0));
 }
 
-// A view of the RoT for building evidence that presents "no manufacturer
-// chain" as an empty chain instead of an error. A device provisioned with
-// --no-manufacturer must still ask: deciding that it is not genuine is the
-// service's job (and what the tests of that check need), and the device
-// learns the verdict as a problem+json like any other refusal.
-class ChainOrEmptyRootOfTrust final : public rot::RootOfTrust {
- public:
-  explicit ChainOrEmptyRootOfTrust(rot::RootOfTrust& inner) : inner_(inner) {}
-
-  std::string_view Backend() const override { return inner_.Backend(); }
-  const crypto::PublicKey& IdentityPublicKey() const override { return inner_.IdentityPublicKey(); }
-  Expected<Bytes> SignWithIdentity(const crypto::Sha256Digest& digest) override {
-    return inner_.SignWithIdentity(digest);
-  }
-  Expected<std::vector<crypto::Certificate>> ManufacturerChain() const override {
-    auto chain = inner_.ManufacturerChain();
-    if (!chain && chain.error().code() == ErrorCode::kNotFound) return std::vector<crypto::Certificate>{};
-    return chain;
-  }
-  Expected<void> StoreManufacturerChain(const std::vector<crypto::Certificate>& chain) override {
-    return inner_.StoreManufacturerChain(chain);
-  }
-  const crypto::PrivateKey& TlsClientKey() const override { return inner_.TlsClientKey(); }
-  Expected<void> Extend(const rot::MeasurementEvent& event) override { return inner_.Extend(event); }
-  std::vector<crypto::Sha256Digest> ReadRegisters() const override { return inner_.ReadRegisters(); }
-  std::vector<rot::MeasurementEvent> MeasurementLog() const override { return inner_.MeasurementLog(); }
-  Expected<rot::Quote> CreateQuote(std::span<const std::uint8_t> nonce) override {
-    return inner_.CreateQuote(nonce);
-  }
-  Expected<std::uint64_t> ReadCounter(std::string_view name) const override { return inner_.ReadCounter(name); }
-  Expected<std::uint64_t> IncrementCounter(std::string_view name) override {
-    return inner_.IncrementCounter(name);
-  }
-
- private:
-  rot::RootOfTrust& inner_;
-};
 
 }  // namespace
 
@@ -151,9 +114,8 @@ void DeviceAgent::UpdateStatus(Update update) {
     // Every retry passes through "attesting"; only where it lands matters
     // to an operator.
     auto log_at = snapshot.state == AgentState::kAttesting ? log::Debug : log::Info;
-    log_at("state changed", {{"device_id", device_id_},
-                             {"from", AgentStateName(previous)},
-                             {"to", AgentStateName(snapshot.state)}});
+    log_at("state changed",
+           {{"device_id", device_id_}, {"from", AgentStateName(previous)}, {"to", AgentStateName(snapshot.state)}});
   }
   auto written = WriteStatus(options_.state_dir, snapshot);
   if (!written && !fatal_error_) fatal_error_ = written.error();
@@ -161,9 +123,7 @@ void DeviceAgent::UpdateStatus(Update update) {
 }
 
 DeviceAgent::StepResult DeviceAgent::Fail(AgentState state, std::string error, std::string problem_type) {
-  log::Warn("service exchange failed", {{"device_id", device_id_},
-                                        {"error", error},
-                                        {"problem_type", problem_type}});
+  log::Warn("service exchange failed", {{"device_id", device_id_}, {"error", error}, {"problem_type", problem_type}});
   if (options_.once && !once_error_) {
     auto code = state == AgentState::kRefused ? ErrorCode::kPermissionDenied : ErrorCode::kUnavailable;
     once_error_ = Error(code, problem_type.empty() ? error : problem_type + ": " + error);
@@ -248,8 +208,7 @@ DeviceAgent::StepResult DeviceAgent::Attest() {
   // attestation, and a CSR is cheap.
   auto csr = crypto::CertificateRequest::Create(rot_.TlsClientKey(), device_id_);
   if (!csr) return Fail(AgentState::kBackoff, "cannot create a CSR: " + csr.error().message());
-  ChainOrEmptyRootOfTrust evidence_rot(rot_);
-  auto evidence = protocol::CreateSignedEvidence(evidence_rot, challenge->nonce, csr->Pem());
+  auto evidence = protocol::CreateSignedEvidence(rot_, challenge->nonce, csr->Pem());
   if (!evidence) return Fail(AgentState::kBackoff, "cannot create evidence: " + evidence.error().message());
 
   auto verdict_response = attestation_client_->Send("POST", kAttestationPath, *evidence, kJsonHeaders);

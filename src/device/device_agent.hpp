@@ -38,8 +38,8 @@ namespace citadel::device {
 
 struct AgentOptions {
   std::filesystem::path state_dir;
-  std::string server_url;     // "https://host:port"
-  std::string server_ca_pem;  // the pinned service CA
+  std::string server_url;            // "https://host:port"
+  std::string server_ca_pem;         // the pinned service CA
   std::string os_version = "1.0.0";  // reported at check-in
   Milliseconds check_in_interval = std::chrono::seconds(60);
   Milliseconds unclaimed_retry = std::chrono::seconds(60);

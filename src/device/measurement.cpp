@@ -92,8 +92,8 @@ Expected<std::vector<rot::MeasurementEvent>> BootMeasurements(const MeasurementI
   const auto& os_source = inputs.os_image.empty() ? inputs.os_release_path : inputs.os_image;
   auto os_digest = Sha256File(os_source);
   if (!os_digest) return WrapError(os_digest.error(), "measuring the OS");
-  events.push_back({static_cast<std::uint32_t>(rot::Register::kOs), "os", inputs.os_name, inputs.os_version,
-                    *os_digest});
+  events.push_back(
+      {static_cast<std::uint32_t>(rot::Register::kOs), "os", inputs.os_name, inputs.os_version, *os_digest});
 
   auto runtime_digest = Sha256File(inputs.runtime_binary);
   if (!runtime_digest) return WrapError(runtime_digest.error(), "measuring the runtime");

@@ -44,7 +44,7 @@ struct EffectiveConfig {
   std::string server_ca_sha256;  // hex SHA-256 of the pinned CA PEM file
   std::string os_name;
   std::string os_version;
-  std::string os_image;          // path, "" when measuring /etc/os-release
+  std::string os_image;  // path, "" when measuring /etc/os-release
   std::chrono::seconds check_in_interval{0};
   std::chrono::seconds unclaimed_retry{0};
   std::chrono::seconds max_backoff{0};

@@ -27,8 +27,7 @@ Expected<ManufacturerCa> LoadManufacturerCa(const std::filesystem::path& ca_dir)
   auto key = crypto::PrivateKey::FromPem(secret);
   if (!key) return WrapError(key.error(), "parsing " + key_path.string());
   if (!(key->Public() == certificate->SubjectPublicKey())) {
-    return MakeError(ErrorCode::kInvalidArgument,
-                     key_path.string() + " is not the key of " + cert_path.string());
+    return MakeError(ErrorCode::kInvalidArgument, key_path.string() + " is not the key of " + cert_path.string());
   }
   return ManufacturerCa{std::move(*certificate), std::move(*key)};
 }
@@ -68,8 +67,7 @@ Expected<bool> HasManufacturerChain(const rot::RootOfTrust& rot) {
   return !chain->empty();
 }
 
-Expected<ProvisionResult> ProvisionWithManufacturerCa(rot::RootOfTrust& rot, const ManufacturerCa& ca,
-                                                      TimePoint now) {
+Expected<ProvisionResult> ProvisionWithManufacturerCa(rot::RootOfTrust& rot, const ManufacturerCa& ca, TimePoint now) {
   ProvisionResult result;
   result.device_id = rot.DeviceId();
   CITADEL_TRY(bool provisioned, HasManufacturerChain(rot));

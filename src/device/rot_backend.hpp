@@ -30,8 +30,7 @@ enum class RotOpenMode {
 // Opens the RoT for the device whose state lives in state_dir. With
 // kMustExist, a state dir without an identity is refused with kNotFound and
 // a message that says to run `citadeld provision` first.
-Expected<std::unique_ptr<rot::RootOfTrust>> OpenRootOfTrust(RotBackend backend,
-                                                            const std::filesystem::path& state_dir,
+Expected<std::unique_ptr<rot::RootOfTrust>> OpenRootOfTrust(RotBackend backend, const std::filesystem::path& state_dir,
                                                             RotOpenMode mode);
 
 }  // namespace citadel::device

@@ -86,7 +86,8 @@ Expected<DeviceStatus> ParseStatus(std::string_view text) {
 }
 
 Expected<void> WriteStatus(const std::filesystem::path& state_dir, const DeviceStatus& status) {
-  auto written = WriteFileAtomic(state_dir / kStatusFile, StatusToJson(status).dump(2, ' ', false, Json::error_handler_t::replace) + "\n", 0644);
+  auto written = WriteFileAtomic(state_dir / kStatusFile,
+                                 StatusToJson(status).dump(2, ' ', false, Json::error_handler_t::replace) + "\n", 0644);
   if (!written) return WrapError(written.error(), "writing device status");
   return kOk;
 }

@@ -111,6 +111,8 @@ class Server {
   [[nodiscard]] virtual Expected<void> Start() = 0;
   virtual std::uint16_t port() const = 0;
   // Graceful stop; safe to call from a signal-handling thread; idempotent.
+  // Waits up to ~5 s for requests in flight, so it must not be called from
+  // a request handler.
   virtual void Stop() = 0;
   // Blocks until the server has stopped.
   virtual void Wait() = 0;

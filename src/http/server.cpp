@@ -5,15 +5,19 @@
 // Connection life: accept -> TLS handshake (handshake_timeout) -> wait for
 // the first byte of a request (read_timeout for the first request,
 // idle_timeout between keep-alive requests) -> read the request
-// (read_timeout, header/body limits) -> handler -> write -> repeat or close.
+// (read_timeout, header/body limits; "100 Continue" when asked) -> handler
+// -> write -> repeat or close.
 // Protocol errors answer 400/413/431 and then close with a bounded
 // "lingering close" so the client can read the answer before the reset.
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cctype>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
+#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -85,6 +89,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void OnHandshake(beast::error_code ec);
   void WaitForRequest();
   void ReadRequest();
+  void OnHeader(beast::error_code ec);
+  void ReadBody();
   void OnRead(beast::error_code ec);
   void HandleRequest();
   void Write(Response response, unsigned version, bool keep_alive, bool head);
@@ -102,6 +108,7 @@ class Session : public std::enable_shared_from_this<Session> {
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   bhttp::response<bhttp::string_body> response_;
+  bhttp::response<bhttp::empty_body> continue_response_;
   Phase phase_ = Phase::kHandshake;
   bool first_request_ = true;
   bool close_after_write_ = false;
@@ -119,7 +126,9 @@ class ServerImpl final : public Server {
     Stop();
     // Destroys handlers still queued (sessions) while the members they use
     // are alive; see the member order below.
+    accept_retry_.reset();
     acceptor_.reset();
+    work_.reset();
     io_.reset();
   }
 
@@ -152,6 +161,7 @@ class ServerImpl final : public Server {
   std::condition_variable sessions_changed_;
   std::map<std::uint64_t, std::weak_ptr<Session>> sessions_;  // guarded by sessions_mutex_
   std::uint64_t next_session_id_ = 0;                         // acceptor strand only
+  std::chrono::steady_clock::time_point last_cap_warning_{};  // acceptor strand only
 
   std::mutex lifecycle_mutex_;
   std::condition_variable stopped_changed_;
@@ -173,7 +183,12 @@ Session::Session(ServerImpl& server, tcp::socket socket, std::uint64_t id)
   beast::error_code ec;
   tcp::endpoint remote = this->socket().remote_endpoint(ec);
   if (!ec) {
-    remote_address_ = remote.address().to_string();
+    asio::ip::address address = remote.address();
+    // A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d.
+    if (address.is_v6() && address.to_v6().is_v4_mapped()) {
+      address = asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6());
+    }
+    remote_address_ = address.to_string();
     remote_port_ = remote.port();
   }
 }
@@ -242,6 +257,44 @@ void Session::ReadRequest() {
       std::min<std::size_t>(options.max_header_bytes, std::numeric_limits<std::uint32_t>::max())));
   parser_->body_limit(options.max_body_bytes);
   tcp_stream().expires_after(options.read_timeout);
+  bhttp::async_read_header(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec,
+                                                                                   std::size_t) {
+    self->OnHeader(ec);
+  });
+}
+
+// A client that sent "Expect: 100-continue" waits for a 100 before sending
+// the body (RFC 9110 section 10.1.1). An over-limit Content-Length has
+// already failed the header read, so it is answered 413 without a 100.
+void Session::OnHeader(beast::error_code ec) {
+  if (ec) {
+    OnRead(ec);
+    return;
+  }
+  const auto& header = parser_->get();
+  auto expect = header[bhttp::field::expect];
+  bool wants_continue = !parser_->is_done() && expect.size() == 12 &&
+                        beast::iequals(expect, "100-continue") && header.version() >= 11;
+  if (!wants_continue) {
+    ReadBody();
+    return;
+  }
+  continue_response_ = {};
+  continue_response_.version(header.version());
+  continue_response_.result(bhttp::status::continue_);
+  continue_response_.set(bhttp::field::server, "citadel");
+  bhttp::async_write(stream_, continue_response_,
+                     [self = shared_from_this()](beast::error_code write_ec, std::size_t) {
+                       if (write_ec) {
+                         self->Close();
+                         return;
+                       }
+                       self->ReadBody();
+                     });
+}
+
+void Session::ReadBody() {
+  // The read_timeout set in ReadRequest() still bounds the whole request.
   bhttp::async_read(stream_, buffer_, *parser_,
                     [self = shared_from_this()](beast::error_code ec, std::size_t) { self->OnRead(ec); });
 }
@@ -505,8 +558,13 @@ void ServerImpl::OnAccept(beast::error_code ec, tcp::socket socket) {
   {
     std::lock_guard lock(sessions_mutex_);
     if (sessions_.size() >= options_.max_connections) {
-      log::Warn("connection limit reached; refusing a connection",
-                {{"limit", std::to_string(options_.max_connections)}});
+      // At most one line a second: a connection flood must not flood the log.
+      auto now = std::chrono::steady_clock::now();
+      if (now - last_cap_warning_ >= std::chrono::seconds(1)) {
+        last_cap_warning_ = now;
+        log::Warn("connection limit reached; refusing connections",
+                  {{"limit", std::to_string(options_.max_connections)}});
+      }
       beast::error_code ignored;
       socket.close(ignored);
       Accept();

@@ -425,6 +425,18 @@ void RegisterRoutes(http::Router& router, ApiContext& ctx) {
                if (!body) return BodyError(body.error());
                auto group_id = StringField(*body, "device_group_id", false);
                if (!group_id) return BodyError(group_id.error());
+               const auto& device_id = params.at("device");
+               // Say who holds the device before asking for a group: that is
+               // the answer a caller needs first. (The store re-checks
+               // atomically below; this read only shapes the message.)
+               if (auto existing = ctx.store.GetDevice(device_id); existing && !existing->tenant_id.empty()) {
+                 return existing->tenant_id == tenant_id
+                            ? Problem(409, "device-already-claimed", "Device already claimed",
+                                      "device " + device_id + " is already claimed by your tenant")
+                            : Problem(409, "device-claimed-elsewhere", "Device claimed by another tenant",
+                                      "device " + device_id +
+                                          " is claimed by another tenant; it must be released by that tenant first");
+               }
                std::string product_id;
                if (group_id->empty()) {
                  // Without a group, a tenant with one product claims into its
@@ -455,7 +467,6 @@ void RegisterRoutes(http::Router& router, ApiContext& ctx) {
                  }
                  product_id = group->product_id;
                }
-               const auto& device_id = params.at("device");
                auto claimed = ctx.store.ClaimDevice(device_id, tenant_id, product_id, *group_id, Now());
                if (!claimed) {
                  switch (claimed.error().code()) {

@@ -40,8 +40,8 @@ struct FakeService {
   std::vector<http::ClientOptions> clients;
 
   void Answer(const std::string& route, int status, const json& body) {
-    routes[route] = http::Response{status, status >= 400 ? "application/problem+json" : "application/json",
-                                   body.is_null() ? "" : body.dump(), {}};
+    routes[route] = http::Response{
+        status, status >= 400 ? "application/problem+json" : "application/json", body.is_null() ? "" : body.dump(), {}};
   }
   void Problem(const std::string& route, int status, const std::string& name, const std::string& detail) {
     Answer(route, status,
@@ -66,7 +66,8 @@ class FakeClient : public http::Client {
     if (service_->transport_error) return std::unexpected(*service_->transport_error);
     auto it = service_->routes.find(call.method + " " + call.path);
     if (it == service_->routes.end()) {
-      return http::Response{404, "application/problem+json",
+      return http::Response{404,
+                            "application/problem+json",
                             R"({"type":"urn:citadel:problem:not-found","status":404,"detail":"no route )" +
                                 call.method + " " + call.path + R"("})",
                             {}};
@@ -85,8 +86,10 @@ class CliTest : public ::testing::Test {
     ca_file_ = dir_.path() / "service-ca.pem";
     ASSERT_TRUE(WriteFileAtomic(ca_file_, "SERVICE CA PEM").has_value());
     service_->Answer("GET /v1/health", 200, {{"status", "ok"}, {"store", "sqlite"}});
-    service_->Answer("GET /v1/tenants", 200,
-                     {{"tenants", json::array({{{"id", "t1"}, {"name", "acme"}, {"created_at", "2026-01-01T00:00:00Z"}}})}});
+    service_->Answer(
+        "GET /v1/tenants", 200,
+        {{"tenants", json::array({{{"id", "t1"}, {"name", "acme"}, {"created_at", "2026-01-01T00:00:00Z"}}})},
+         {"role", "admin"}});
   }
 
   int Run(std::vector<std::string> args) {
@@ -132,21 +135,38 @@ class CliTest : public ::testing::Test {
 TEST_F(CliTest, RootHelpDocumentsCommandsEnvironmentAndExitCodes) {
   EXPECT_EQ(Run({"--help"}), 0);
   auto help = out_.str();
-  for (const char* text : {"login", "device", "manufacturer", "policy", "CITADEL_TOKEN", "CITADEL_CONFIG",
-                           "Exit codes", "6  server unreachable", "3  authentication", "--json"}) {
+  for (const char* text : {"login", "device", "manufacturer", "policy", "CITADEL_TOKEN", "CITADEL_CONFIG", "Exit codes",
+                           "6  server unreachable", "3  authentication", "--json"}) {
     EXPECT_NE(help.find(text), std::string::npos) << text;
   }
   EXPECT_TRUE(service_->calls.empty());
 }
 
 TEST_F(CliTest, EveryCommandHasADescriptionAndAnExample) {
-  const std::vector<std::vector<std::string>> commands = {
-      {"login"}, {"logout"}, {"tenant", "create"}, {"tenant", "list"}, {"tenant", "show"},
-      {"token", "create"}, {"token", "list"}, {"token", "revoke"}, {"product", "create"}, {"product", "list"},
-      {"device-group", "list"}, {"device-group", "create"}, {"device", "claim"}, {"device", "list"},
-      {"device", "show"}, {"ca-certificate", "download"}, {"policy", "list"}, {"policy", "revoke-os-version"},
-      {"policy", "revoke-runtime-digest"}, {"policy", "remove"}, {"audit", "list"},
-      {"manufacturer", "create-ca"}, {"manufacturer", "show"}};
+  const std::vector<std::vector<std::string>> commands = {{"login"},
+                                                          {"logout"},
+                                                          {"tenant", "create"},
+                                                          {"tenant", "list"},
+                                                          {"tenant", "show"},
+                                                          {"token", "create"},
+                                                          {"token", "list"},
+                                                          {"token", "revoke"},
+                                                          {"product", "create"},
+                                                          {"product", "list"},
+                                                          {"device-group", "list"},
+                                                          {"device-group", "create"},
+                                                          {"device", "claim"},
+                                                          {"device", "list"},
+                                                          {"device", "show"},
+                                                          {"device", "revoke-certificate"},
+                                                          {"ca-certificate", "download"},
+                                                          {"policy", "list"},
+                                                          {"policy", "revoke-os-version"},
+                                                          {"policy", "revoke-runtime-digest"},
+                                                          {"policy", "remove"},
+                                                          {"audit", "list"},
+                                                          {"manufacturer", "create-ca"},
+                                                          {"manufacturer", "show"}};
   for (auto args : commands) {
     std::string name = "citadel";
     for (const auto& word : args) name += " " + word;
@@ -162,8 +182,8 @@ TEST_F(CliTest, UsageErrorsExitWithTwo) {
   EXPECT_EQ(Run({"device"}), 2);
   EXPECT_NE(err_.str().find("claim"), std::string::npos);  // the group's help lists its commands
   EXPECT_EQ(Run({"device", "list", "--bogus"}), 2);
-  EXPECT_EQ(Run({"token", "create", "--name", "ci"}), 2);                       // --role missing
-  EXPECT_EQ(Run({"token", "create", "--name", "ci", "--role", "owner"}), 2);    // not a role
+  EXPECT_EQ(Run({"token", "create", "--name", "ci"}), 2);                     // --role missing
+  EXPECT_EQ(Run({"token", "create", "--name", "ci", "--role", "owner"}), 2);  // not a role
   EXPECT_EQ(Run({"no-such-command"}), 2);
   EXPECT_TRUE(service_->calls.empty());
 }
@@ -193,6 +213,7 @@ TEST_F(CliTest, LoginChecksServerAndTokenThenSavesConfig0600) {
   EXPECT_EQ((*saved)->ca_pem, "SERVICE CA PEM");  // contents, not the path
 
   EXPECT_NE(out_.str().find("acme (t1)"), std::string::npos) << out_.str();
+  EXPECT_NE(out_.str().find("Role:    admin"), std::string::npos) << out_.str();
   EXPECT_EQ(out_.str().find("cit_new"), std::string::npos) << "the token must not be printed";
 
   // Later commands use the saved login.
@@ -213,9 +234,14 @@ TEST_F(CliTest, LoginWithARefusedTokenSavesNothing) {
 TEST_F(CliTest, LoginToAnUnreachableServerSaysSo) {
   service_->transport_error = Error(ErrorCode::kUnavailable, "connect: connection refused");
   EXPECT_EQ(Run({"login", "--server", kServer, "--token", "cit_x", "--ca", ca_file_.string()}), 6);
-  EXPECT_NE(err_.str().find("is citadel-server running at https://127.0.0.1:8443?"), std::string::npos)
-      << err_.str();
+  EXPECT_NE(err_.str().find("is citadel-server running at https://127.0.0.1:8443?"), std::string::npos) << err_.str();
   EXPECT_FALSE(std::filesystem::exists(ConfigFile()));
+}
+
+TEST_F(CliTest, LoginWithoutSettingsIsAUsageError) {
+  EXPECT_EQ(Run({"login", "--token", "cit_x"}), 2);
+  EXPECT_NE(err_.str().find("--server"), std::string::npos);
+  EXPECT_TRUE(service_->calls.empty());
 }
 
 TEST_F(CliTest, LogoutDeletesTheConfig) {
@@ -304,10 +330,16 @@ TEST_F(CliTest, TokenCommands) {
   EXPECT_NE(err_.str().find("shown only once"), std::string::npos);
 
   service_->Answer("GET /v1/tenants/t1/tokens", 200,
-                   {{"tokens", json::array({{{"id", "k1"}, {"name", "admin"}, {"role", "admin"},
-                                             {"created_at", "2026-01-01T00:00:00Z"}, {"revoked", false}},
-                                            {{"id", "k2"}, {"name", "ci"}, {"role", "contributor"},
-                                             {"created_at", "2026-01-01T00:00:00Z"}, {"revoked", true}}})}});
+                   {{"tokens", json::array({{{"id", "k1"},
+                                             {"name", "admin"},
+                                             {"role", "admin"},
+                                             {"created_at", "2026-01-01T00:00:00Z"},
+                                             {"revoked", false}},
+                                            {{"id", "k2"},
+                                             {"name", "ci"},
+                                             {"role", "contributor"},
+                                             {"created_at", "2026-01-01T00:00:00Z"},
+                                             {"revoked", true}}})}});
   ASSERT_EQ(Run({"token", "list"}), 0);
   EXPECT_NE(out_.str().find("ROLE"), std::string::npos);
   EXPECT_NE(out_.str().find("revoked"), std::string::npos);
@@ -320,8 +352,13 @@ TEST_F(CliTest, TokenCommands) {
 // ---- devices ------------------------------------------------------------------
 
 json Device(const std::string& id, const std::string& os) {
-  return {{"id", id}, {"tenant_id", "t1"}, {"device_group_id", "g1"}, {"os_version", os},
-          {"runtime_version", "0.1.0"}, {"last_verdict", "accepted"}, {"revoked", false},
+  return {{"id", id},
+          {"tenant_id", "t1"},
+          {"device_group_id", "g1"},
+          {"os_version", os},
+          {"runtime_version", "0.1.0"},
+          {"last_verdict", "accepted"},
+          {"revoked", false},
           {"last_seen", FormatRfc3339(FromUnixSeconds(1'800'000'000 - 180))}};
 }
 
@@ -352,8 +389,7 @@ TEST_F(CliTest, DeviceListFiltersAreEncodedAndGlobalFlagsGoAnywhere) {
   LogIn();
   service_->Answer("GET /v1/tenants/t1/devices?device_group=g%201&os_version=1.0.0%2Bdev", 200,
                    {{"devices", json::array()}, {"next", nullptr}});
-  ASSERT_EQ(Run({"--json", "device", "list", "--device-group", "g 1", "--os-version", "1.0.0+dev"}), 0)
-      << err_.str();
+  ASSERT_EQ(Run({"--json", "device", "list", "--device-group", "g 1", "--os-version", "1.0.0+dev"}), 0) << err_.str();
   EXPECT_EQ(OutJson()["devices"], json::array());
   ASSERT_EQ(Run({"device", "list", "--device-group", "g 1", "--os-version", "1.0.0+dev", "--json"}), 0);
   EXPECT_EQ(OutJson()["devices"], json::array());
@@ -369,8 +405,9 @@ TEST_F(CliTest, DeviceListRefusesACursorLoop) {
 
 TEST_F(CliTest, DeviceShowAcceptsAUniquePrefix) {
   LogIn();
-  service_->Answer("GET /v1/tenants/t1/devices", 200,
-                   {{"devices", json::array({Device(kDeviceA, "1.0.0"), Device(kDeviceB, "1.0.0")})}, {"next", nullptr}});
+  service_->Answer(
+      "GET /v1/tenants/t1/devices", 200,
+      {{"devices", json::array({Device(kDeviceA, "1.0.0"), Device(kDeviceB, "1.0.0")})}, {"next", nullptr}});
   service_->Answer("GET /v1/tenants/t1/devices/" + kDeviceA, 200, Device(kDeviceA, "1.0.0"));
   ASSERT_EQ(Run({"device", "show", kDeviceA.substr(0, 12)}), 0) << err_.str();
   EXPECT_NE(out_.str().find(kDeviceA), std::string::npos) << "show prints the full ID";
@@ -388,6 +425,26 @@ TEST_F(CliTest, DeviceClaimSendsTheGroupAndValidatesTheId) {
   auto calls = service_->calls.size();
   EXPECT_EQ(Run({"device", "claim", "not-a-device"}), 2);
   EXPECT_EQ(service_->calls.size(), calls);
+
+  service_->Problem("POST /v1/tenants/t1/devices/" + kDeviceB + "/claim", 400, "device-group-required",
+                    "this tenant has several products; name a device group");
+  EXPECT_EQ(Run({"device", "claim", kDeviceB}), 1);
+  EXPECT_NE(err_.str().find("--device-group"), std::string::npos) << err_.str();
+}
+
+TEST_F(CliTest, DeviceRevokeCertificate) {
+  LogIn();
+  service_->Answer("POST /v1/tenants/t1/devices/" + kDeviceA + "/certificate/revoke", 200, {{"revoked", "0a1b"}});
+  ASSERT_EQ(Run({"device", "revoke-certificate", kDeviceA}), 0) << err_.str();
+  EXPECT_NE(out_.str().find("serial 0a1b"), std::string::npos);
+  EXPECT_EQ(Run({"device", "revoke-certificate", "zz"}), 2);
+}
+
+TEST_F(CliTest, LimitsAreCheckedBeforeAnyRequest) {
+  LogIn();
+  EXPECT_EQ(Run({"device", "list", "--limit", "0"}), 2);
+  EXPECT_EQ(Run({"audit", "list", "--limit", "5000"}), 2);
+  EXPECT_TRUE(service_->calls.empty());
 }
 
 TEST_F(CliTest, ProductCreateShowsDefaultGroups) {

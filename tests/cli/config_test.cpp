@@ -115,9 +115,8 @@ TEST_F(ResolveConnectionTest, SavedConfigAloneIsUsed) {
 }
 
 TEST_F(ResolveConnectionTest, EnvironmentOverridesSavedConfig) {
-  auto env = FakeEnv({{"CITADEL_SERVER", "https://env:2/"},
-                      {"CITADEL_TOKEN", "cit_env"},
-                      {"CITADEL_CA", env_ca_.string()}});
+  auto env =
+      FakeEnv({{"CITADEL_SERVER", "https://env:2/"}, {"CITADEL_TOKEN", "cit_env"}, {"CITADEL_CA", env_ca_.string()}});
   auto settings = ResolveConnection({}, env, saved_);
   ASSERT_TRUE(settings.has_value());
   EXPECT_EQ(settings->server, "https://env:2");  // trailing slash dropped
@@ -127,9 +126,8 @@ TEST_F(ResolveConnectionTest, EnvironmentOverridesSavedConfig) {
 }
 
 TEST_F(ResolveConnectionTest, FlagsOverrideEnvironment) {
-  auto env = FakeEnv({{"CITADEL_SERVER", "https://env:2"},
-                      {"CITADEL_TOKEN", "cit_env"},
-                      {"CITADEL_CA", env_ca_.string()}});
+  auto env =
+      FakeEnv({{"CITADEL_SERVER", "https://env:2"}, {"CITADEL_TOKEN", "cit_env"}, {"CITADEL_CA", env_ca_.string()}});
   auto settings = ResolveConnection({"https://flag:3", "cit_flag", flag_ca_.string()}, env, saved_);
   ASSERT_TRUE(settings.has_value());
   EXPECT_EQ(settings->server, "https://flag:3");

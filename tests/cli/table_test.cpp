@@ -85,7 +85,8 @@ TEST(RelativeTimeTest, PastAndFuture) {
   EXPECT_EQ(FormatRelativeTime(now - seconds(5 * 3600), now), "5h ago");
   EXPECT_EQ(FormatRelativeTime(now - seconds(2 * 86400 + 10), now), "2d ago");
   EXPECT_EQ(FormatRelativeTime(now + seconds(3 * 3600 + 5), now), "in 3h");
-  EXPECT_EQ(FormatRelativeTime(now - seconds(90LL * 86400), now), FormatRfc3339(now - seconds(90LL * 86400)).substr(0, 10));
+  EXPECT_EQ(FormatRelativeTime(now - seconds(90LL * 86400), now),
+            FormatRfc3339(now - seconds(90LL * 86400)).substr(0, 10));
 }
 
 TEST(RelativeTimeTest, TextForms) {

@@ -70,7 +70,10 @@ class FakeService {
     auto started = server_->Start();
     EXPECT_TRUE(started) << started.error().message();
   }
-  ~FakeService() { server_->Stop(); server_->Wait(); }
+  ~FakeService() {
+    server_->Stop();
+    server_->Wait();
+  }
 
   std::string url() const { return "https://127.0.0.1:" + std::to_string(server_->port()); }
   std::string ca_pem() const { return service_ca_.Pem(); }
@@ -90,10 +93,22 @@ class FakeService {
     next_check_in_seconds_ = value;
   }
 
-  int attestations() const { std::lock_guard lock(mutex_); return attestations_; }
-  int accepted_check_ins() const { std::lock_guard lock(mutex_); return accepted_check_ins_; }
-  std::string last_appraisal_error() const { std::lock_guard lock(mutex_); return last_appraisal_error_; }
-  protocol::CheckIn last_check_in() const { std::lock_guard lock(mutex_); return last_check_in_; }
+  int attestations() const {
+    std::lock_guard lock(mutex_);
+    return attestations_;
+  }
+  int accepted_check_ins() const {
+    std::lock_guard lock(mutex_);
+    return accepted_check_ins_;
+  }
+  std::string last_appraisal_error() const {
+    std::lock_guard lock(mutex_);
+    return last_appraisal_error_;
+  }
+  protocol::CheckIn last_check_in() const {
+    std::lock_guard lock(mutex_);
+    return last_check_in_;
+  }
   std::vector<rot::MeasurementEvent> last_measurements() const {
     std::lock_guard lock(mutex_);
     return last_measurements_;

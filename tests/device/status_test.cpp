@@ -27,9 +27,15 @@ TEST(StatusTest, JsonHasExactlyTheDocumentedFields) {
   auto json = StatusToJson(SampleStatus());
   std::vector<std::string> keys;
   for (const auto& [key, value] : json.items()) keys.push_back(key);
-  std::vector<std::string> expected{"attestations",  "certificate_expires_at", "certificate_serial",
-                                    "check_ins",     "device_id",              "last_check_in",
-                                    "last_error",    "last_problem_type",      "state",
+  std::vector<std::string> expected{"attestations",
+                                    "certificate_expires_at",
+                                    "certificate_serial",
+                                    "check_ins",
+                                    "device_id",
+                                    "last_check_in",
+                                    "last_error",
+                                    "last_problem_type",
+                                    "state",
                                     "tenant_id"};
   EXPECT_EQ(keys, expected);
   EXPECT_EQ(json["state"], "attested");

@@ -2,14 +2,17 @@
 # Every process a test starts is on loopback and is killed on exit.
 set -euo pipefail
 
-BIN=${CITADEL_BIN_DIR:?CITADEL_BIN_DIR must point at the build's bin directory}
+BIN=${CITADEL_BIN_DIR:?CITADEL_BIN_DIR must point at the bin directory of a build}
 WORK=$(mktemp -d /tmp/citadel-e2e.XXXXXX)
 export CITADEL_CONFIG="$WORK/cli/config.json"
 PIDS=()
 
 cleanup() {
   local status=$?
+  exec 3>&2 2>/dev/null  # bash reports each killed job on stderr; nobody needs that
   for pid in "${PIDS[@]:-}"; do [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  exec 2>&3
   if [ $status -ne 0 ]; then
     echo "---- logs (test failed with status $status) ----"
     for f in "$WORK"/*.log; do [ -f "$f" ] && { echo "== $f"; tail -n 30 "$f"; }; done
@@ -68,7 +71,7 @@ setup_tenant() {
 }
 
 device_dir() { echo "$WORK/devices/device-$1"; }
-device_id() { "$BIN/citadeld" id --state "$(device_dir "$1")"; }
+device_id() { "$BIN/citadeld" id --state "$(device_dir "$1")" 2>/dev/null; }
 device_state() { json 'd.get("state","")' <"$(device_dir "$1")/status.json"; }
 device_field() { json "d.get(\"$2\",\"\")" <"$(device_dir "$1")/status.json"; }
 

@@ -11,8 +11,7 @@ for n in 1 2; do wait_until 30 "device $n seen" claim $n; done
 for n in 1 2; do wait_until 60 "device $n attested" is_attested $n; done
 serial_before=$(device_field 1 certificate_serial)
 
-kill -9 "$SERVER_PID"
-wait "$SERVER_PID" 2>/dev/null || true
+{ kill -9 "$SERVER_PID"; wait "$SERVER_PID"; } 2>/dev/null || true
 # While the service is down the devices back off; they must keep running.
 sleep 3
 for n in 1 2; do

@@ -170,6 +170,27 @@ class RawConnection {
     std::string data;
     bool closed = false;  // the server closed (EOF or reset) within the limit
   };
+  // Reads until data contains marker, the peer closes, or limit passes.
+  std::string ReadUntil(std::string_view marker, std::chrono::milliseconds limit) {
+    std::string data;
+    auto deadline = Clock::now() + limit;
+    char buffer[4096];
+    while (data.find(marker) == std::string::npos && Clock::now() < deadline) {
+      std::size_t got = 0;
+      auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      auto ec = Run(remaining, [&](auto handler) {
+        stream_.async_read_some(asio::buffer(buffer),
+                                [&got, handler](boost::system::error_code read_ec, std::size_t bytes) mutable {
+                                  got = bytes;
+                                  handler(read_ec);
+                                });
+      });
+      data.append(buffer, got);
+      if (ec) break;
+    }
+    return data;
+  }
+
   ReadResult ReadUntilClosed(std::chrono::milliseconds limit, bool tls) {
     ReadResult result;
     auto deadline = Clock::now() + limit;
@@ -398,6 +419,20 @@ TEST(HttpServerClientTest, MalformedHttpGets400AndClose) {
   EXPECT_EQ(result.data.rfind("HTTP/1.1 400 ", 0), 0u) << result.data;
   EXPECT_NE(result.data.find("urn:citadel:problem:bad-request"), std::string::npos);
   ExpectServes(*server);
+}
+
+TEST(HttpServerClientTest, ExpectContinueGets100BeforeTheBody) {
+  auto server = StartServer([](const Request& request) { return JsonResponse({{"body", request.body}}); });
+  RawConnection raw(server->port());
+  ASSERT_TRUE(raw.Handshake());
+  ASSERT_TRUE(raw.WriteTls(
+      "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"));
+  std::string interim = raw.ReadUntil("\r\n\r\n", 5s);
+  EXPECT_EQ(interim.rfind("HTTP/1.1 100 Continue\r\n", 0), 0u) << interim;
+  ASSERT_TRUE(raw.WriteTls("hello"));
+  std::string final_response = raw.ReadUntil("\"}", 5s);
+  EXPECT_EQ(final_response.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << final_response;
+  EXPECT_NE(final_response.find("{\"body\":\"hello\"}"), std::string::npos) << final_response;
 }
 
 TEST(HttpServerClientTest, PlaintextOnTlsPortIsClosedAndServerKeepsServing) {

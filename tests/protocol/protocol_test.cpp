@@ -288,16 +288,26 @@ TEST_F(EvidenceTest, MalformedJsonIsRefused) {
   EXPECT_THAT(parsed.error().message(), HasSubstr("duplicate key"));
 }
 
-TEST_F(EvidenceTest, CreateRefusesUnprovisionedDeviceAndBadNonce) {
+TEST_F(EvidenceTest, UnprovisionedDeviceSendsSignedEvidenceWithEmptyChain) {
+  // The service, not the device, decides such a device is not genuine.
   auto csr = crypto::CertificateRequest::Create(rot_->TlsClientKey(), rot_->DeviceId());
   ASSERT_TRUE(csr.has_value());
-  auto unprovisioned = CreateSignedEvidence(*rot_, crypto::RandomBytes(kNonceBytes), csr->Pem());
-  ASSERT_FALSE(unprovisioned.has_value());
-  EXPECT_EQ(unprovisioned.error().code(), ErrorCode::kNotFound);
+  auto body = CreateSignedEvidence(*rot_, crypto::RandomBytes(kNonceBytes), csr->Pem());
+  ASSERT_TRUE(body.has_value()) << body.error().message();
+  auto parsed = ParseSignedEvidence(*body);
+  ASSERT_TRUE(parsed.has_value()) << parsed.error().message();
+  EXPECT_TRUE(parsed->evidence.manufacturer_chain.empty());
+  EXPECT_TRUE(VerifyEvidenceSignature(*parsed, rot_->IdentityPublicKey()));
+}
 
+TEST_F(EvidenceTest, CreateRefusesBadNonceAndCsr) {
   Provision();
-  EXPECT_FALSE(CreateSignedEvidence(*rot_, crypto::RandomBytes(16), csr_pem_).has_value());
-  EXPECT_FALSE(CreateSignedEvidence(*rot_, nonce_, "").has_value());
+  auto short_nonce = CreateSignedEvidence(*rot_, crypto::RandomBytes(16), csr_pem_);
+  ASSERT_FALSE(short_nonce.has_value());
+  EXPECT_EQ(short_nonce.error().code(), ErrorCode::kInvalidArgument);
+  auto no_csr = CreateSignedEvidence(*rot_, nonce_, "");
+  ASSERT_FALSE(no_csr.has_value());
+  EXPECT_THAT(no_csr.error().message(), HasSubstr("evidence.csr"));
 }
 
 TEST(CheckInTest, RoundTrip) {
