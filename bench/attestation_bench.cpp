@@ -72,8 +72,8 @@ std::vector<Device> MakeDevices(const fs::path& dir, std::size_t count, const cr
 void Print(Figures& f, bool json) {
   double rate = f.seconds > 0 ? static_cast<double>(f.operations) / f.seconds : 0;
   if (json) {
-    std::cout << Json{{"benchmark", f.name}, {"operations", f.operations}, {"errors", f.errors},
-                      {"seconds", f.seconds}, {"per_second", rate}, {"p50_ms", f.Percentile(0.5)},
+    std::cout << Json{{"benchmark", f.name},         {"operations", f.operations}, {"errors", f.errors},
+                      {"seconds", f.seconds},        {"per_second", rate},         {"p50_ms", f.Percentile(0.5)},
                       {"p99_ms", f.Percentile(0.99)}}
                      .dump()
               << "\n";
@@ -196,17 +196,18 @@ int main(int argc, char** argv) {
         std::vector<double> latencies;
         std::size_t mine = 0;
         while (next.fetch_add(1) < operations && SteadyClock::now() < deadline) {
-          auto& device = devices[(static_cast<std::size_t>(c) + mine * static_cast<std::size_t>(clients)) %
-                                 devices.size()];
+          auto& device =
+              devices[(static_cast<std::size_t>(c) + mine * static_cast<std::size_t>(clients)) % devices.size()];
           ++mine;
           auto t0 = SteadyClock::now();
-          auto challenge = (*client)->Send("POST", "/v1/attestation/challenge", "{}",
-                                           {{"Content-Type", "application/json"}});
+          auto challenge =
+              (*client)->Send("POST", "/v1/attestation/challenge", "{}", {{"Content-Type", "application/json"}});
           auto parsed = challenge ? protocol::ParseChallenge(challenge->body) : std::unexpected(challenge.error());
           bool ok = false;
           if (parsed) {
             auto evidence = protocol::CreateSignedEvidence(*device.rot, parsed->nonce, device.csr);
-            auto response = (*client)->Send("POST", "/v1/attestation", *evidence, {{"Content-Type", "application/json"}});
+            auto response =
+                (*client)->Send("POST", "/v1/attestation", *evidence, {{"Content-Type", "application/json"}});
             ok = response && response->status == 200;
           }
           latencies.push_back(std::chrono::duration<double, std::milli>(SteadyClock::now() - t0).count());

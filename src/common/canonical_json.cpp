@@ -16,13 +16,27 @@ void AppendEscaped(std::string& out, const std::string& text) {
   for (char c : text) {
     auto byte = static_cast<unsigned char>(c);
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (byte < 0x20) {
           out += "\\u00";
@@ -38,8 +52,12 @@ void AppendEscaped(std::string& out, const std::string& text) {
 
 Expected<void> Append(std::string& out, const Json& value) {
   switch (value.type()) {
-    case Json::value_t::null: out += "null"; return kOk;
-    case Json::value_t::boolean: out += value.get<bool>() ? "true" : "false"; return kOk;
+    case Json::value_t::null:
+      out += "null";
+      return kOk;
+    case Json::value_t::boolean:
+      out += value.get<bool>() ? "true" : "false";
+      return kOk;
     case Json::value_t::number_integer: {
       auto n = value.get<std::int64_t>();
       if (n > kMaxSafeInteger || n < -kMaxSafeInteger) {
@@ -58,7 +76,9 @@ Expected<void> Append(std::string& out, const Json& value) {
     }
     case Json::value_t::number_float:
       return MakeError(ErrorCode::kInvalidArgument, "floating-point numbers have no canonical form");
-    case Json::value_t::string: AppendEscaped(out, value.get_ref<const std::string&>()); return kOk;
+    case Json::value_t::string:
+      AppendEscaped(out, value.get_ref<const std::string&>());
+      return kOk;
     case Json::value_t::array: {
       out += '[';
       bool first = true;
@@ -124,7 +144,8 @@ Expected<Json> ParseJsonStrict(std::string_view text, std::size_t max_depth) {
           return false;
         }
         break;
-      case Json::parse_event_t::value: break;
+      case Json::parse_event_t::value:
+        break;
     }
     return true;
   };
@@ -139,8 +160,7 @@ Expected<Json> ParseJsonStrict(std::string_view text, std::size_t max_depth) {
     // nlohmann's messages name the byte offset and what was expected.
     std::string what = e.what();
     auto pos = what.find("] ");
-    return MakeError(ErrorCode::kParse,
-                     "invalid JSON: " + (pos == std::string::npos ? what : what.substr(pos + 2)));
+    return MakeError(ErrorCode::kParse, "invalid JSON: " + (pos == std::string::npos ? what : what.substr(pos + 2)));
   }
 }
 

@@ -15,22 +15,20 @@ std::string HexEncode(std::span<const std::uint8_t> bytes) {
   return out;
 }
 
-namespace {
-int HexValue(char c) {
+int HexDigitValue(char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
   if (c >= 'A' && c <= 'F') return c - 'A' + 10;
   return -1;
 }
-}  // namespace
 
 Expected<Bytes> HexDecode(std::string_view hex) {
   if (hex.size() % 2 != 0) return MakeError(ErrorCode::kParse, "hex string has odd length");
   Bytes out;
   out.reserve(hex.size() / 2);
   for (std::size_t i = 0; i < hex.size(); i += 2) {
-    int hi = HexValue(hex[i]);
-    int lo = HexValue(hex[i + 1]);
+    int hi = HexDigitValue(hex[i]);
+    int lo = HexDigitValue(hex[i + 1]);
     if (hi < 0 || lo < 0) return MakeError(ErrorCode::kParse, "not a hex string");
     out.push_back(static_cast<std::uint8_t>((hi << 4) | lo));
   }
@@ -40,8 +38,7 @@ Expected<Bytes> HexDecode(std::string_view hex) {
 // Base64 goes through OpenSSL's EVP encoder rather than a hand-written table.
 std::string Base64Encode(std::span<const std::uint8_t> bytes) {
   std::string out(4 * ((bytes.size() + 2) / 3) + 1, '\0');
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), bytes.data(),
-                          static_cast<int>(bytes.size()));
+  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), bytes.data(), static_cast<int>(bytes.size()));
   out.resize(static_cast<std::size_t>(n));
   return out;
 }
@@ -53,8 +50,8 @@ Expected<Bytes> Base64Decode(std::string_view text) {
     return MakeError(ErrorCode::kParse, "not a base64 string");
   }
   Bytes out(3 * (text.size() / 4) + 1);
-  int n = EVP_DecodeBlock(out.data(), reinterpret_cast<const unsigned char*>(text.data()),
-                          static_cast<int>(text.size()));
+  int n =
+      EVP_DecodeBlock(out.data(), reinterpret_cast<const unsigned char*>(text.data()), static_cast<int>(text.size()));
   if (n < 0) return MakeError(ErrorCode::kParse, "not a base64 string");
   // EVP_DecodeBlock counts padding as zero bytes; remove them.
   std::size_t pad = 0;

@@ -20,6 +20,9 @@ inline std::string_view AsText(std::span<const std::uint8_t> bytes) {
   return {reinterpret_cast<const char*>(bytes.data()), bytes.size()};
 }
 
+// The value of one hex digit (either case), or -1.
+int HexDigitValue(char c);
+
 // Lower-case hex.
 std::string HexEncode(std::span<const std::uint8_t> bytes);
 Expected<Bytes> HexDecode(std::string_view hex);

@@ -15,20 +15,20 @@
 namespace citadel {
 
 enum class ErrorCode {
-  kInvalidArgument,    // the caller's input is malformed or out of range
-  kNotFound,           // the thing asked for does not exist
-  kAlreadyExists,      // creating something that exists
-  kConflict,           // state forbids it (e.g. device claimed by another tenant)
-  kPermissionDenied,   // authenticated, but not allowed
-  kUnauthenticated,    // no or bad credentials
-  kFailedPrecondition, // something must happen first
-  kExpired,            // a nonce, certificate or token is past its lifetime
-  kTooLarge,           // input exceeds a size bound
-  kCrypto,             // a cryptographic operation or check failed
-  kIo,                 // file system or network I/O
-  kParse,              // bytes did not parse
-  kUnavailable,        // a dependency (server, database) is not reachable
-  kInternal,           // a bug or an invariant broken
+  kInvalidArgument,     // the caller's input is malformed or out of range
+  kNotFound,            // the thing asked for does not exist
+  kAlreadyExists,       // creating something that exists
+  kConflict,            // state forbids it (e.g. device claimed by another tenant)
+  kPermissionDenied,    // authenticated, but not allowed
+  kUnauthenticated,     // no or bad credentials
+  kFailedPrecondition,  // something must happen first
+  kExpired,             // a nonce, certificate or token is past its lifetime
+  kTooLarge,            // input exceeds a size bound
+  kCrypto,              // a cryptographic operation or check failed
+  kIo,                  // file system or network I/O
+  kParse,               // bytes did not parse
+  kUnavailable,         // a dependency (server, database) is not reachable
+  kInternal,            // a bug or an invariant broken
 };
 
 std::string_view ErrorCodeName(ErrorCode code);
@@ -68,13 +68,13 @@ inline std::unexpected<Error> WrapError(const Error& error, std::string_view con
 // returns the error to the caller. CITADEL_TRY_VOID for Expected<void>.
 #define CITADEL_CONCAT_INNER(a, b) a##b
 #define CITADEL_CONCAT(a, b) CITADEL_CONCAT_INNER(a, b)
-#define CITADEL_TRY_IMPL(tmp, decl, expr) \
-  auto tmp = (expr);                      \
+#define CITADEL_TRY_IMPL(tmp, decl, expr)                   \
+  auto tmp = (expr);                                        \
   if (!tmp) return std::unexpected(std::move(tmp).error()); \
   decl = std::move(*tmp)
 #define CITADEL_TRY(decl, expr) CITADEL_TRY_IMPL(CITADEL_CONCAT(citadel_try_, __LINE__), decl, expr)
-#define CITADEL_TRY_VOID(expr)                                           \
-  do {                                                                   \
-    auto citadel_try_void_ = (expr);                                     \
+#define CITADEL_TRY_VOID(expr)                                                            \
+  do {                                                                                    \
+    auto citadel_try_void_ = (expr);                                                      \
     if (!citadel_try_void_) return std::unexpected(std::move(citadel_try_void_).error()); \
   } while (false)

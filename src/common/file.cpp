@@ -37,8 +37,7 @@ Expected<std::string> ReadFile(const std::filesystem::path& path, std::size_t ma
     if (n == 0) break;
     if (data.size() + static_cast<std::size_t>(n) > max_bytes) {
       ::close(fd);
-      return MakeError(ErrorCode::kTooLarge,
-                       path.string() + " is larger than " + std::to_string(max_bytes) + " bytes");
+      return MakeError(ErrorCode::kTooLarge, path.string() + " is larger than " + std::to_string(max_bytes) + " bytes");
     }
     data.append(buffer, static_cast<std::size_t>(n));
   }

@@ -1,7 +1,7 @@
 #include "common/time.hpp"
 
-#include <ctime>
 #include <cstdio>
+#include <ctime>
 
 namespace citadel {
 
@@ -24,8 +24,8 @@ Expected<TimePoint> ParseRfc3339(std::string_view text) {
   std::tm tm{};
   int consumed = 0;
   std::string copy(text);
-  if (std::sscanf(copy.c_str(), "%4d-%2d-%2dT%2d:%2d:%2dZ%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
-                  &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &consumed) != 6 ||
+  if (std::sscanf(copy.c_str(), "%4d-%2d-%2dT%2d:%2d:%2dZ%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+                  &tm.tm_min, &tm.tm_sec, &consumed) != 6 ||
       static_cast<std::size_t>(consumed) != copy.size()) {
     return MakeError(ErrorCode::kParse, "not an RFC 3339 UTC time: " + copy);
   }

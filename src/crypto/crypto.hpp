@@ -64,9 +64,15 @@ class SecretBytes {
   std::string data_;
 };
 
-struct EvpPkeyDeleter { void operator()(EVP_PKEY* key) const; };
-struct X509Deleter { void operator()(X509* cert) const; };
-struct X509ReqDeleter { void operator()(X509_REQ* req) const; };
+struct EvpPkeyDeleter {
+  void operator()(EVP_PKEY* key) const;
+};
+struct X509Deleter {
+  void operator()(X509* cert) const;
+};
+struct X509ReqDeleter {
+  void operator()(X509_REQ* req) const;
+};
 
 class PublicKey {
  public:
@@ -125,8 +131,7 @@ class PrivateKey {
 
 // AES-256-GCM sealing of small secrets (tenant CA keys in the store) under
 // a 32-byte master key. Output: 12-byte nonce || ciphertext || 16-byte tag.
-Expected<Bytes> SealSecret(const SecretBytes& master_key, std::string_view plaintext,
-                           std::string_view associated_data);
+Expected<Bytes> SealSecret(const SecretBytes& master_key, std::string_view plaintext, std::string_view associated_data);
 Expected<SecretBytes> OpenSecret(const SecretBytes& master_key, std::span<const std::uint8_t> sealed,
                                  std::string_view associated_data);
 
@@ -142,9 +147,9 @@ class Certificate {
   std::string Pem() const;
   Bytes Der() const;
   std::string SubjectCommonName() const;
-  std::string SubjectOneLine() const;   // RFC 2253 form
+  std::string SubjectOneLine() const;  // RFC 2253 form
   std::string IssuerOneLine() const;
-  std::string SerialHex() const;        // lower-case hex, no leading zeros
+  std::string SerialHex() const;  // lower-case hex, no leading zeros
   TimePoint NotBefore() const;
   TimePoint NotAfter() const;
   PublicKey SubjectPublicKey() const;
@@ -168,12 +173,12 @@ std::string ToPemChain(std::span<const Certificate> chain);
 
 struct CertificateSpec {
   std::string common_name;
-  std::string organization;             // optional
-  std::optional<std::string> serial_hex;  // random 128-bit serial when empty
+  std::string organization;                                       // optional
+  std::optional<std::string> serial_hex;                          // random 128-bit serial when empty
   TimePoint not_before = Clock::now() - std::chrono::minutes(5);  // clock-skew allowance
   std::chrono::seconds lifetime = std::chrono::hours(24);
   bool is_ca = false;
-  std::optional<int> path_length;        // CA only
+  std::optional<int> path_length;                     // CA only
   std::vector<ExtendedKeyUsage> extended_key_usages;  // leaf only
   std::vector<std::string> uri_sans;
   std::vector<std::string> dns_sans;
@@ -215,7 +220,6 @@ struct ChainVerification {
 // signatures, validity periods, basicConstraints and (when asked) purpose
 // checked by OpenSSL's X509_verify_cert. The error message names why.
 Expected<void> VerifyCertificateChain(const Certificate& leaf, std::span<const Certificate> intermediates,
-                                      std::span<const Certificate> roots,
-                                      const ChainVerification& options = {});
+                                      std::span<const Certificate> roots, const ChainVerification& options = {});
 
 }  // namespace citadel::crypto

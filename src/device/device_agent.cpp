@@ -44,7 +44,6 @@ Expected<seconds> ParseNextCheckIn(std::string_view body) {
   return seconds(std::max<std::int64_t>(it->get<std::int64_t>(), 0));
 }
 
-
 }  // namespace
 
 Expected<std::unique_ptr<DeviceAgent>> DeviceAgent::Create(AgentOptions options, rot::RootOfTrust& rot) {

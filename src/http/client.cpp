@@ -44,9 +44,9 @@ constexpr std::uint32_t kMaxResponseHeaderBytes = 64 * 1024;
 // True for the ways a peer that closed the connection shows up; only these
 // make a request on a reused connection worth one retry.
 bool IsConnectionClosed(const beast::error_code& ec) {
-  if (ec == bhttp::error::end_of_stream || ec == asio::error::eof ||
-      ec == asio::error::connection_reset || ec == asio::error::connection_aborted ||
-      ec == asio::error::broken_pipe || ec == asio::ssl::error::stream_truncated) {
+  if (ec == bhttp::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset ||
+      ec == asio::error::connection_aborted || ec == asio::error::broken_pipe ||
+      ec == asio::ssl::error::stream_truncated) {
     return true;
   }
   // OpenSSL 3 reports a TCP close without close_notify as this reason, which
@@ -57,7 +57,8 @@ bool IsConnectionClosed(const beast::error_code& ec) {
 
 bool IsToken(std::string_view text) {
   return !text.empty() && std::all_of(text.begin(), text.end(), [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) || std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+    return std::isalnum(static_cast<unsigned char>(c)) ||
+           std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
   });
 }
 
@@ -74,8 +75,7 @@ std::string Lower(std::string_view text) {
 
 class ClientImpl final : public Client {
  public:
-  ClientImpl(ClientOptions options, Endpoint endpoint)
-      : options_(std::move(options)), endpoint_(std::move(endpoint)) {
+  ClientImpl(ClientOptions options, Endpoint endpoint) : options_(std::move(options)), endpoint_(std::move(endpoint)) {
     bool is_ipv6 = endpoint_.host.find(':') != std::string::npos;
     host_header_ = is_ipv6 ? "[" + endpoint_.host + "]" : endpoint_.host;
     if (endpoint_.port != 443) host_header_ += ":" + std::to_string(endpoint_.port);
@@ -158,15 +158,17 @@ bool ClientImpl::PeerHasClosed() {
 Expected<void> ClientImpl::Connect() {
   Disconnect();
   beast::error_code ec;
+  // Name resolution (getaddrinfo) is not bounded by connect_timeout; IP
+  // literals resolve at once.
   tcp::resolver resolver(io_);
   tcp::resolver::results_type endpoints;
   ec = Run([&](auto handler) {
-    resolver.async_resolve(endpoint_.host, std::to_string(endpoint_.port),
-                           [&endpoints, handler](beast::error_code resolve_ec,
-                                                 tcp::resolver::results_type results) mutable {
-                             endpoints = std::move(results);
-                             handler(resolve_ec);
-                           });
+    resolver.async_resolve(
+        endpoint_.host, std::to_string(endpoint_.port),
+        [&endpoints, handler](beast::error_code resolve_ec, tcp::resolver::results_type results) mutable {
+          endpoints = std::move(results);
+          handler(resolve_ec);
+        });
   });
   if (ec) {
     return MakeError(ErrorCode::kUnavailable, "resolving " + endpoint_.host + ": " + ec.message());
@@ -181,9 +183,8 @@ Expected<void> ClientImpl::Connect() {
   auto& tcp_stream = beast::get_lowest_layer(*stream_);
   tcp_stream.expires_after(options_.connect_timeout);
   ec = Run([&](auto handler) {
-    tcp_stream.async_connect(endpoints, [handler](beast::error_code connect_ec, const tcp::endpoint&) mutable {
-      handler(connect_ec);
-    });
+    tcp_stream.async_connect(
+        endpoints, [handler](beast::error_code connect_ec, const tcp::endpoint&) mutable { handler(connect_ec); });
   });
   if (ec) {
     stream_.reset();
@@ -253,16 +254,14 @@ Expected<Response> ClientImpl::Exchange(bhttp::request<bhttp::string_body>& requ
   return response;
 }
 
-Expected<Response> ClientImpl::Send(std::string_view method, std::string_view path_and_query,
-                                    std::string_view body,
+Expected<Response> ClientImpl::Send(std::string_view method, std::string_view path_and_query, std::string_view body,
                                     const std::vector<std::pair<std::string, std::string>>& headers) {
   if (!IsToken(method)) {
     return MakeError(ErrorCode::kInvalidArgument, "invalid HTTP method \"" + std::string(method) + "\"");
   }
   if (path_and_query.empty() || path_and_query.front() != '/' ||
       path_and_query.find_first_of(std::string_view(" \r\n\0", 4)) != std::string_view::npos) {
-    return MakeError(ErrorCode::kInvalidArgument,
-                     "invalid request target \"" + std::string(path_and_query) + "\"");
+    return MakeError(ErrorCode::kInvalidArgument, "invalid request target \"" + std::string(path_and_query) + "\"");
   }
   bhttp::request<bhttp::string_body> request;
   request.version(11);

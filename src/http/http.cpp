@@ -15,15 +15,10 @@
 
 #include "http/http.hpp"
 
+#include "common/encoding.hpp"
+
 namespace citadel::http {
 namespace {
-
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
 
 // Percent-decoding (RFC 3986 section 2.1); with plus_as_space, '+' is a space
 // as in application/x-www-form-urlencoded query strings. nullopt when a '%'
@@ -35,8 +30,8 @@ std::optional<std::string> PercentDecode(std::string_view text, bool plus_as_spa
     char c = text[i];
     if (c == '%') {
       if (i + 2 >= text.size()) return std::nullopt;
-      int high = HexValue(text[i + 1]);
-      int low = HexValue(text[i + 2]);
+      int high = HexDigitValue(text[i + 1]);
+      int low = HexDigitValue(text[i + 2]);
       if (high < 0 || low < 0) return std::nullopt;
       out.push_back(static_cast<char>(high * 16 + low));
       i += 2;
@@ -74,8 +69,7 @@ bool IsParameter(std::string_view segment) {
 
 // Matches path segments against a pattern; fills params (percent-decoded)
 // on success. A parameter never matches an empty segment.
-bool MatchSegments(const std::vector<std::string>& pattern, const std::vector<std::string>& path,
-                   PathParams& params) {
+bool MatchSegments(const std::vector<std::string>& pattern, const std::vector<std::string>& path, PathParams& params) {
   if (pattern.size() != path.size()) return false;
   PathParams found;
   for (std::size_t i = 0; i < pattern.size(); ++i) {
@@ -105,8 +99,7 @@ bool MoreSpecific(const std::vector<std::string>& a, const std::vector<std::stri
 }
 
 bool IsHostNameCharacter(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-         c == '.';
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.';
 }
 
 bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
@@ -141,8 +134,7 @@ std::string Request::QueryParameter(std::string_view name) const {
   return "";
 }
 
-Response ProblemResponse(int status, std::string_view name, std::string_view title,
-                         std::string_view detail) {
+Response ProblemResponse(int status, std::string_view name, std::string_view title, std::string_view detail) {
   nlohmann::json problem = {
       {"type", "urn:citadel:problem:" + std::string(name)},
       {"title", std::string(title)},
@@ -180,8 +172,7 @@ Response Router::Dispatch(const Request& request) const {
   }
   if (best != nullptr) return best->handler(request, best_params);
   if (allowed.empty()) {
-    return ProblemResponse(404, "not-found", "Not Found",
-                           "no resource at " + request.path);
+    return ProblemResponse(404, "not-found", "Not Found", "no resource at " + request.path);
   }
   std::string allow;
   for (const std::string& method : allowed) {
@@ -189,8 +180,7 @@ Response Router::Dispatch(const Request& request) const {
     allow += method;
   }
   Response response = ProblemResponse(405, "method-not-allowed", "Method Not Allowed",
-                                      request.method + " is not allowed on " + request.path +
-                                          "; allowed: " + allow);
+                                      request.method + " is not allowed on " + request.path + "; allowed: " + allow);
   response.headers.emplace_back("Allow", allow);
   return response;
 }
@@ -199,8 +189,7 @@ Expected<Endpoint> ParseBaseUrl(std::string_view url) {
   constexpr std::string_view kScheme = "https://";
   auto invalid = [url](std::string_view why) {
     return MakeError(ErrorCode::kInvalidArgument,
-                     "base URL \"" + std::string(url) + "\": " + std::string(why) +
-                         " (expected https://host[:port])");
+                     "base URL \"" + std::string(url) + "\": " + std::string(why) + " (expected https://host[:port])");
   };
   if (url.size() < kScheme.size() || !EqualsIgnoreCase(url.substr(0, kScheme.size()), kScheme)) {
     return invalid("only https is supported");
@@ -246,8 +235,8 @@ Expected<Endpoint> ParseBaseUrl(std::string_view url) {
   if (has_port) {
     unsigned port = 0;
     auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
-    if (port_text.empty() || ec != std::errc() || end != port_text.data() + port_text.size() ||
-        port == 0 || port > 65535) {
+    if (port_text.empty() || ec != std::errc() || end != port_text.data() + port_text.size() || port == 0 ||
+        port > 65535) {
       return invalid("the port must be a number from 1 to 65535");
     }
     endpoint.port = static_cast<std::uint16_t>(port);

@@ -31,9 +31,9 @@
 namespace citadel::http {
 
 struct Request {
-  std::string method;        // "GET", "POST", ...
-  std::string path;          // without the query, percent-decoding not applied
-  std::string query;         // raw, after '?'
+  std::string method;                          // "GET", "POST", ...
+  std::string path;                            // without the query, percent-decoding not applied
+  std::string query;                           // raw, after '?'
   std::map<std::string, std::string> headers;  // names lower-cased
   std::string body;
   std::string remote_address;
@@ -43,7 +43,7 @@ struct Request {
   // verify it against the right tenant CA.
   std::vector<crypto::Certificate> peer_chain;
 
-  std::string Header(std::string_view lower_name) const;  // "" when absent
+  std::string Header(std::string_view lower_name) const;    // "" when absent
   std::string QueryParameter(std::string_view name) const;  // "" when absent
 };
 
@@ -56,8 +56,7 @@ struct Response {
 
 // An RFC 9457 problem response with content type application/problem+json:
 // {"type":"urn:citadel:problem:<name>","title":...,"status":...,"detail":...}.
-Response ProblemResponse(int status, std::string_view name, std::string_view title,
-                         std::string_view detail);
+Response ProblemResponse(int status, std::string_view name, std::string_view title, std::string_view detail);
 
 // The handler runs on one of the server's I/O threads and may block it (e.g.
 // on the store); it may be called from several threads at once. An exception
@@ -85,7 +84,7 @@ class Router {
 };
 
 struct TlsIdentity {
-  std::string certificate_chain_pem;  // leaf first
+  std::string certificate_chain_pem;        // leaf first
   const crypto::PrivateKey* key = nullptr;  // must outlive the server/client
 };
 
@@ -119,8 +118,8 @@ class Server {
 };
 
 struct ClientOptions {
-  std::string base_url;           // "https://127.0.0.1:8443"
-  std::string ca_certificate_pem; // pinned server CA; required
+  std::string base_url;            // "https://127.0.0.1:8443"
+  std::string ca_certificate_pem;  // pinned server CA; required
   std::optional<TlsIdentity> client_identity;
   std::chrono::milliseconds connect_timeout{10'000};
   std::chrono::milliseconds request_timeout{30'000};
@@ -134,8 +133,7 @@ class Client {
   virtual ~Client() = default;
   // kUnavailable when the server cannot be reached; any HTTP status is a
   // successful Response.
-  virtual Expected<Response> Send(std::string_view method, std::string_view path_and_query,
-                                  std::string_view body = {},
+  virtual Expected<Response> Send(std::string_view method, std::string_view path_and_query, std::string_view body = {},
                                   const std::vector<std::pair<std::string, std::string>>& headers = {}) = 0;
 };
 

@@ -120,8 +120,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
 class ServerImpl final : public Server {
  public:
-  ServerImpl(ServerOptions options, Handler handler)
-      : options_(std::move(options)), handler_(std::move(handler)) {}
+  ServerImpl(ServerOptions options, Handler handler) : options_(std::move(options)), handler_(std::move(handler)) {}
   ~ServerImpl() override {
     Stop();
     // Destroys handlers still queued (sessions) while the members they use
@@ -203,8 +202,7 @@ void Session::Start() {
     }
     self->phase_ = Phase::kHandshake;
     self->tcp_stream().expires_after(self->server_.options().handshake_timeout);
-    self->stream_.async_handshake(ssl::stream_base::server,
-                                  [self](beast::error_code ec) { self->OnHandshake(ec); });
+    self->stream_.async_handshake(ssl::stream_base::server, [self](beast::error_code ec) { self->OnHandshake(ec); });
   });
 }
 
@@ -238,8 +236,7 @@ void Session::WaitForRequest() {
   phase_ = Phase::kIdle;
   const ServerOptions& options = server_.options();
   tcp_stream().expires_after(first_request_ ? options.read_timeout : options.idle_timeout);
-  stream_.async_read_some(buffer_.prepare(4096), [self = shared_from_this()](beast::error_code ec,
-                                                                             std::size_t bytes) {
+  stream_.async_read_some(buffer_.prepare(4096), [self = shared_from_this()](beast::error_code ec, std::size_t bytes) {
     self->buffer_.commit(bytes);
     if (ec) {
       self->Close();  // idle timeout, client closed, or Stop()
@@ -257,10 +254,8 @@ void Session::ReadRequest() {
       std::min<std::size_t>(options.max_header_bytes, std::numeric_limits<std::uint32_t>::max())));
   parser_->body_limit(options.max_body_bytes);
   tcp_stream().expires_after(options.read_timeout);
-  bhttp::async_read_header(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec,
-                                                                                   std::size_t) {
-    self->OnHeader(ec);
-  });
+  bhttp::async_read_header(stream_, buffer_, *parser_,
+                           [self = shared_from_this()](beast::error_code ec, std::size_t) { self->OnHeader(ec); });
 }
 
 // A client that sent "Expect: 100-continue" waits for a 100 before sending
@@ -273,8 +268,8 @@ void Session::OnHeader(beast::error_code ec) {
   }
   const auto& header = parser_->get();
   auto expect = header[bhttp::field::expect];
-  bool wants_continue = !parser_->is_done() && expect.size() == 12 &&
-                        beast::iequals(expect, "100-continue") && header.version() >= 11;
+  bool wants_continue =
+      !parser_->is_done() && expect.size() == 12 && beast::iequals(expect, "100-continue") && header.version() >= 11;
   if (!wants_continue) {
     ReadBody();
     return;
@@ -283,14 +278,13 @@ void Session::OnHeader(beast::error_code ec) {
   continue_response_.version(header.version());
   continue_response_.result(bhttp::status::continue_);
   continue_response_.set(bhttp::field::server, "citadel");
-  bhttp::async_write(stream_, continue_response_,
-                     [self = shared_from_this()](beast::error_code write_ec, std::size_t) {
-                       if (write_ec) {
-                         self->Close();
-                         return;
-                       }
-                       self->ReadBody();
-                     });
+  bhttp::async_write(stream_, continue_response_, [self = shared_from_this()](beast::error_code write_ec, std::size_t) {
+    if (write_ec) {
+      self->Close();
+      return;
+    }
+    self->ReadBody();
+  });
 }
 
 void Session::ReadBody() {
@@ -306,14 +300,12 @@ void Session::OnRead(beast::error_code ec) {
   }
   if (ec == bhttp::error::body_limit) {
     RejectRequest(413, "payload-too-large", "Payload Too Large",
-                  "the request body exceeds " + std::to_string(server_.options().max_body_bytes) +
-                      " bytes");
+                  "the request body exceeds " + std::to_string(server_.options().max_body_bytes) + " bytes");
     return;
   }
   if (ec == bhttp::error::header_limit) {
     RejectRequest(431, "request-header-too-large", "Request Header Fields Too Large",
-                  "the request header exceeds " + std::to_string(server_.options().max_header_bytes) +
-                      " bytes");
+                  "the request header exceeds " + std::to_string(server_.options().max_header_bytes) + " bytes");
     return;
   }
   if (ec.category() == bhttp::make_error_code(bhttp::error::bad_method).category() &&
@@ -321,8 +313,7 @@ void Session::OnRead(beast::error_code ec) {
     RejectRequest(400, "bad-request", "Bad Request", "malformed HTTP request: " + ec.message());
     return;
   }
-  log::Debug("closing connection while reading a request",
-             {{"remote", remote_address_}, {"error", ec.message()}});
+  log::Debug("closing connection while reading a request", {{"remote", remote_address_}, {"error", ec.message()}});
   Close();
 }
 
@@ -357,22 +348,18 @@ void Session::HandleRequest() {
   try {
     response = server_.handler()(request);
   } catch (const std::exception& e) {
-    log::Error("request handler threw",
-               {{"method", request.method}, {"path", request.path}, {"error", e.what()}});
-    response = ProblemResponse(500, "internal", "Internal Server Error",
-                               "the server failed to handle the request");
+    log::Error("request handler threw", {{"method", request.method}, {"path", request.path}, {"error", e.what()}});
+    response = ProblemResponse(500, "internal", "Internal Server Error", "the server failed to handle the request");
   } catch (...) {
     log::Error("request handler threw a non-exception", {{"method", request.method}, {"path", request.path}});
-    response = ProblemResponse(500, "internal", "Internal Server Error",
-                               "the server failed to handle the request");
+    response = ProblemResponse(500, "internal", "Internal Server Error", "the server failed to handle the request");
   }
   first_request_ = false;
   bool keep_alive = message.keep_alive() && !stop_requested_ && !server_.stopping();
   Write(std::move(response), message.version(), keep_alive, message.method() == bhttp::verb::head);
 }
 
-void Session::RejectRequest(int status, std::string_view name, std::string_view title,
-                            std::string_view detail) {
+void Session::RejectRequest(int status, std::string_view name, std::string_view title, std::string_view detail) {
   log::Debug("rejecting request", {{"remote", remote_address_}, {"detail", detail}});
   parser_.reset();
   linger_after_write_ = true;
@@ -382,8 +369,7 @@ void Session::RejectRequest(int status, std::string_view name, std::string_view 
 void Session::Write(Response response, unsigned version, bool keep_alive, bool head) {
   if (response.status < 100 || response.status > 599) {
     log::Error("request handler returned an invalid status", {{"status", std::to_string(response.status)}});
-    response = ProblemResponse(500, "internal", "Internal Server Error",
-                               "the server failed to handle the request");
+    response = ProblemResponse(500, "internal", "Internal Server Error", "the server failed to handle the request");
   }
   response_ = {};
   response_.version(version);
@@ -413,9 +399,8 @@ void Session::Write(Response response, unsigned version, bool keep_alive, bool h
   close_after_write_ = !keep_alive;
   phase_ = Phase::kWriting;
   tcp_stream().expires_after(server_.options().read_timeout);
-  bhttp::async_write(stream_, response_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
-    self->OnWrite(ec);
-  });
+  bhttp::async_write(stream_, response_,
+                     [self = shared_from_this()](beast::error_code ec, std::size_t) { self->OnWrite(ec); });
 }
 
 void Session::OnWrite(beast::error_code ec) {
@@ -444,18 +429,18 @@ void Session::Linger() {
     phase_ = Phase::kLingering;
     beast::error_code ignored;
     socket().shutdown(tcp::socket::shutdown_send, ignored);
-    tcp_stream().expires_after(std::min<std::chrono::steady_clock::duration>(
-        kMaxLingerTime, server_.options().read_timeout));
+    tcp_stream().expires_after(
+        std::min<std::chrono::steady_clock::duration>(kMaxLingerTime, server_.options().read_timeout));
   }
-  tcp_stream().async_read_some(asio::buffer(linger_buffer_), [self = shared_from_this()](
-                                                                 beast::error_code ec, std::size_t bytes) {
-    self->lingered_bytes_ += bytes;
-    if (ec || self->lingered_bytes_ > kMaxLingerBytes) {
-      self->Close();
-      return;
-    }
-    self->Linger();
-  });
+  tcp_stream().async_read_some(asio::buffer(linger_buffer_),
+                               [self = shared_from_this()](beast::error_code ec, std::size_t bytes) {
+                                 self->lingered_bytes_ += bytes;
+                                 if (ec || self->lingered_bytes_ > kMaxLingerBytes) {
+                                   self->Close();
+                                   return;
+                                 }
+                                 self->Linger();
+                               });
 }
 
 void Session::Close() {
@@ -488,8 +473,7 @@ Expected<void> ServerImpl::Start() {
   beast::error_code ec;
   asio::ip::address address = asio::ip::make_address(options_.address, ec);
   if (ec) {
-    return MakeError(ErrorCode::kInvalidArgument,
-                     "listen address \"" + options_.address + "\" is not an IP address");
+    return MakeError(ErrorCode::kInvalidArgument, "listen address \"" + options_.address + "\" is not an IP address");
   }
   tcp::endpoint endpoint(address, options_.port);
   std::string where = options_.address + ":" + std::to_string(options_.port);
@@ -539,9 +523,8 @@ void ServerImpl::RunWorker() {
 }
 
 void ServerImpl::Accept() {
-  acceptor_->async_accept(asio::make_strand(*io_), [this](beast::error_code ec, tcp::socket socket) {
-    OnAccept(ec, std::move(socket));
-  });
+  acceptor_->async_accept(asio::make_strand(*io_),
+                          [this](beast::error_code ec, tcp::socket socket) { OnAccept(ec, std::move(socket)); });
 }
 
 void ServerImpl::OnAccept(beast::error_code ec, tcp::socket socket) {

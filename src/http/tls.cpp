@@ -58,8 +58,7 @@ Expected<void> UseIdentity(SSL_CTX* context, const TlsIdentity& identity) {
   if (X509_check_private_key(chain->front().x509(), identity.key->evp()) != 1) {
     ERR_clear_error();
     return MakeError(ErrorCode::kInvalidArgument,
-                     "the TLS private key does not match the certificate (" +
-                         chain->front().SubjectOneLine() + ")");
+                     "the TLS private key does not match the certificate (" + chain->front().SubjectOneLine() + ")");
   }
   if (SSL_CTX_use_certificate(context, chain->front().x509()) != 1) {
     return MakeError(ErrorCode::kCrypto, "installing the TLS certificate: " + TakeOpenSslErrors());
@@ -110,11 +109,10 @@ Expected<void> ExpectServerIdentity(SSL* ssl, const std::string& host) {
     return kOk;
   }
   // SSL_set_tlsext_host_name spelled out: the macro's C cast trips -Wold-style-cast.
-  long sni_set = SSL_ctrl(ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
-                          const_cast<char*>(host.c_str()));
+  long sni_set =
+      SSL_ctrl(ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name, const_cast<char*>(host.c_str()));
   if (sni_set != 1 || SSL_set1_host(ssl, host.c_str()) != 1) {
-    return MakeError(ErrorCode::kInvalidArgument, "cannot check server name " + host + ": " +
-                                                      TakeOpenSslErrors());
+    return MakeError(ErrorCode::kInvalidArgument, "cannot check server name " + host + ": " + TakeOpenSslErrors());
   }
   return kOk;
 }

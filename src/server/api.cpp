@@ -42,13 +42,19 @@ Response NotFound(std::string what) { return Problem(404, "not-found", "Not foun
 // not returned.
 Response ErrorResponse(const Error& error) {
   switch (error.code()) {
-    case ErrorCode::kNotFound: return Problem(404, "not-found", "Not found", error.message());
-    case ErrorCode::kAlreadyExists: return Problem(409, "already-exists", "Already exists", error.message());
-    case ErrorCode::kConflict: return Problem(409, "conflict", "Conflict", error.message());
+    case ErrorCode::kNotFound:
+      return Problem(404, "not-found", "Not found", error.message());
+    case ErrorCode::kAlreadyExists:
+      return Problem(409, "already-exists", "Already exists", error.message());
+    case ErrorCode::kConflict:
+      return Problem(409, "conflict", "Conflict", error.message());
     case ErrorCode::kInvalidArgument:
-    case ErrorCode::kParse: return Problem(400, "invalid-request", "Invalid request", error.message());
-    case ErrorCode::kUnauthenticated: return Problem(401, "unauthenticated", "Unauthenticated", error.message());
-    case ErrorCode::kPermissionDenied: return Problem(403, "forbidden", "Forbidden", error.message());
+    case ErrorCode::kParse:
+      return Problem(400, "invalid-request", "Invalid request", error.message());
+    case ErrorCode::kUnauthenticated:
+      return Problem(401, "unauthenticated", "Unauthenticated", error.message());
+    case ErrorCode::kPermissionDenied:
+      return Problem(403, "forbidden", "Forbidden", error.message());
     case ErrorCode::kUnavailable:
       log::Error("store unavailable", {{"error", error.message()}});
       return Problem(503, "unavailable", "Service unavailable", "the service's store is unavailable; retry later");
@@ -64,15 +70,24 @@ std::string Time(std::int64_t unix_seconds) {
 
 Json TenantJson(const store::Tenant& t) { return {{"id", t.id}, {"name", t.name}, {"created_at", Time(t.created_at)}}; }
 Json ProductJson(const store::Product& p) {
-  return {{"id", p.id}, {"tenant_id", p.tenant_id}, {"name", p.name}, {"description", p.description},
+  return {{"id", p.id},
+          {"tenant_id", p.tenant_id},
+          {"name", p.name},
+          {"description", p.description},
           {"created_at", Time(p.created_at)}};
 }
 Json GroupJson(const store::DeviceGroup& g) {
-  return {{"id", g.id}, {"tenant_id", g.tenant_id}, {"product_id", g.product_id}, {"name", g.name},
+  return {{"id", g.id},
+          {"tenant_id", g.tenant_id},
+          {"product_id", g.product_id},
+          {"name", g.name},
           {"created_at", Time(g.created_at)}};
 }
 Json TokenJson(const store::ApiToken& t) {
-  return {{"id", t.id}, {"name", t.name}, {"role", store::RoleName(t.role)}, {"created_at", Time(t.created_at)},
+  return {{"id", t.id},
+          {"name", t.name},
+          {"role", store::RoleName(t.role)},
+          {"created_at", Time(t.created_at)},
           {"revoked", t.revoked}};
 }
 Json DeviceJson(const store::Device& d) {
@@ -181,8 +196,8 @@ Guarded Guard(ApiContext& ctx, const Request& request, std::string_view tenant_i
   if (!caller->CanSeeTenant(tenant_id)) return {std::nullopt, NotFound("tenant")};
   if (!caller->Allows(tenant_id, minimum)) {
     return {std::nullopt, Problem(403, "forbidden", "Forbidden",
-                                  "this needs the " + std::string(store::RoleName(minimum)) +
-                                      " role; your token has " + std::string(store::RoleName(caller->role)))};
+                                  "this needs the " + std::string(store::RoleName(minimum)) + " role; your token has " +
+                                      std::string(store::RoleName(caller->role)))};
   }
   return {*caller, std::nullopt};
 }
@@ -204,7 +219,8 @@ http::RouteHandler TenantRoute(ApiContext& ctx, Role minimum, Fn fn) {
 Response CreateTenant(ApiContext& ctx, const Request& request) {
   auto caller = AuthenticateToken(ctx.store, request);
   if (!caller) return Problem(401, "unauthenticated", "Unauthenticated", caller.error().message());
-  if (!caller->IsOperator()) return Problem(403, "forbidden", "Forbidden", "only the platform operator creates tenants");
+  if (!caller->IsOperator())
+    return Problem(403, "forbidden", "Forbidden", "only the platform operator creates tenants");
   auto body = ParseBody(request, {"name"});
   if (!body) return BodyError(body.error());
   auto name = StringField(*body, "name", true);
@@ -220,9 +236,9 @@ Response CreateTenant(ApiContext& ctx, const Request& request) {
   if (auto created = ctx.store.CreateApiToken(record); !created) return ErrorResponse(created.error());
   Audit(ctx.store, tenant.id, *caller, "tenant.create", tenant.id, {{"name", tenant.name}});
   log::Info("tenant created", {{"tenant", tenant.id}});
-  return JsonResponse(201, {{"tenant", TenantJson(tenant)},
-                            {"admin_token", {{"id", record.id}, {"name", record.name}, {"role", "admin"},
-                                             {"token", token.text}}}});
+  return JsonResponse(
+      201, {{"tenant", TenantJson(tenant)},
+            {"admin_token", {{"id", record.id}, {"name", record.name}, {"role", "admin"}, {"token", token.text}}}});
 }
 
 Response ListTenants(ApiContext& ctx, const Request& request) {
@@ -304,312 +320,332 @@ void RegisterRoutes(http::Router& router, ApiContext& ctx) {
   router.Add("GET", "/v1/tenants",
              [&ctx](const Request& request, const PathParams&) { return ListTenants(ctx, request); });
   router.Add("GET", "/v1/tenants/{tenant}",
-             TenantRoute(ctx, Role::kReader, [&ctx](const Request&, const PathParams&, const Caller&,
-                                                    const std::string& tenant_id) {
-               auto tenant = ctx.store.GetTenant(tenant_id);
-               if (!tenant) return ErrorResponse(tenant.error());
-               return JsonResponse(200, TenantJson(*tenant));
-             }));
+             TenantRoute(ctx, Role::kReader,
+                         [&ctx](const Request&, const PathParams&, const Caller&, const std::string& tenant_id) {
+                           auto tenant = ctx.store.GetTenant(tenant_id);
+                           if (!tenant) return ErrorResponse(tenant.error());
+                           return JsonResponse(200, TenantJson(*tenant));
+                         }));
 
   // Tokens.
   router.Add("POST", "/v1/tenants/{tenant}/tokens",
-             TenantRoute(ctx, Role::kAdmin, [&ctx](const Request& request, const PathParams&, const Caller& caller,
-                                                   const std::string& tenant_id) {
-               auto body = ParseBody(request, {"name", "role"});
-               if (!body) return BodyError(body.error());
-               auto name = StringField(*body, "name", true);
-               if (!name) return BodyError(name.error());
-               auto role_name = StringField(*body, "role", true);
-               if (!role_name) return BodyError(role_name.error());
-               auto role = store::ParseRole(*role_name);
-               if (!role || *role == Role::kOperator) {
-                 return Problem(400, "invalid-request", "Invalid request", "role must be admin, contributor or reader");
-               }
-               auto token = GenerateApiToken();
-               store::ApiToken record{GenerateId("tok"), tenant_id, *name, *role, token.hash_hex, Now(), false};
-               if (auto created = ctx.store.CreateApiToken(record); !created) return ErrorResponse(created.error());
-               Audit(ctx.store, tenant_id, caller, "token.create", record.id, {{"role", *role_name}});
-               return JsonResponse(201, {{"id", record.id}, {"name", record.name}, {"role", *role_name},
-                                         {"token", token.text}});
-             }));
+             TenantRoute(
+                 ctx, Role::kAdmin,
+                 [&ctx](const Request& request, const PathParams&, const Caller& caller, const std::string& tenant_id) {
+                   auto body = ParseBody(request, {"name", "role"});
+                   if (!body) return BodyError(body.error());
+                   auto name = StringField(*body, "name", true);
+                   if (!name) return BodyError(name.error());
+                   auto role_name = StringField(*body, "role", true);
+                   if (!role_name) return BodyError(role_name.error());
+                   auto role = store::ParseRole(*role_name);
+                   if (!role || *role == Role::kOperator) {
+                     return Problem(400, "invalid-request", "Invalid request",
+                                    "role must be admin, contributor or reader");
+                   }
+                   auto token = GenerateApiToken();
+                   store::ApiToken record{GenerateId("tok"), tenant_id, *name, *role, token.hash_hex, Now(), false};
+                   if (auto created = ctx.store.CreateApiToken(record); !created) return ErrorResponse(created.error());
+                   Audit(ctx.store, tenant_id, caller, "token.create", record.id, {{"role", *role_name}});
+                   return JsonResponse(
+                       201, {{"id", record.id}, {"name", record.name}, {"role", *role_name}, {"token", token.text}});
+                 }));
   router.Add("GET", "/v1/tenants/{tenant}/tokens",
-             TenantRoute(ctx, Role::kAdmin, [&ctx](const Request&, const PathParams&, const Caller&,
-                                                   const std::string& tenant_id) {
-               auto tokens = ctx.store.ListApiTokens(tenant_id);
-               if (!tokens) return ErrorResponse(tokens.error());
-               Json list = Json::array();
-               for (const auto& t : *tokens) list.push_back(TokenJson(t));
-               return JsonResponse(200, {{"tokens", list}});
-             }));
-  router.Add("DELETE", "/v1/tenants/{tenant}/tokens/{token}",
-             TenantRoute(ctx, Role::kAdmin, [&ctx](const Request&, const PathParams& params, const Caller& caller,
-                                                   const std::string& tenant_id) {
-               if (auto revoked = ctx.store.RevokeApiToken(tenant_id, params.at("token")); !revoked) {
-                 return ErrorResponse(revoked.error());
-               }
-               Audit(ctx.store, tenant_id, caller, "token.revoke", params.at("token"));
-               Response r;
-               r.status = 204;
-               return r;
-             }));
+             TenantRoute(ctx, Role::kAdmin,
+                         [&ctx](const Request&, const PathParams&, const Caller&, const std::string& tenant_id) {
+                           auto tokens = ctx.store.ListApiTokens(tenant_id);
+                           if (!tokens) return ErrorResponse(tokens.error());
+                           Json list = Json::array();
+                           for (const auto& t : *tokens) list.push_back(TokenJson(t));
+                           return JsonResponse(200, {{"tokens", list}});
+                         }));
+  router.Add(
+      "DELETE", "/v1/tenants/{tenant}/tokens/{token}",
+      TenantRoute(ctx, Role::kAdmin,
+                  [&ctx](const Request&, const PathParams& params, const Caller& caller, const std::string& tenant_id) {
+                    if (auto revoked = ctx.store.RevokeApiToken(tenant_id, params.at("token")); !revoked) {
+                      return ErrorResponse(revoked.error());
+                    }
+                    Audit(ctx.store, tenant_id, caller, "token.revoke", params.at("token"));
+                    Response r;
+                    r.status = 204;
+                    return r;
+                  }));
 
   // Products and device groups.
   router.Add("POST", "/v1/tenants/{tenant}/products",
-             TenantRoute(ctx, Role::kContributor, [&ctx](const Request& request, const PathParams&,
-                                                         const Caller& caller, const std::string& tenant_id) {
-               auto body = ParseBody(request, {"name", "description"});
-               if (!body) return BodyError(body.error());
-               auto name = StringField(*body, "name", true);
-               if (!name) return BodyError(name.error());
-               auto description = StringField(*body, "description", false, 1024);
-               if (!description) return BodyError(description.error());
-               store::Product product{GenerateId("prd"), tenant_id, *name, *description, Now()};
-               std::vector<store::DeviceGroup> groups;
-               for (const char* group_name : {"Development", "Field Test", "Production"}) {
-                 groups.push_back({GenerateId("grp"), tenant_id, product.id, group_name, product.created_at});
-               }
-               if (auto created = ctx.store.CreateProduct(product, groups); !created) {
-                 if (created.error().code() == ErrorCode::kAlreadyExists) {
-                   return Problem(409, "already-exists", "Already exists",
-                                  "a product named \"" + *name + "\" already exists");
-                 }
-                 return ErrorResponse(created.error());
-               }
-               Audit(ctx.store, tenant_id, caller, "product.create", product.id, {{"name", product.name}});
-               Json group_list = Json::array();
-               for (const auto& g : groups) group_list.push_back(GroupJson(g));
-               return JsonResponse(201, {{"product", ProductJson(product)}, {"device_groups", group_list}});
-             }));
+             TenantRoute(
+                 ctx, Role::kContributor,
+                 [&ctx](const Request& request, const PathParams&, const Caller& caller, const std::string& tenant_id) {
+                   auto body = ParseBody(request, {"name", "description"});
+                   if (!body) return BodyError(body.error());
+                   auto name = StringField(*body, "name", true);
+                   if (!name) return BodyError(name.error());
+                   auto description = StringField(*body, "description", false, 1024);
+                   if (!description) return BodyError(description.error());
+                   store::Product product{GenerateId("prd"), tenant_id, *name, *description, Now()};
+                   std::vector<store::DeviceGroup> groups;
+                   for (const char* group_name : {"Development", "Field Test", "Production"}) {
+                     groups.push_back({GenerateId("grp"), tenant_id, product.id, group_name, product.created_at});
+                   }
+                   if (auto created = ctx.store.CreateProduct(product, groups); !created) {
+                     if (created.error().code() == ErrorCode::kAlreadyExists) {
+                       return Problem(409, "already-exists", "Already exists",
+                                      "a product named \"" + *name + "\" already exists");
+                     }
+                     return ErrorResponse(created.error());
+                   }
+                   Audit(ctx.store, tenant_id, caller, "product.create", product.id, {{"name", product.name}});
+                   Json group_list = Json::array();
+                   for (const auto& g : groups) group_list.push_back(GroupJson(g));
+                   return JsonResponse(201, {{"product", ProductJson(product)}, {"device_groups", group_list}});
+                 }));
   router.Add("GET", "/v1/tenants/{tenant}/products",
-             TenantRoute(ctx, Role::kReader, [&ctx](const Request&, const PathParams&, const Caller&,
-                                                    const std::string& tenant_id) {
-               auto products = ctx.store.ListProducts(tenant_id);
-               if (!products) return ErrorResponse(products.error());
-               Json list = Json::array();
-               for (const auto& p : *products) list.push_back(ProductJson(p));
-               return JsonResponse(200, {{"products", list}});
-             }));
-  router.Add("GET", "/v1/tenants/{tenant}/device-groups",
-             TenantRoute(ctx, Role::kReader, [&ctx](const Request& request, const PathParams&, const Caller&,
-                                                    const std::string& tenant_id) {
-               auto groups = ctx.store.ListDeviceGroups(tenant_id, request.QueryParameter("product"));
-               if (!groups) return ErrorResponse(groups.error());
-               Json list = Json::array();
-               for (const auto& g : *groups) list.push_back(GroupJson(g));
-               return JsonResponse(200, {{"device_groups", list}});
-             }));
+             TenantRoute(ctx, Role::kReader,
+                         [&ctx](const Request&, const PathParams&, const Caller&, const std::string& tenant_id) {
+                           auto products = ctx.store.ListProducts(tenant_id);
+                           if (!products) return ErrorResponse(products.error());
+                           Json list = Json::array();
+                           for (const auto& p : *products) list.push_back(ProductJson(p));
+                           return JsonResponse(200, {{"products", list}});
+                         }));
+  router.Add(
+      "GET", "/v1/tenants/{tenant}/device-groups",
+      TenantRoute(ctx, Role::kReader,
+                  [&ctx](const Request& request, const PathParams&, const Caller&, const std::string& tenant_id) {
+                    auto groups = ctx.store.ListDeviceGroups(tenant_id, request.QueryParameter("product"));
+                    if (!groups) return ErrorResponse(groups.error());
+                    Json list = Json::array();
+                    for (const auto& g : *groups) list.push_back(GroupJson(g));
+                    return JsonResponse(200, {{"device_groups", list}});
+                  }));
   router.Add("POST", "/v1/tenants/{tenant}/device-groups",
-             TenantRoute(ctx, Role::kContributor, [&ctx](const Request& request, const PathParams&,
-                                                         const Caller& caller, const std::string& tenant_id) {
-               auto body = ParseBody(request, {"name", "product_id"});
-               if (!body) return BodyError(body.error());
-               auto name = StringField(*body, "name", true);
-               if (!name) return BodyError(name.error());
-               auto product_id = StringField(*body, "product_id", true);
-               if (!product_id) return BodyError(product_id.error());
-               if (auto product = ctx.store.GetProduct(tenant_id, *product_id); !product) {
-                 return product.error().code() == ErrorCode::kNotFound ? NotFound("product")
-                                                                       : ErrorResponse(product.error());
-               }
-               store::DeviceGroup group{GenerateId("grp"), tenant_id, *product_id, *name, Now()};
-               if (auto created = ctx.store.CreateDeviceGroup(group); !created) return ErrorResponse(created.error());
-               Audit(ctx.store, tenant_id, caller, "device-group.create", group.id, {{"name", group.name}});
-               return JsonResponse(201, GroupJson(group));
-             }));
+             TenantRoute(
+                 ctx, Role::kContributor,
+                 [&ctx](const Request& request, const PathParams&, const Caller& caller, const std::string& tenant_id) {
+                   auto body = ParseBody(request, {"name", "product_id"});
+                   if (!body) return BodyError(body.error());
+                   auto name = StringField(*body, "name", true);
+                   if (!name) return BodyError(name.error());
+                   auto product_id = StringField(*body, "product_id", true);
+                   if (!product_id) return BodyError(product_id.error());
+                   if (auto product = ctx.store.GetProduct(tenant_id, *product_id); !product) {
+                     return product.error().code() == ErrorCode::kNotFound ? NotFound("product")
+                                                                           : ErrorResponse(product.error());
+                   }
+                   store::DeviceGroup group{GenerateId("grp"), tenant_id, *product_id, *name, Now()};
+                   if (auto created = ctx.store.CreateDeviceGroup(group); !created)
+                     return ErrorResponse(created.error());
+                   Audit(ctx.store, tenant_id, caller, "device-group.create", group.id, {{"name", group.name}});
+                   return JsonResponse(201, GroupJson(group));
+                 }));
 
   // Devices.
-  router.Add("POST", "/v1/tenants/{tenant}/devices/{device}/claim",
-             TenantRoute(ctx, Role::kContributor, [&ctx](const Request& request, const PathParams& params,
-                                                         const Caller& caller, const std::string& tenant_id) {
-               auto body = ParseBody(request, {"device_group_id"}, /*allow_empty=*/true);
-               if (!body) return BodyError(body.error());
-               auto group_id = StringField(*body, "device_group_id", false);
-               if (!group_id) return BodyError(group_id.error());
-               const auto& device_id = params.at("device");
-               // Say who holds the device before asking for a group: that is
-               // the answer a caller needs first. (The store re-checks
-               // atomically below; this read only shapes the message.)
-               if (auto existing = ctx.store.GetDevice(device_id); existing && !existing->tenant_id.empty()) {
-                 return existing->tenant_id == tenant_id
-                            ? Problem(409, "device-already-claimed", "Device already claimed",
-                                      "device " + device_id + " is already claimed by your tenant")
-                            : Problem(409, "device-claimed-elsewhere", "Device claimed by another tenant",
-                                      "device " + device_id +
-                                          " is claimed by another tenant; it must be released by that tenant first");
-               }
-               std::string product_id;
-               if (group_id->empty()) {
-                 // Without a group, a tenant with one product claims into its
-                 // Development group; with several, the caller must choose.
-                 auto products = ctx.store.ListProducts(tenant_id);
-                 if (!products) return ErrorResponse(products.error());
-                 if (products->size() != 1) {
-                   return Problem(400, "device-group-required", "Device group required",
-                                  products->empty() ? "create a product first (citadel product create NAME)"
-                                                    : "this tenant has several products; name a device group "
-                                                      "(citadel device-group list, then --device-group ID)");
-                 }
-                 auto groups = ctx.store.ListDeviceGroups(tenant_id, products->front().id);
-                 if (!groups) return ErrorResponse(groups.error());
-                 for (const auto& g : *groups) {
-                   if (g.name == "Development") *group_id = g.id;
-                 }
-                 if (group_id->empty()) {
-                   return Problem(400, "device-group-required", "Device group required",
-                                  "name a device group with --device-group ID");
-                 }
-               }
-               {
-                 auto group = ctx.store.GetDeviceGroup(tenant_id, *group_id);
-                 if (!group) {
-                   return group.error().code() == ErrorCode::kNotFound ? NotFound("device group")
-                                                                       : ErrorResponse(group.error());
-                 }
-                 product_id = group->product_id;
-               }
-               auto claimed = ctx.store.ClaimDevice(device_id, tenant_id, product_id, *group_id, Now());
-               if (!claimed) {
-                 switch (claimed.error().code()) {
-                   case ErrorCode::kConflict:
-                     return Problem(409, "device-claimed-elsewhere", "Device claimed by another tenant",
-                                    "device " + device_id +
-                                        " is claimed by another tenant; it must be released by that tenant first");
-                   case ErrorCode::kAlreadyExists:
-                     return Problem(409, "device-already-claimed", "Device already claimed",
-                                    "device " + device_id + " is already claimed by your tenant");
-                   case ErrorCode::kNotFound:
-                     return Problem(404, "device-unknown", "Device unknown",
-                                    "the service has never seen device " + device_id +
-                                        "; start it once so it attests, then claim it");
-                   default: return ErrorResponse(claimed.error());
-                 }
-               }
-               Audit(ctx.store, tenant_id, caller, "device.claim", device_id, {{"device_group_id", *group_id}});
-               log::Info("device claimed", {{"device_id", device_id}, {"tenant", tenant_id}});
-               auto device = ctx.store.GetDevice(device_id);
-               if (!device) return ErrorResponse(device.error());
-               return JsonResponse(200, DeviceJson(*device));
-             }));
-  router.Add("GET", "/v1/tenants/{tenant}/devices",
-             TenantRoute(ctx, Role::kReader, [&ctx](const Request& request, const PathParams&, const Caller&,
-                                                    const std::string& tenant_id) {
-               auto limit = ParseLimit(request.QueryParameter("limit"), 100, 1000);
-               if (!limit) return Problem(400, "invalid-request", "Invalid request", "limit must be 1..1000");
-               store::DeviceFilter filter;
-               filter.tenant_id = tenant_id;
-               filter.device_group_id = request.QueryParameter("device_group");
-               filter.os_version = request.QueryParameter("os_version");
-               filter.after_id = request.QueryParameter("after");
-               filter.limit = *limit;
-               auto devices = ctx.store.ListDevices(filter);
-               if (!devices) return ErrorResponse(devices.error());
-               Json list = Json::array();
-               for (const auto& d : *devices) list.push_back(DeviceJson(d));
-               Json next = nullptr;
-               if (static_cast<std::int64_t>(devices->size()) == *limit) next = devices->back().id;
-               return JsonResponse(200, {{"devices", list}, {"next", next}});
-             }));
+  router.Add(
+      "POST", "/v1/tenants/{tenant}/devices/{device}/claim",
+      TenantRoute(
+          ctx, Role::kContributor,
+          [&ctx](const Request& request, const PathParams& params, const Caller& caller, const std::string& tenant_id) {
+            auto body = ParseBody(request, {"device_group_id"}, /*allow_empty=*/true);
+            if (!body) return BodyError(body.error());
+            auto group_id = StringField(*body, "device_group_id", false);
+            if (!group_id) return BodyError(group_id.error());
+            const auto& device_id = params.at("device");
+            // Say who holds the device before asking for a group: that is
+            // the answer a caller needs first. (The store re-checks
+            // atomically below; this read only shapes the message.)
+            if (auto existing = ctx.store.GetDevice(device_id); existing && !existing->tenant_id.empty()) {
+              return existing->tenant_id == tenant_id
+                         ? Problem(409, "device-already-claimed", "Device already claimed",
+                                   "device " + device_id + " is already claimed by your tenant")
+                         : Problem(409, "device-claimed-elsewhere", "Device claimed by another tenant",
+                                   "device " + device_id +
+                                       " is claimed by another tenant; it must be released by that tenant first");
+            }
+            std::string product_id;
+            if (group_id->empty()) {
+              // Without a group, a tenant with one product claims into its
+              // Development group; with several, the caller must choose.
+              auto products = ctx.store.ListProducts(tenant_id);
+              if (!products) return ErrorResponse(products.error());
+              if (products->size() != 1) {
+                return Problem(400, "device-group-required", "Device group required",
+                               products->empty() ? "create a product first (citadel product create NAME)"
+                                                 : "this tenant has several products; name a device group "
+                                                   "(citadel device-group list, then --device-group ID)");
+              }
+              auto groups = ctx.store.ListDeviceGroups(tenant_id, products->front().id);
+              if (!groups) return ErrorResponse(groups.error());
+              for (const auto& g : *groups) {
+                if (g.name == "Development") *group_id = g.id;
+              }
+              if (group_id->empty()) {
+                return Problem(400, "device-group-required", "Device group required",
+                               "name a device group with --device-group ID");
+              }
+            }
+            {
+              auto group = ctx.store.GetDeviceGroup(tenant_id, *group_id);
+              if (!group) {
+                return group.error().code() == ErrorCode::kNotFound ? NotFound("device group")
+                                                                    : ErrorResponse(group.error());
+              }
+              product_id = group->product_id;
+            }
+            auto claimed = ctx.store.ClaimDevice(device_id, tenant_id, product_id, *group_id, Now());
+            if (!claimed) {
+              switch (claimed.error().code()) {
+                case ErrorCode::kConflict:
+                  return Problem(409, "device-claimed-elsewhere", "Device claimed by another tenant",
+                                 "device " + device_id +
+                                     " is claimed by another tenant; it must be released by that tenant first");
+                case ErrorCode::kAlreadyExists:
+                  return Problem(409, "device-already-claimed", "Device already claimed",
+                                 "device " + device_id + " is already claimed by your tenant");
+                case ErrorCode::kNotFound:
+                  return Problem(404, "device-unknown", "Device unknown",
+                                 "the service has never seen device " + device_id +
+                                     "; start it once so it attests, then claim it");
+                default:
+                  return ErrorResponse(claimed.error());
+              }
+            }
+            Audit(ctx.store, tenant_id, caller, "device.claim", device_id, {{"device_group_id", *group_id}});
+            log::Info("device claimed", {{"device_id", device_id}, {"tenant", tenant_id}});
+            auto device = ctx.store.GetDevice(device_id);
+            if (!device) return ErrorResponse(device.error());
+            return JsonResponse(200, DeviceJson(*device));
+          }));
+  router.Add(
+      "GET", "/v1/tenants/{tenant}/devices",
+      TenantRoute(ctx, Role::kReader,
+                  [&ctx](const Request& request, const PathParams&, const Caller&, const std::string& tenant_id) {
+                    auto limit = ParseLimit(request.QueryParameter("limit"), 100, 1000);
+                    if (!limit) return Problem(400, "invalid-request", "Invalid request", "limit must be 1..1000");
+                    store::DeviceFilter filter;
+                    filter.tenant_id = tenant_id;
+                    filter.device_group_id = request.QueryParameter("device_group");
+                    filter.os_version = request.QueryParameter("os_version");
+                    filter.after_id = request.QueryParameter("after");
+                    filter.limit = *limit;
+                    auto devices = ctx.store.ListDevices(filter);
+                    if (!devices) return ErrorResponse(devices.error());
+                    Json list = Json::array();
+                    for (const auto& d : *devices) list.push_back(DeviceJson(d));
+                    Json next = nullptr;
+                    if (static_cast<std::int64_t>(devices->size()) == *limit) next = devices->back().id;
+                    return JsonResponse(200, {{"devices", list}, {"next", next}});
+                  }));
   router.Add("GET", "/v1/tenants/{tenant}/devices/{device}",
-             TenantRoute(ctx, Role::kReader, [&ctx](const Request&, const PathParams& params, const Caller&,
-                                                    const std::string& tenant_id) {
-               auto device = ctx.store.GetDevice(params.at("device"));
-               if (!device) {
-                 return device.error().code() == ErrorCode::kNotFound ? NotFound("device")
-                                                                      : ErrorResponse(device.error());
-               }
-               if (device->tenant_id != tenant_id) return NotFound("device");
-               return JsonResponse(200, DeviceJson(*device));
-             }));
-  router.Add("POST", "/v1/tenants/{tenant}/devices/{device}/certificate/revoke",
-             TenantRoute(ctx, Role::kAdmin, [&ctx](const Request&, const PathParams& params, const Caller& caller,
-                                                   const std::string& tenant_id) {
-               auto device = ctx.store.GetDevice(params.at("device"));
-               if (!device || device->tenant_id != tenant_id) return NotFound("device");
-               if (device->certificate_serial.empty()) {
-                 return Problem(409, "conflict", "Conflict", "the device holds no certificate");
-               }
-               if (auto revoked = ctx.store.RevokeCertificate(device->certificate_serial); !revoked) {
-                 return ErrorResponse(revoked.error());
-               }
-               Audit(ctx.store, tenant_id, caller, "certificate.revoke", device->id,
-                     {{"serial", device->certificate_serial}});
-               return JsonResponse(200, {{"revoked", device->certificate_serial}});
-             }));
+             TenantRoute(ctx, Role::kReader,
+                         [&ctx](const Request&, const PathParams& params, const Caller&, const std::string& tenant_id) {
+                           auto device = ctx.store.GetDevice(params.at("device"));
+                           if (!device) {
+                             return device.error().code() == ErrorCode::kNotFound ? NotFound("device")
+                                                                                  : ErrorResponse(device.error());
+                           }
+                           if (device->tenant_id != tenant_id) return NotFound("device");
+                           return JsonResponse(200, DeviceJson(*device));
+                         }));
+  router.Add(
+      "POST", "/v1/tenants/{tenant}/devices/{device}/certificate/revoke",
+      TenantRoute(ctx, Role::kAdmin,
+                  [&ctx](const Request&, const PathParams& params, const Caller& caller, const std::string& tenant_id) {
+                    auto device = ctx.store.GetDevice(params.at("device"));
+                    if (!device || device->tenant_id != tenant_id) return NotFound("device");
+                    if (device->certificate_serial.empty()) {
+                      return Problem(409, "conflict", "Conflict", "the device holds no certificate");
+                    }
+                    if (auto revoked = ctx.store.RevokeCertificate(device->certificate_serial); !revoked) {
+                      return ErrorResponse(revoked.error());
+                    }
+                    Audit(ctx.store, tenant_id, caller, "certificate.revoke", device->id,
+                          {{"serial", device->certificate_serial}});
+                    return JsonResponse(200, {{"revoked", device->certificate_serial}});
+                  }));
   router.Add("GET", "/v1/tenants/{tenant}/ca-certificates",
-             TenantRoute(ctx, Role::kReader, [&ctx](const Request&, const PathParams&, const Caller&,
-                                                    const std::string& tenant_id) {
-               auto authority = ctx.authorities.Get(tenant_id);
-               if (!authority) return ErrorResponse(authority.error());
-               Response r;
-               r.content_type = "application/x-pem-file";
-               r.body = (*authority)->chain_pem;
-               return r;
-             }));
+             TenantRoute(ctx, Role::kReader,
+                         [&ctx](const Request&, const PathParams&, const Caller&, const std::string& tenant_id) {
+                           auto authority = ctx.authorities.Get(tenant_id);
+                           if (!authority) return ErrorResponse(authority.error());
+                           Response r;
+                           r.content_type = "application/x-pem-file";
+                           r.body = (*authority)->chain_pem;
+                           return r;
+                         }));
 
   // Appraisal policy.
   router.Add("GET", "/v1/tenants/{tenant}/policy",
-             TenantRoute(ctx, Role::kReader, [&ctx](const Request&, const PathParams&, const Caller&,
-                                                    const std::string& tenant_id) {
-               auto rules = ctx.store.ListPolicyRules(tenant_id);
-               if (!rules) return ErrorResponse(rules.error());
-               Json list = Json::array();
-               for (const auto& r : *rules) {
-                 list.push_back({{"kind", r.kind}, {"value", r.value}, {"created_at", Time(r.created_at)}});
-               }
-               return JsonResponse(200, {{"rules", list}});
-             }));
-  router.Add("POST", "/v1/tenants/{tenant}/policy/rules",
-             TenantRoute(ctx, Role::kAdmin, [&ctx](const Request& request, const PathParams&, const Caller& caller,
-                                                   const std::string& tenant_id) {
-               auto body = ParseBody(request, {"kind", "value"});
-               if (!body) return BodyError(body.error());
-               auto kind = StringField(*body, "kind", true);
-               if (!kind) return BodyError(kind.error());
-               auto value = StringField(*body, "value", true);
-               if (!value) return BodyError(value.error());
-               if (*kind != "revoked-os-version" && *kind != "revoked-runtime-digest") {
-                 return Problem(400, "invalid-request", "Invalid request",
-                                "kind must be revoked-os-version or revoked-runtime-digest");
-               }
-               if (*kind == "revoked-runtime-digest" &&
-                   (value->size() != 64 || value->find_first_not_of("0123456789abcdef") != std::string::npos)) {
-                 return Problem(400, "invalid-request", "Invalid request",
-                                "a runtime digest is 64 lower-case hex characters");
-               }
-               store::PolicyRule rule{tenant_id, *kind, *value, Now()};
-               if (auto added = ctx.store.AddPolicyRule(rule); !added) return ErrorResponse(added.error());
-               Audit(ctx.store, tenant_id, caller, "policy.add", *kind, {{"value", *value}});
-               return JsonResponse(201, {{"kind", *kind}, {"value", *value}, {"created_at", Time(rule.created_at)}});
-             }));
+             TenantRoute(ctx, Role::kReader,
+                         [&ctx](const Request&, const PathParams&, const Caller&, const std::string& tenant_id) {
+                           auto rules = ctx.store.ListPolicyRules(tenant_id);
+                           if (!rules) return ErrorResponse(rules.error());
+                           Json list = Json::array();
+                           for (const auto& r : *rules) {
+                             list.push_back({{"kind", r.kind}, {"value", r.value}, {"created_at", Time(r.created_at)}});
+                           }
+                           return JsonResponse(200, {{"rules", list}});
+                         }));
+  router.Add(
+      "POST", "/v1/tenants/{tenant}/policy/rules",
+      TenantRoute(
+          ctx, Role::kAdmin,
+          [&ctx](const Request& request, const PathParams&, const Caller& caller, const std::string& tenant_id) {
+            auto body = ParseBody(request, {"kind", "value"});
+            if (!body) return BodyError(body.error());
+            auto kind = StringField(*body, "kind", true);
+            if (!kind) return BodyError(kind.error());
+            auto value = StringField(*body, "value", true);
+            if (!value) return BodyError(value.error());
+            if (*kind != "revoked-os-version" && *kind != "revoked-runtime-digest") {
+              return Problem(400, "invalid-request", "Invalid request",
+                             "kind must be revoked-os-version or revoked-runtime-digest");
+            }
+            if (*kind == "revoked-runtime-digest" &&
+                (value->size() != 64 || value->find_first_not_of("0123456789abcdef") != std::string::npos)) {
+              return Problem(400, "invalid-request", "Invalid request",
+                             "a runtime digest is 64 lower-case hex characters");
+            }
+            store::PolicyRule rule{tenant_id, *kind, *value, Now()};
+            if (auto added = ctx.store.AddPolicyRule(rule); !added) return ErrorResponse(added.error());
+            Audit(ctx.store, tenant_id, caller, "policy.add", *kind, {{"value", *value}});
+            return JsonResponse(201, {{"kind", *kind}, {"value", *value}, {"created_at", Time(rule.created_at)}});
+          }));
   router.Add("DELETE", "/v1/tenants/{tenant}/policy/rules",
-             TenantRoute(ctx, Role::kAdmin, [&ctx](const Request& request, const PathParams&, const Caller& caller,
-                                                   const std::string& tenant_id) {
-               auto kind = request.QueryParameter("kind");
-               auto value = request.QueryParameter("value");
-               if (auto removed = ctx.store.RemovePolicyRule(tenant_id, kind, value); !removed) {
-                 return ErrorResponse(removed.error());
-               }
-               Audit(ctx.store, tenant_id, caller, "policy.remove", kind, {{"value", value}});
-               Response r;
-               r.status = 204;
-               return r;
-             }));
+             TenantRoute(
+                 ctx, Role::kAdmin,
+                 [&ctx](const Request& request, const PathParams&, const Caller& caller, const std::string& tenant_id) {
+                   auto kind = request.QueryParameter("kind");
+                   auto value = request.QueryParameter("value");
+                   if (auto removed = ctx.store.RemovePolicyRule(tenant_id, kind, value); !removed) {
+                     return ErrorResponse(removed.error());
+                   }
+                   Audit(ctx.store, tenant_id, caller, "policy.remove", kind, {{"value", value}});
+                   Response r;
+                   r.status = 204;
+                   return r;
+                 }));
 
-  router.Add("GET", "/v1/tenants/{tenant}/audit",
-             TenantRoute(ctx, Role::kAdmin, [&ctx](const Request& request, const PathParams&, const Caller&,
-                                                   const std::string& tenant_id) {
-               auto limit = ParseLimit(request.QueryParameter("limit"), 100, 1000);
-               if (!limit) return Problem(400, "invalid-request", "Invalid request", "limit must be 1..1000");
-               auto events = ctx.store.ListAudit(tenant_id, *limit);
-               if (!events) return ErrorResponse(events.error());
-               Json list = Json::array();
-               for (const auto& e : *events) {
-                 auto details = ParseJsonStrict(e.details_json);
-                 list.push_back({{"id", e.id}, {"time", Time(e.time)}, {"actor", e.actor}, {"action", e.action},
-                                 {"target", e.target}, {"details", details ? *details : Json::object()}});
-               }
-               return JsonResponse(200, {{"events", list}});
-             }));
+  router.Add(
+      "GET", "/v1/tenants/{tenant}/audit",
+      TenantRoute(ctx, Role::kAdmin,
+                  [&ctx](const Request& request, const PathParams&, const Caller&, const std::string& tenant_id) {
+                    auto limit = ParseLimit(request.QueryParameter("limit"), 100, 1000);
+                    if (!limit) return Problem(400, "invalid-request", "Invalid request", "limit must be 1..1000");
+                    auto events = ctx.store.ListAudit(tenant_id, *limit);
+                    if (!events) return ErrorResponse(events.error());
+                    Json list = Json::array();
+                    for (const auto& e : *events) {
+                      auto details = ParseJsonStrict(e.details_json);
+                      list.push_back({{"id", e.id},
+                                      {"time", Time(e.time)},
+                                      {"actor", e.actor},
+                                      {"action", e.action},
+                                      {"target", e.target},
+                                      {"details", details ? *details : Json::object()}});
+                    }
+                    return JsonResponse(200, {{"events", list}});
+                  }));
 }
 
 }  // namespace citadel::server

@@ -40,8 +40,8 @@ AttestationOutcome Attestor::Attest(std::string_view body, TimePoint now) {
   auto parsed = protocol::ParseSignedEvidence(body);
   if (!parsed) {
     log::Info("attestation refused: malformed evidence", {{"reason", parsed.error().message()}});
-    return std::unexpected(MakeProblem(parsed.error().code() == ErrorCode::kTooLarge ? 413 : 400,
-                                       "malformed-evidence", "Malformed evidence", parsed.error().message()));
+    return std::unexpected(MakeProblem(parsed.error().code() == ErrorCode::kTooLarge ? 413 : 400, "malformed-evidence",
+                                       "Malformed evidence", parsed.error().message()));
   }
   std::string tenant_id;
   auto outcome = Appraise(*parsed, now, tenant_id);
@@ -69,8 +69,8 @@ AttestationOutcome Attestor::Appraise(const protocol::SignedEvidence& signed_evi
 
   // 1. Genuine: the identity key is certified by a trusted manufacturer.
   if (evidence.manufacturer_chain.empty()) {
-    return std::unexpected(MakeProblem(403, "not-genuine", "Device is not genuine",
-                                       "evidence carries no manufacturer certificate chain"));
+    return std::unexpected(
+        MakeProblem(403, "not-genuine", "Device is not genuine", "evidence carries no manufacturer certificate chain"));
   }
   std::vector<crypto::Certificate> chain;
   for (std::size_t i = 0; i < evidence.manufacturer_chain.size(); ++i) {
@@ -82,14 +82,14 @@ AttestationOutcome Attestor::Appraise(const protocol::SignedEvidence& signed_evi
     chain.push_back(*cert);
   }
   if (options_.manufacturer_cas.empty()) {
-    return std::unexpected(MakeProblem(403, "not-genuine", "Device is not genuine",
-                                       "this service trusts no manufacturer CA"));
+    return std::unexpected(
+        MakeProblem(403, "not-genuine", "Device is not genuine", "this service trusts no manufacturer CA"));
   }
   std::vector<crypto::Certificate> intermediates(chain.begin() + 1, chain.end());
   crypto::ChainVerification verification;
   verification.at = now;
-  if (auto verified = crypto::VerifyCertificateChain(chain.front(), intermediates, options_.manufacturer_cas,
-                                                     verification);
+  if (auto verified =
+          crypto::VerifyCertificateChain(chain.front(), intermediates, options_.manufacturer_cas, verification);
       !verified) {
     return std::unexpected(MakeProblem(403, "not-genuine", "Device is not genuine",
                                        "manufacturer chain does not verify: " + verified.error().message()));
@@ -129,8 +129,8 @@ AttestationOutcome Attestor::Appraise(const protocol::SignedEvidence& signed_evi
   const auto* os = FindEvent(evidence, "os");
   const auto* runtime = FindEvent(evidence, "runtime");
   if (os == nullptr || runtime == nullptr) {
-    return std::unexpected(MakeProblem(403, "policy-violation", "Measurements refused",
-                                       "evidence must measure the OS and the runtime"));
+    return std::unexpected(
+        MakeProblem(403, "policy-violation", "Measurements refused", "evidence must measure the OS and the runtime"));
   }
 
   // 5. The CSR proves possession of the TLS key.
@@ -147,7 +147,8 @@ AttestationOutcome Attestor::Appraise(const protocol::SignedEvidence& signed_evi
   }
   auto device = store_.GetDevice(evidence.device_id);
   if (!device) {
-    return std::unexpected(MakeProblem(503, "unavailable", "Service unavailable", "store: " + device.error().message()));
+    return std::unexpected(
+        MakeProblem(503, "unavailable", "Service unavailable", "store: " + device.error().message()));
   }
   tenant_id = device->tenant_id;
   if (device->tenant_id.empty()) {
@@ -181,10 +182,11 @@ AttestationOutcome Attestor::Appraise(const protocol::SignedEvidence& signed_evi
     log::Error("cannot load tenant CA", {{"tenant", device->tenant_id}, {"error", authority.error().message()}});
     return std::unexpected(MakeProblem(500, "internal", "Internal error", "the tenant CA is not available"));
   }
-  auto certificate = IssueDeviceCertificate(**authority, device->tenant_id, evidence.device_id,
-                                            csr->SubjectPublicKey(), options_.certificate_lifetime);
+  auto certificate = IssueDeviceCertificate(**authority, device->tenant_id, evidence.device_id, csr->SubjectPublicKey(),
+                                            options_.certificate_lifetime);
   if (!certificate) {
-    log::Error("certificate issuance failed", {{"device_id", evidence.device_id}, {"error", certificate.error().message()}});
+    log::Error("certificate issuance failed",
+               {{"device_id", evidence.device_id}, {"error", certificate.error().message()}});
     return std::unexpected(MakeProblem(500, "internal", "Internal error", "certificate issuance failed"));
   }
   store::IssuedCertificate issued;
@@ -194,7 +196,8 @@ AttestationOutcome Attestor::Appraise(const protocol::SignedEvidence& signed_evi
   issued.not_after = ToUnixSeconds(certificate->NotAfter());
   issued.issued_at = ToUnixSeconds(now);
   if (auto recorded = store_.RecordCertificate(issued); !recorded) {
-    return std::unexpected(MakeProblem(503, "unavailable", "Service unavailable", "store: " + recorded.error().message()));
+    return std::unexpected(
+        MakeProblem(503, "unavailable", "Service unavailable", "store: " + recorded.error().message()));
   }
 
   protocol::AttestationResult result;

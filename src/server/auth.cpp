@@ -7,10 +7,14 @@ namespace {
 
 int Rank(store::Role role) {
   switch (role) {
-    case store::Role::kOperator: return 4;
-    case store::Role::kAdmin: return 3;
-    case store::Role::kContributor: return 2;
-    case store::Role::kReader: return 1;
+    case store::Role::kOperator:
+      return 4;
+    case store::Role::kAdmin:
+      return 3;
+    case store::Role::kContributor:
+      return 2;
+    case store::Role::kReader:
+      return 1;
   }
   return 0;
 }
@@ -48,8 +52,8 @@ Expected<Caller> AuthenticateToken(store::Store& store, const http::Request& req
   return Caller{token->id, token->tenant_id, token->role};
 }
 
-Expected<DeviceCaller> AuthenticateDevice(store::Store& store, TenantCaCache& authorities,
-                                          const http::Request& request, TimePoint now) {
+Expected<DeviceCaller> AuthenticateDevice(store::Store& store, TenantCaCache& authorities, const http::Request& request,
+                                          TimePoint now) {
   if (request.peer_chain.empty()) {
     return MakeError(ErrorCode::kUnauthenticated, "no client certificate; attest to obtain one");
   }

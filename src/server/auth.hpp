@@ -44,7 +44,7 @@ struct DeviceCaller {
 // Verifies the presented client certificate: chain to the tenant CA named in
 // its URI SAN, purpose clientAuth, unexpired, the device's current and
 // unrevoked certificate, device still claimed by that tenant.
-Expected<DeviceCaller> AuthenticateDevice(store::Store& store, TenantCaCache& authorities,
-                                          const http::Request& request, TimePoint now);
+Expected<DeviceCaller> AuthenticateDevice(store::Store& store, TenantCaCache& authorities, const http::Request& request,
+                                          TimePoint now);
 
 }  // namespace citadel::server

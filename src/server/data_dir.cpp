@@ -36,8 +36,7 @@ Expected<crypto::SecretBytes> DataDirectory::LoadOrCreateMasterKey() const {
   return key;
 }
 
-Expected<ServiceIdentity> DataDirectory::LoadOrCreateServiceIdentity(
-    const std::vector<std::string>& host_names) const {
+Expected<ServiceIdentity> DataDirectory::LoadOrCreateServiceIdentity(const std::vector<std::string>& host_names) const {
   auto ca_file = path_ / "service-ca.pem";
   auto ca_key_file = path_ / "service-ca.key";
   auto server_file = path_ / "server.pem";

@@ -43,8 +43,8 @@ Expected<std::unique_ptr<Service>> Service::Create(const ServiceOptions& options
 
   ApiOptions api_options;
   api_options.check_in_interval = options.check_in_interval;
-  service->api_context_ = std::make_unique<ApiContext>(ApiContext{
-      *service->store_, *service->authorities_, *service->attestor_, service->master_key_, api_options});
+  service->api_context_ = std::make_unique<ApiContext>(
+      ApiContext{*service->store_, *service->authorities_, *service->attestor_, service->master_key_, api_options});
   service->router_ = std::make_unique<http::Router>();
   RegisterRoutes(*service->router_, *service->api_context_);
 
@@ -54,9 +54,8 @@ Expected<std::unique_ptr<Service>> Service::Create(const ServiceOptions& options
   http_options.identity = {service->identity_->server_chain_pem, &service->identity_->server_key};
   http_options.threads = options.threads;
   const http::Router* router = service->router_.get();
-  auto http = http::Server::Create(http_options, [router](const http::Request& request) {
-    return router->Dispatch(request);
-  });
+  auto http =
+      http::Server::Create(http_options, [router](const http::Request& request) { return router->Dispatch(request); });
   if (!http) return WrapError(http.error(), "HTTP server");
   service->http_ = std::move(*http);
   return service;
@@ -73,9 +72,10 @@ Expected<void> Service::Start() {
     return WrapError(started.error(), "listening on " + options_.listen_address + ":" + std::to_string(options_.port));
   }
   maintenance_ = std::thread([this] { RunMaintenance(); });
-  log::Info("citadel-server listening",
-            {{"address", options_.listen_address}, {"port", std::to_string(http_->port())},
-             {"store", store_->Backend()}, {"data", options_.data_dir.string()}});
+  log::Info("citadel-server listening", {{"address", options_.listen_address},
+                                         {"port", std::to_string(http_->port())},
+                                         {"store", store_->Backend()},
+                                         {"data", options_.data_dir.string()}});
   return kOk;
 }
 

@@ -64,16 +64,15 @@ Expected<std::shared_ptr<const TenantAuthority>> TenantCaCache::Get(std::string_
   CITADEL_TRY(auto issuing, crypto::Certificate::FromPem(ca.issuing_certificate_pem));
   auto key = UnsealKey(ca.sealed_issuing_key, master_key_, IssuingAad(tenant_id));
   if (!key) return WrapError(key.error(), "unsealing the issuing CA key of tenant " + std::string(tenant_id));
-  auto authority = std::make_shared<const TenantAuthority>(TenantAuthority{
-      root, issuing, std::move(*key), issuing.Pem() + root.Pem()});
+  auto authority = std::make_shared<const TenantAuthority>(
+      TenantAuthority{root, issuing, std::move(*key), issuing.Pem() + root.Pem()});
   std::lock_guard lock(mutex_);
   cache_.emplace(std::string(tenant_id), authority);
   return authority;
 }
 
-Expected<crypto::Certificate> IssueDeviceCertificate(const TenantAuthority& authority,
-                                                     std::string_view tenant_id, std::string_view device_id,
-                                                     const crypto::PublicKey& tls_key,
+Expected<crypto::Certificate> IssueDeviceCertificate(const TenantAuthority& authority, std::string_view tenant_id,
+                                                     std::string_view device_id, const crypto::PublicKey& tls_key,
                                                      std::chrono::seconds lifetime) {
   crypto::CertificateSpec spec;
   spec.common_name = std::string(device_id);

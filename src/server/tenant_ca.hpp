@@ -38,8 +38,7 @@ struct TenantAuthority {
 
 class TenantCaCache {
  public:
-  TenantCaCache(store::Store& store, const crypto::SecretBytes& master_key)
-      : store_(store), master_key_(master_key) {}
+  TenantCaCache(store::Store& store, const crypto::SecretBytes& master_key) : store_(store), master_key_(master_key) {}
 
   // kNotFound when the tenant does not exist.
   Expected<std::shared_ptr<const TenantAuthority>> Get(std::string_view tenant_id);
@@ -52,9 +51,8 @@ class TenantCaCache {
 };
 
 // Issues the 24-hour device certificate (docs/PROTOCOL.md "Identities").
-Expected<crypto::Certificate> IssueDeviceCertificate(const TenantAuthority& authority,
-                                                     std::string_view tenant_id, std::string_view device_id,
-                                                     const crypto::PublicKey& tls_key,
+Expected<crypto::Certificate> IssueDeviceCertificate(const TenantAuthority& authority, std::string_view tenant_id,
+                                                     std::string_view device_id, const crypto::PublicKey& tls_key,
                                                      std::chrono::seconds lifetime);
 
 // "citadel://tenant/<t>/device/<d>"

@@ -38,19 +38,17 @@ class SqlValue {
  public:
   enum class Kind { kNull, kText, kInteger };
 
-  SqlValue(std::nullptr_t) {}  // NOLINT(google-explicit-constructor)
-  SqlValue(std::string_view text) : kind_(Kind::kText), text_(text) {}  // NOLINT
-  SqlValue(const std::string& text) : kind_(Kind::kText), text_(text) {}  // NOLINT
-  SqlValue(const char* text) : kind_(Kind::kText), text_(text) {}  // NOLINT
+  SqlValue(std::nullptr_t) {}                                                   // NOLINT(google-explicit-constructor)
+  SqlValue(std::string_view text) : kind_(Kind::kText), text_(text) {}          // NOLINT
+  SqlValue(const std::string& text) : kind_(Kind::kText), text_(text) {}        // NOLINT
+  SqlValue(const char* text) : kind_(Kind::kText), text_(text) {}               // NOLINT
   SqlValue(std::int64_t integer) : kind_(Kind::kInteger), integer_(integer) {}  // NOLINT
-  SqlValue(int integer) : kind_(Kind::kInteger), integer_(integer) {}  // NOLINT
-  SqlValue(bool flag) : kind_(Kind::kInteger), integer_(flag ? 1 : 0) {}  // NOLINT
+  SqlValue(int integer) : kind_(Kind::kInteger), integer_(integer) {}           // NOLINT
+  SqlValue(bool flag) : kind_(Kind::kInteger), integer_(flag ? 1 : 0) {}        // NOLINT
 
   // NULL when text is empty: optional references (e.g. an unclaimed device's
   // tenant) are NULL in the database and "" in the store structs.
-  static SqlValue TextOrNull(std::string_view text) {
-    return text.empty() ? SqlValue(nullptr) : SqlValue(text);
-  }
+  static SqlValue TextOrNull(std::string_view text) { return text.empty() ? SqlValue(nullptr) : SqlValue(text); }
 
   Kind kind() const { return kind_; }
   std::string_view text() const { return text_; }
@@ -123,8 +121,7 @@ class SqlConnectionPool;
 // destroyed. Move-only.
 class SqlConnectionLease {
  public:
-  SqlConnectionLease(SqlConnectionPool* pool, SqlConnection* connection)
-      : pool_(pool), connection_(connection) {}
+  SqlConnectionLease(SqlConnectionPool* pool, SqlConnection* connection) : pool_(pool), connection_(connection) {}
   SqlConnectionLease(SqlConnectionLease&& other) noexcept
       : pool_(std::exchange(other.pool_, nullptr)), connection_(std::exchange(other.connection_, nullptr)) {}
   SqlConnectionLease& operator=(SqlConnectionLease&&) = delete;

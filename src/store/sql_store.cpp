@@ -157,8 +157,7 @@ using Decoded = typename DecodedValue<std::invoke_result_t<Decode, const SqlRow&
 // Fetches the first row and decodes it, or kNotFound with `not_found`.
 template <typename Decode>
 Expected<Decoded<Decode>> FetchOne(SqlConnection& connection, std::string_view sql,
-                                   std::initializer_list<SqlValue> params, std::string_view not_found,
-                                   Decode decode) {
+                                   std::initializer_list<SqlValue> params, std::string_view not_found, Decode decode) {
   CITADEL_TRY(SqlResult result, connection.Execute(sql, params));
   if (result.rows.empty()) return MakeError(ErrorCode::kNotFound, std::string(not_found));
   return decode(result.rows.front());
@@ -188,8 +187,7 @@ Expected<std::vector<Decoded<Decode>>> FetchAll(SqlConnection& connection, std::
 }
 
 // An attestation or check-in without a version keeps the one on record.
-constexpr std::string_view kLastSeenUpdate =
-    "last_seen = CASE WHEN last_seen < $2 THEN $2 ELSE last_seen END";
+constexpr std::string_view kLastSeenUpdate = "last_seen = CASE WHEN last_seen < $2 THEN $2 ELSE last_seen END";
 
 }  // namespace
 
@@ -202,16 +200,15 @@ std::string_view SqlStore::Backend() const { return pool_->Backend(); }
 Expected<void> SqlStore::Migrate() {
   auto migrated = InTransaction(*pool_, [](SqlConnection& connection) -> Expected<void> {
     if (connection.Dialect() == SqlDialect::kPostgres) CITADEL_TRY_VOID(connection.Execute(kMigrationLockSql));
-    CITADEL_TRY_VOID(connection.ExecuteScript(
-        "CREATE TABLE IF NOT EXISTS schema_migrations ("
-        " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)"));
+    CITADEL_TRY_VOID(
+        connection.ExecuteScript("CREATE TABLE IF NOT EXISTS schema_migrations ("
+                                 " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)"));
     CITADEL_TRY(SqlResult current, connection.Execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations"));
     const std::int64_t version = current.rows.empty() ? 0 : current.rows.front().Int(0);
     if (version > LatestSchemaVersion()) {
       return MakeError(ErrorCode::kFailedPrecondition,
-                       "database schema version " + std::to_string(version) +
-                           " is newer than this build supports (" + std::to_string(LatestSchemaVersion()) +
-                           "); upgrade citadel-server");
+                       "database schema version " + std::to_string(version) + " is newer than this build supports (" +
+                           std::to_string(LatestSchemaVersion()) + "); upgrade citadel-server");
     }
     const std::string_view auto_id = connection.Dialect() == SqlDialect::kPostgres
                                          ? "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
@@ -225,9 +222,9 @@ Expected<void> SqlStore::Migrate() {
       }
       auto applied = connection.ExecuteScript(script);
       if (!applied) return WrapError(applied.error(), "migration " + std::to_string(migration.version));
-      CITADEL_TRY_VOID(connection.Execute(
-          "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
-          {migration.version, migration.name, ToUnixSeconds(Clock::now())}));
+      CITADEL_TRY_VOID(
+          connection.Execute("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+                             {migration.version, migration.name, ToUnixSeconds(Clock::now())}));
     }
     return kOk;
   });
@@ -258,8 +255,7 @@ Expected<void> SqlStore::CreateTenant(const Tenant& tenant, const TenantCa& ca) 
     CITADEL_TRY_VOID(connection.Execute(
         "INSERT INTO tenant_cas (tenant_id, root_certificate_pem, issuing_certificate_pem, sealed_root_key, "
         "sealed_issuing_key) VALUES ($1, $2, $3, $4, $5)",
-        {tenant.id, ca.root_certificate_pem, ca.issuing_certificate_pem, ca.sealed_root_key,
-         ca.sealed_issuing_key}));
+        {tenant.id, ca.root_certificate_pem, ca.issuing_certificate_pem, ca.sealed_root_key, ca.sealed_issuing_key}));
     return kOk;
   });
   return Explain(std::move(created), "creating tenant " + Quoted(tenant.id),
@@ -276,8 +272,7 @@ Expected<Tenant> SqlStore::GetTenant(std::string_view id) {
 
 Expected<std::vector<Tenant>> SqlStore::ListTenants() {
   auto tenants = WithConnection(*pool_, [&](SqlConnection& connection) {
-    return FetchAll(connection, Select(kTenantColumns, "FROM tenants ORDER BY created_at, id"), {},
-                    TenantFromRow);
+    return FetchAll(connection, Select(kTenantColumns, "FROM tenants ORDER BY created_at, id"), {}, TenantFromRow);
   });
   return Explain(std::move(tenants), "listing tenants");
 }
@@ -300,11 +295,11 @@ Expected<void> SqlStore::CreateApiToken(const ApiToken& token) {
   CITADEL_TRY_VOID(RequireNonEmpty(token.id, "API token id"));
   CITADEL_TRY_VOID(RequireNonEmpty(token.token_hash, "API token hash"));
   auto created = WithConnection(*pool_, [&](SqlConnection& connection) -> Expected<void> {
-    CITADEL_TRY_VOID(connection.Execute(
-        "INSERT INTO api_tokens (id, tenant_id, name, role, token_hash, created_at, revoked) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        {token.id, SqlValue::TextOrNull(token.tenant_id), token.name, RoleName(token.role), token.token_hash,
-         token.created_at, token.revoked}));
+    CITADEL_TRY_VOID(
+        connection.Execute("INSERT INTO api_tokens (id, tenant_id, name, role, token_hash, created_at, revoked) "
+                           "VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                           {token.id, SqlValue::TextOrNull(token.tenant_id), token.name, RoleName(token.role),
+                            token.token_hash, token.created_at, token.revoked}));
     return kOk;
   });
   // The message must not echo the hash: it identifies a live credential.
@@ -327,8 +322,8 @@ Expected<std::vector<ApiToken>> SqlStore::ListApiTokens(std::string_view tenant_
     // cases use the (tenant_id, created_at, id) index.
     return tenant_id.empty()
                ? FetchAll(connection,
-                          Select(kTokenColumns, "FROM api_tokens WHERE tenant_id IS NULL ORDER BY created_at, id"),
-                          {}, TokenFromRow)
+                          Select(kTokenColumns, "FROM api_tokens WHERE tenant_id IS NULL ORDER BY created_at, id"), {},
+                          TokenFromRow)
                : FetchAll(connection,
                           Select(kTokenColumns, "FROM api_tokens WHERE tenant_id = $1 ORDER BY created_at, id"),
                           {tenant_id}, TokenFromRow);
@@ -338,12 +333,12 @@ Expected<std::vector<ApiToken>> SqlStore::ListApiTokens(std::string_view tenant_
 
 Expected<void> SqlStore::RevokeApiToken(std::string_view tenant_id, std::string_view token_id) {
   auto revoked = WithConnection(*pool_, [&](SqlConnection& connection) -> Expected<void> {
-    CITADEL_TRY(SqlResult result,
-                tenant_id.empty()
-                    ? connection.Execute("UPDATE api_tokens SET revoked = 1 WHERE id = $1 AND tenant_id IS NULL",
-                                         {token_id})
-                    : connection.Execute("UPDATE api_tokens SET revoked = 1 WHERE id = $1 AND tenant_id = $2",
-                                         {token_id, tenant_id}));
+    CITADEL_TRY(
+        SqlResult result,
+        tenant_id.empty()
+            ? connection.Execute("UPDATE api_tokens SET revoked = 1 WHERE id = $1 AND tenant_id IS NULL", {token_id})
+            : connection.Execute("UPDATE api_tokens SET revoked = 1 WHERE id = $1 AND tenant_id = $2",
+                                 {token_id, tenant_id}));
     if (result.rows_affected == 0) {
       return MakeError(ErrorCode::kNotFound, "API token " + Quoted(token_id) + " not found");
     }
@@ -421,8 +416,7 @@ Expected<DeviceGroup> SqlStore::GetDeviceGroup(std::string_view tenant_id, std::
   return Explain(std::move(group), "reading device group " + Quoted(group_id));
 }
 
-Expected<std::vector<DeviceGroup>> SqlStore::ListDeviceGroups(std::string_view tenant_id,
-                                                              std::string_view product_id) {
+Expected<std::vector<DeviceGroup>> SqlStore::ListDeviceGroups(std::string_view tenant_id, std::string_view product_id) {
   auto groups = WithConnection(*pool_, [&](SqlConnection& connection) {
     return product_id.empty()
                ? FetchAll(connection,
@@ -438,8 +432,7 @@ Expected<std::vector<DeviceGroup>> SqlStore::ListDeviceGroups(std::string_view t
 
 // ---------------------------------------------------------------- devices
 
-Expected<void> SqlStore::RecordDeviceSeen(std::string_view device_id, std::string_view rot_backend,
-                                          std::int64_t now) {
+Expected<void> SqlStore::RecordDeviceSeen(std::string_view device_id, std::string_view rot_backend, std::int64_t now) {
   CITADEL_TRY_VOID(RequireNonEmpty(device_id, "device id"));
   CITADEL_TRY_VOID(RequireNonEmpty(rot_backend, "root-of-trust backend"));
   auto recorded = WithConnection(*pool_, [&](SqlConnection& connection) -> Expected<void> {
@@ -517,9 +510,8 @@ Expected<std::vector<Device>> SqlStore::ListDevices(const DeviceFilter& filter) 
   }
   params.emplace_back(limit);
   sql += " ORDER BY id LIMIT $" + std::to_string(params.size());
-  auto devices = WithConnection(*pool_, [&](SqlConnection& connection) {
-    return FetchAll(connection, sql, params, DeviceFromRow);
-  });
+  auto devices = WithConnection(
+      *pool_, [&](SqlConnection& connection) { return FetchAll(connection, sql, params, DeviceFromRow); });
   return Explain(std::move(devices), "listing devices");
 }
 
@@ -527,11 +519,10 @@ Expected<void> SqlStore::RecordAttestation(std::string_view device_id, std::stri
                                            std::string_view os_version, std::int64_t now) {
   CITADEL_TRY_VOID(RequireNonEmpty(verdict, "verdict"));
   auto recorded = WithConnection(*pool_, [&](SqlConnection& connection) -> Expected<void> {
-    CITADEL_TRY(SqlResult result,
-                connection.Execute("UPDATE devices SET last_attested_at = $2, last_verdict = $3, "
-                                   "os_version = CASE WHEN $4 = '' THEN os_version ELSE $4 END, " +
-                                       std::string(kLastSeenUpdate) + " WHERE id = $1",
-                                   {device_id, now, verdict, os_version}));
+    CITADEL_TRY(SqlResult result, connection.Execute("UPDATE devices SET last_attested_at = $2, last_verdict = $3, "
+                                                     "os_version = CASE WHEN $4 = '' THEN os_version ELSE $4 END, " +
+                                                         std::string(kLastSeenUpdate) + " WHERE id = $1",
+                                                     {device_id, now, verdict, os_version}));
     if (result.rows_affected == 0) return MakeError(ErrorCode::kNotFound, "device " + Quoted(device_id) + " not found");
     return kOk;
   });
@@ -560,8 +551,8 @@ Expected<void> SqlStore::RecordCheckIn(std::string_view device_id, std::string_v
 Expected<void> SqlStore::CreateNonce(std::string_view nonce_hash, std::int64_t expires_at) {
   CITADEL_TRY_VOID(RequireNonEmpty(nonce_hash, "nonce hash"));
   auto created = WithConnection(*pool_, [&](SqlConnection& connection) -> Expected<void> {
-    CITADEL_TRY_VOID(connection.Execute("INSERT INTO nonces (hash, expires_at, used) VALUES ($1, $2, 0)",
-                                        {nonce_hash, expires_at}));
+    CITADEL_TRY_VOID(
+        connection.Execute("INSERT INTO nonces (hash, expires_at, used) VALUES ($1, $2, 0)", {nonce_hash, expires_at}));
     return kOk;
   });
   return Explain(std::move(created), "creating a nonce", "that nonce already exists");
@@ -599,11 +590,11 @@ Expected<void> SqlStore::RecordCertificate(const IssuedCertificate& certificate)
   CITADEL_TRY_VOID(RequireNonEmpty(certificate.device_id, "device id"));
   CITADEL_TRY_VOID(RequireNonEmpty(certificate.tenant_id, "tenant id"));
   auto recorded = InTransaction(*pool_, [&](SqlConnection& connection) -> Expected<void> {
-    CITADEL_TRY_VOID(connection.Execute(
-        "INSERT INTO certificates (serial_hex, device_id, tenant_id, not_after, issued_at, revoked) "
-        "VALUES ($1, $2, $3, $4, $5, $6)",
-        {certificate.serial_hex, certificate.device_id, certificate.tenant_id, certificate.not_after,
-         certificate.issued_at, certificate.revoked}));
+    CITADEL_TRY_VOID(
+        connection.Execute("INSERT INTO certificates (serial_hex, device_id, tenant_id, not_after, issued_at, revoked) "
+                           "VALUES ($1, $2, $3, $4, $5, $6)",
+                           {certificate.serial_hex, certificate.device_id, certificate.tenant_id, certificate.not_after,
+                            certificate.issued_at, certificate.revoked}));
     // A device certificate chains to its tenant's CA, so the device must be
     // that tenant's.
     CITADEL_TRY(SqlResult update,
@@ -617,16 +608,16 @@ Expected<void> SqlStore::RecordCertificate(const IssuedCertificate& certificate)
     }
     return kOk;
   });
-  return Explain(std::move(recorded), "recording certificate " + certificate.serial_hex,
-                 "certificate " + certificate.serial_hex + " already exists",
-                 "device " + Quoted(certificate.device_id) + " or tenant " + Quoted(certificate.tenant_id) +
-                     " not found");
+  return Explain(
+      std::move(recorded), "recording certificate " + certificate.serial_hex,
+      "certificate " + certificate.serial_hex + " already exists",
+      "device " + Quoted(certificate.device_id) + " or tenant " + Quoted(certificate.tenant_id) + " not found");
 }
 
 Expected<IssuedCertificate> SqlStore::GetCertificate(std::string_view serial_hex) {
   auto certificate = WithConnection(*pool_, [&](SqlConnection& connection) {
-    return FetchOne(connection, Select(kCertificateColumns, "FROM certificates WHERE serial_hex = $1"),
-                    {serial_hex}, "certificate " + std::string(serial_hex) + " not found", CertificateFromRow);
+    return FetchOne(connection, Select(kCertificateColumns, "FROM certificates WHERE serial_hex = $1"), {serial_hex},
+                    "certificate " + std::string(serial_hex) + " not found", CertificateFromRow);
   });
   return Explain(std::move(certificate), "reading certificate " + std::string(serial_hex));
 }
@@ -666,15 +657,13 @@ Expected<void> SqlStore::AddPolicyRule(const PolicyRule& rule) {
                  "tenant " + Quoted(rule.tenant_id) + " not found");
 }
 
-Expected<void> SqlStore::RemovePolicyRule(std::string_view tenant_id, std::string_view kind,
-                                          std::string_view value) {
+Expected<void> SqlStore::RemovePolicyRule(std::string_view tenant_id, std::string_view kind, std::string_view value) {
   auto removed = WithConnection(*pool_, [&](SqlConnection& connection) -> Expected<void> {
     CITADEL_TRY(SqlResult result,
                 connection.Execute("DELETE FROM policy_rules WHERE tenant_id = $1 AND kind = $2 AND value = $3",
                                    {tenant_id, kind, value}));
     if (result.rows_affected == 0) {
-      return MakeError(ErrorCode::kNotFound,
-                       "policy rule " + std::string(kind) + " " + Quoted(value) + " not found");
+      return MakeError(ErrorCode::kNotFound, "policy rule " + std::string(kind) + " " + Quoted(value) + " not found");
     }
     return kOk;
   });
@@ -696,10 +685,10 @@ Expected<void> SqlStore::AppendAudit(const AuditEvent& event) {
   CITADEL_TRY_VOID(RequireNonEmpty(event.action, "audit action"));
   const std::string_view details = event.details_json.empty() ? std::string_view("{}") : event.details_json;
   auto appended = WithConnection(*pool_, [&](SqlConnection& connection) -> Expected<void> {
-    CITADEL_TRY_VOID(connection.Execute(
-        "INSERT INTO audit_events (event_time, tenant_id, actor, action, target, details_json) "
-        "VALUES ($1, $2, $3, $4, $5, $6)",
-        {event.time, event.tenant_id, event.actor, event.action, event.target, details}));
+    CITADEL_TRY_VOID(
+        connection.Execute("INSERT INTO audit_events (event_time, tenant_id, actor, action, target, details_json) "
+                           "VALUES ($1, $2, $3, $4, $5, $6)",
+                           {event.time, event.tenant_id, event.actor, event.action, event.target, details}));
     return kOk;
   });
   return Explain(std::move(appended), "appending an audit event");

@@ -44,17 +44,15 @@ class SqlStore final : public Store {
   Expected<std::vector<Product>> ListProducts(std::string_view tenant_id) override;
   Expected<void> CreateDeviceGroup(const DeviceGroup& group) override;
   Expected<DeviceGroup> GetDeviceGroup(std::string_view tenant_id, std::string_view group_id) override;
-  Expected<std::vector<DeviceGroup>> ListDeviceGroups(std::string_view tenant_id,
-                                                      std::string_view product_id) override;
+  Expected<std::vector<DeviceGroup>> ListDeviceGroups(std::string_view tenant_id, std::string_view product_id) override;
 
-  Expected<void> RecordDeviceSeen(std::string_view device_id, std::string_view rot_backend,
-                                  std::int64_t now) override;
+  Expected<void> RecordDeviceSeen(std::string_view device_id, std::string_view rot_backend, std::int64_t now) override;
   Expected<void> ClaimDevice(std::string_view device_id, std::string_view tenant_id, std::string_view product_id,
                              std::string_view group_id, std::int64_t now) override;
   Expected<Device> GetDevice(std::string_view device_id) override;
   Expected<std::vector<Device>> ListDevices(const DeviceFilter& filter) override;
-  Expected<void> RecordAttestation(std::string_view device_id, std::string_view verdict,
-                                   std::string_view os_version, std::int64_t now) override;
+  Expected<void> RecordAttestation(std::string_view device_id, std::string_view verdict, std::string_view os_version,
+                                   std::int64_t now) override;
   Expected<void> RecordCheckIn(std::string_view device_id, std::string_view os_version,
                                std::string_view runtime_version, std::int64_t uptime_seconds,
                                std::int64_t free_memory_kb, std::int64_t now) override;
@@ -68,8 +66,7 @@ class SqlStore final : public Store {
   Expected<void> RevokeCertificate(std::string_view serial_hex) override;
 
   Expected<void> AddPolicyRule(const PolicyRule& rule) override;
-  Expected<void> RemovePolicyRule(std::string_view tenant_id, std::string_view kind,
-                                  std::string_view value) override;
+  Expected<void> RemovePolicyRule(std::string_view tenant_id, std::string_view kind, std::string_view value) override;
   Expected<std::vector<PolicyRule>> ListPolicyRules(std::string_view tenant_id) override;
 
   Expected<void> AppendAudit(const AuditEvent& event) override;

@@ -72,23 +72,23 @@ struct DeviceGroup {
 };
 
 struct Device {
-  std::string id;                 // hex SHA-256 of the identity SPKI
-  std::string tenant_id;          // empty while unclaimed
-  std::string product_id;         // empty while unclaimed
-  std::string device_group_id;    // empty while unclaimed
-  std::string rot_backend;        // "software" | "tpm2"
+  std::string id;               // hex SHA-256 of the identity SPKI
+  std::string tenant_id;        // empty while unclaimed
+  std::string product_id;       // empty while unclaimed
+  std::string device_group_id;  // empty while unclaimed
+  std::string rot_backend;      // "software" | "tpm2"
   std::int64_t first_seen = 0;
   std::int64_t last_seen = 0;
   std::int64_t claimed_at = 0;
   std::int64_t last_attested_at = 0;
-  std::string last_verdict;       // "accepted", or a problem type
+  std::string last_verdict;  // "accepted", or a problem type
   std::string os_version;
   std::string runtime_version;
   std::int64_t uptime_seconds = 0;
   std::int64_t free_memory_kb = 0;
   std::string certificate_serial;  // current certificate
   std::int64_t certificate_expires_at = 0;
-  bool revoked = false;           // the current certificate is revoked
+  bool revoked = false;  // the current certificate is revoked
 };
 
 struct DeviceFilter {
@@ -118,13 +118,13 @@ struct PolicyRule {
 };
 
 struct AuditEvent {
-  std::int64_t id = 0;          // assigned by the store
+  std::int64_t id = 0;  // assigned by the store
   std::int64_t time = 0;
-  std::string tenant_id;        // empty for platform-level events
-  std::string actor;            // "token:<id>", "device:<id>", "system"
-  std::string action;           // e.g. "device.claim", "attestation.verdict"
-  std::string target;           // e.g. a device id
-  std::string details_json;     // small JSON object
+  std::string tenant_id;     // empty for platform-level events
+  std::string actor;         // "token:<id>", "device:<id>", "system"
+  std::string action;        // e.g. "device.claim", "attestation.verdict"
+  std::string target;        // e.g. a device id
+  std::string details_json;  // small JSON object
 };
 
 enum class NonceResult { kConsumed, kUnknownOrUsed, kExpired };

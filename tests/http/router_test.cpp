@@ -110,11 +110,10 @@ TEST(ProblemResponseTest, HasRfc9457Shape) {
   Response response = ProblemResponse(409, "device-claimed", "Conflict", "claimed by another tenant");
   EXPECT_EQ(response.status, 409);
   EXPECT_EQ(response.content_type, "application/problem+json");
-  EXPECT_EQ(nlohmann::json::parse(response.body),
-            (nlohmann::json{{"type", "urn:citadel:problem:device-claimed"},
-                            {"title", "Conflict"},
-                            {"status", 409},
-                            {"detail", "claimed by another tenant"}}));
+  EXPECT_EQ(nlohmann::json::parse(response.body), (nlohmann::json{{"type", "urn:citadel:problem:device-claimed"},
+                                                                  {"title", "Conflict"},
+                                                                  {"status", 409},
+                                                                  {"detail", "claimed by another tenant"}}));
 }
 
 TEST(ParseBaseUrlTest, AcceptsHttpsHostAndPort) {
@@ -135,10 +134,10 @@ TEST(ParseBaseUrlTest, AcceptsHttpsHostAndPort) {
 }
 
 TEST(ParseBaseUrlTest, RefusesEverythingElse) {
-  for (const char* url : {"http://127.0.0.1:80", "ftp://x", "127.0.0.1:8443", "https://", "https://:443",
-                          "https://x:0", "https://x:65536", "https://x:", "https://x:12a", "https://x/path",
-                          "https://x?q=1", "https://user@x", "https://::1:80", "https://[::1", "https://[zz]:1",
-                          "https://[::1]x", "https://ho st"}) {
+  for (const char* url :
+       {"http://127.0.0.1:80", "ftp://x", "127.0.0.1:8443", "https://", "https://:443", "https://x:0",
+        "https://x:65536", "https://x:", "https://x:12a", "https://x/path", "https://x?q=1", "https://user@x",
+        "https://::1:80", "https://[::1", "https://[zz]:1", "https://[::1]x", "https://ho st"}) {
     auto endpoint = ParseBaseUrl(url);
     EXPECT_FALSE(endpoint.has_value()) << url;
     if (!endpoint) {

@@ -48,10 +48,9 @@ crypto::Certificate IssueCa(const std::string& name, const crypto::PrivateKey& k
   return Must(crypto::IssueCertificate(spec, key.Public(), issuer, issuer_key ? *issuer_key : key));
 }
 
-crypto::Certificate IssueLeaf(const std::string& name, const crypto::PrivateKey& key,
-                              const crypto::Certificate& issuer, const crypto::PrivateKey& issuer_key,
-                              crypto::ExtendedKeyUsage usage, std::vector<std::string> ip_sans,
-                              std::vector<std::string> dns_sans = {}) {
+crypto::Certificate IssueLeaf(const std::string& name, const crypto::PrivateKey& key, const crypto::Certificate& issuer,
+                              const crypto::PrivateKey& issuer_key, crypto::ExtendedKeyUsage usage,
+                              std::vector<std::string> ip_sans, std::vector<std::string> dns_sans = {}) {
   crypto::CertificateSpec spec;
   spec.common_name = name;
   spec.extended_key_usages = {usage};
@@ -115,8 +114,7 @@ std::unique_ptr<Server> StartServer(Handler handler, const std::function<void(Se
 }
 
 std::unique_ptr<Client> MakeClient(std::uint16_t port, std::optional<TlsIdentity> identity = std::nullopt,
-                                   std::string ca_pem = GetPki().server_ca.Pem(),
-                                   std::string host = "127.0.0.1") {
+                                   std::string ca_pem = GetPki().server_ca.Pem(), std::string host = "127.0.0.1") {
   ClientOptions options;
   options.base_url = "https://" + host + ":" + std::to_string(port);
   options.ca_certificate_pem = std::move(ca_pem);
@@ -281,8 +279,8 @@ TEST(HttpServerClientTest, GetAndPostJsonRoundTrip) {
   EXPECT_EQ(got["remote"], "127.0.0.1");
 
   nlohmann::json payload = {{"device", "abc"}, {"n", 3}};
-  auto post = client->Send("POST", "/v1/things", payload.dump(),
-                           {{"Content-Type", "application/json"}, {"X-Custom", "yes"}});
+  auto post =
+      client->Send("POST", "/v1/things", payload.dump(), {{"Content-Type", "application/json"}, {"X-Custom", "yes"}});
   ASSERT_TRUE(post.has_value()) << post.error().message();
   EXPECT_EQ(post->status, 200);
   auto posted = nlohmann::json::parse(post->body);
@@ -352,8 +350,11 @@ TEST(HttpServerClientTest, KeepAliveReusesOneConnection) {
 }
 
 TEST(HttpServerClientTest, ClientReconnectsAfterServerClosedIdleConnection) {
-  auto server = StartServer([](const Request& request) { return JsonResponse({{"port", request.remote_port}}); },
-                            [](ServerOptions& options) { options.idle_timeout = 200ms; });
+  auto server = StartServer(
+      [](const Request& request) {
+        return JsonResponse({{"port", request.remote_port}});
+      },
+      [](ServerOptions& options) { options.idle_timeout = 200ms; });
   auto client = MakeClient(server->port());
   auto first = client->Send("GET", "/");
   ASSERT_TRUE(first.has_value()) << first.error().message();
@@ -425,8 +426,7 @@ TEST(HttpServerClientTest, ExpectContinueGets100BeforeTheBody) {
   auto server = StartServer([](const Request& request) { return JsonResponse({{"body", request.body}}); });
   RawConnection raw(server->port());
   ASSERT_TRUE(raw.Handshake());
-  ASSERT_TRUE(raw.WriteTls(
-      "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"));
+  ASSERT_TRUE(raw.WriteTls("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"));
   std::string interim = raw.ReadUntil("\r\n\r\n", 5s);
   EXPECT_EQ(interim.rfind("HTTP/1.1 100 Continue\r\n", 0), 0u) << interim;
   ASSERT_TRUE(raw.WriteTls("hello"));
@@ -588,9 +588,8 @@ TEST(HttpServerClientTest, ClientChecksHostNames) {
   ASSERT_FALSE(refused.has_value());
   EXPECT_EQ(refused.error().code(), ErrorCode::kCrypto) << refused.error().message();
 
-  auto named = StartServer(OkHandler(), [](ServerOptions& options) {
-    options.identity = GetPki().ServerIdentity(GetPki().localhost_cert);
-  });
+  auto named = StartServer(
+      OkHandler(), [](ServerOptions& options) { options.identity = GetPki().ServerIdentity(GetPki().localhost_cert); });
   auto accepted = MakeClient(named->port(), std::nullopt, GetPki().server_ca.Pem(), "localhost")->Send("GET", "/");
   ASSERT_TRUE(accepted.has_value()) << accepted.error().message();
   EXPECT_EQ(accepted->status, 200);

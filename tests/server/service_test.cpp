@@ -67,7 +67,8 @@ struct TestDevice {
     TestDevice device{std::move(*opened), ""};
     device.id = device.rot->DeviceId();
     if (manufacturer) {
-      EXPECT_TRUE(device.rot->StoreManufacturerChain(manufacturer->Certify(device.rot->IdentityPublicKey(), device.id)));
+      EXPECT_TRUE(
+          device.rot->StoreManufacturerChain(manufacturer->Certify(device.rot->IdentityPublicKey(), device.id)));
     }
     EXPECT_TRUE(device.rot->Extend({0, "os", "citadel-os", os_version, crypto::Sha256("os image")}));
     EXPECT_TRUE(device.rot->Extend({1, "runtime", "citadeld", "0.1.0", crypto::Sha256("runtime binary")}));
@@ -138,9 +139,7 @@ class ServiceTest : public ::testing::Test {
     auto parsed = ParseJsonStrict(response.body);
     return parsed ? *parsed : Json();
   }
-  static std::string ProblemType(const http::Response& response) {
-    return Body(response).value("type", std::string());
-  }
+  static std::string ProblemType(const http::Response& response) { return Body(response).value("type", std::string()); }
 
   struct TenantHandle {
     std::string id;
@@ -152,8 +151,7 @@ class ServiceTest : public ::testing::Test {
     auto created = Call("POST", "/v1/tenants", operator_token_, {{"name", name}});
     EXPECT_EQ(created.status, 201) << created.body;
     TenantHandle tenant{Body(created)["tenant"]["id"], Body(created)["admin_token"]["token"], ""};
-    auto product = Call("POST", "/v1/tenants/" + tenant.id + "/products", tenant.admin_token,
-                        {{"name", "Thermostat"}});
+    auto product = Call("POST", "/v1/tenants/" + tenant.id + "/products", tenant.admin_token, {{"name", "Thermostat"}});
     EXPECT_EQ(product.status, 201) << product.body;
     tenant.group_id = Body(product)["device_groups"][0]["id"];
     return tenant;
@@ -340,15 +338,15 @@ TEST_F(ServiceTest, TenantTokenCannotReadOrChangeAnotherTenantsDevices) {
   EXPECT_EQ(Call("GET", "/v1/tenants/" + b.id + "/devices", a.admin_token).status, 404);
   EXPECT_EQ(Call("GET", "/v1/tenants/" + b.id + "/devices/" + device.id, a.admin_token).status, 404);
   EXPECT_EQ(Call("GET", "/v1/tenants/" + a.id + "/devices/" + device.id, a.admin_token).status, 404);
-  EXPECT_EQ(Call("POST", "/v1/tenants/" + b.id + "/devices/" + device.id + "/claim", a.admin_token,
-                 Json::object()).status,
-            404);
-  auto steal = Call("POST", "/v1/tenants/" + a.id + "/devices/" + device.id + "/claim", a.admin_token,
-                    Json::object());
+  EXPECT_EQ(
+      Call("POST", "/v1/tenants/" + b.id + "/devices/" + device.id + "/claim", a.admin_token, Json::object()).status,
+      404);
+  auto steal = Call("POST", "/v1/tenants/" + a.id + "/devices/" + device.id + "/claim", a.admin_token, Json::object());
   EXPECT_EQ(steal.status, 409);
   EXPECT_EQ(ProblemType(steal), "urn:citadel:problem:device-claimed-elsewhere");
   EXPECT_EQ(Call("POST", "/v1/tenants/" + b.id + "/policy/rules", a.admin_token,
-                 {{"kind", "revoked-os-version"}, {"value", "1.0.0"}}).status,
+                 {{"kind", "revoked-os-version"}, {"value", "1.0.0"}})
+                .status,
             404);
   auto listed = Call("GET", "/v1/tenants/" + a.id + "/devices", a.admin_token);
   EXPECT_TRUE(Body(listed)["devices"].empty());
@@ -395,8 +393,7 @@ TEST_F(ServiceTest, CertificateNamingAnotherTenantIsRefusedOnDeviceEndpoints) {
                                        std::chrono::hours(1));
   ASSERT_TRUE(forged);
   auto client = Client(http::TlsIdentity{forged->Pem() + (*authority_a)->issuing.Pem(), &device.rot->TlsClientKey()});
-  auto response = client->Send("POST", "/v1/device/check-in",
-                               protocol::CheckInToJson({"1.0.0", "0.1.0", 1, 1}).dump(),
+  auto response = client->Send("POST", "/v1/device/check-in", protocol::CheckInToJson({"1.0.0", "0.1.0", 1, 1}).dump(),
                                {{"Content-Type", "application/json"}});
   ASSERT_TRUE(response);
   EXPECT_EQ(response->status, 401);
@@ -407,7 +404,8 @@ TEST_F(ServiceTest, RevokedCertificateGets401AndTheDeviceCanReattest) {
   auto tenant = CreateTenant("Acme");
   auto device = TestDevice::Create(dir_.path / "d1", manufacturer_.get(), "1.0.0");
   auto pem = Enroll(device, tenant);
-  auto chain = crypto::ParsePemChain(Call("GET", "/v1/tenants/" + tenant.id + "/ca-certificates", tenant.admin_token).body);
+  auto chain =
+      crypto::ParsePemChain(Call("GET", "/v1/tenants/" + tenant.id + "/ca-certificates", tenant.admin_token).body);
   auto revoke = Call("POST", "/v1/tenants/" + tenant.id + "/devices/" + device.id + "/certificate/revoke",
                      tenant.admin_token, Json::object());
   ASSERT_EQ(revoke.status, 200) << revoke.body;
@@ -435,9 +433,9 @@ TEST_F(ServiceTest, RolesAreEnforced) {
   std::string reader_token = Body(reader)["token"];
   EXPECT_EQ(Call("GET", "/v1/tenants/" + tenant.id + "/devices", reader_token).status, 200);
   EXPECT_EQ(Call("POST", "/v1/tenants/" + tenant.id + "/products", reader_token, {{"name", "X"}}).status, 403);
-  EXPECT_EQ(Call("POST", "/v1/tenants/" + tenant.id + "/tokens", reader_token,
-                 {{"name", "x"}, {"role", "admin"}}).status,
-            403);
+  EXPECT_EQ(
+      Call("POST", "/v1/tenants/" + tenant.id + "/tokens", reader_token, {{"name", "x"}, {"role", "admin"}}).status,
+      403);
   EXPECT_EQ(Call("POST", "/v1/tenants", tenant.admin_token, {{"name", "Other"}}).status, 403);
   EXPECT_EQ(Call("GET", "/v1/tenants/" + tenant.id + "/devices", "cit_not-a-token").status, 401);
   EXPECT_EQ(Call("GET", "/v1/tenants/" + tenant.id + "/devices", "").status, 401);
@@ -475,9 +473,9 @@ TEST_F(ServiceTest, AuditLogRecordsChangesAndVerdicts) {
 
 TEST_F(ServiceTest, MalformedJsonIs400) {
   auto tenant = CreateTenant("Acme");
-  auto response = Client()->Send("POST", "/v1/tenants/" + tenant.id + "/products", "{\"name\": ",
-                                 {{"Authorization", "Bearer " + tenant.admin_token},
-                                  {"Content-Type", "application/json"}});
+  auto response = Client()->Send(
+      "POST", "/v1/tenants/" + tenant.id + "/products",
+      "{\"name\": ", {{"Authorization", "Bearer " + tenant.admin_token}, {"Content-Type", "application/json"}});
   ASSERT_TRUE(response);
   EXPECT_EQ(response->status, 400);
   EXPECT_EQ(response->content_type, "application/problem+json");
@@ -488,8 +486,8 @@ TEST_F(ServiceTest, MalformedJsonIs400) {
 
 TEST_F(ServiceTest, UnknownFieldsAre400) {
   auto tenant = CreateTenant("Acme");
-  auto response = Call("POST", "/v1/tenants/" + tenant.id + "/products", tenant.admin_token,
-                       {{"name", "X"}, {"colour", "red"}});
+  auto response =
+      Call("POST", "/v1/tenants/" + tenant.id + "/products", tenant.admin_token, {{"name", "X"}, {"colour", "red"}});
   EXPECT_EQ(response.status, 400);
   EXPECT_NE(Body(response)["detail"].get<std::string>().find("colour"), std::string::npos);
   auto device = TestDevice::Create(dir_.path / "d1", manufacturer_.get(), "1.0.0");

@@ -31,7 +31,8 @@ std::string RunAdminSql(const std::string& url, const std::string& sql) {
   if (PQstatus(connection) != CONNECTION_OK) {
     error = PQerrorMessage(connection);
   } else {
-    PQsetNoticeProcessor(connection, [](void*, const char*) {}, nullptr);  // "drop cascades to ..."
+    PQsetNoticeProcessor(
+        connection, [](void*, const char*) {}, nullptr);  // "drop cascades to ..."
     PGresult* result = PQexec(connection, sql.c_str());
     if (PQresultStatus(result) != PGRES_COMMAND_OK) error = PQresultErrorMessage(result);
     PQclear(result);
@@ -55,8 +56,8 @@ class PostgresBackend final : public StoreBackend {
     const std::string error = RunAdminSql(base_url_, "CREATE SCHEMA " + schema_);
     ASSERT_TRUE(error.empty()) << "creating schema " << schema_ << ": " << error;
     created_ = true;
-    store_url_ = base_url_ + (base_url_.find('?') == std::string::npos ? "?" : "&") +
-                 "options=-csearch_path%3D" + schema_;
+    store_url_ =
+        base_url_ + (base_url_.find('?') == std::string::npos ? "?" : "&") + "options=-csearch_path%3D" + schema_;
   }
 
   Expected<std::unique_ptr<Store>> Open() override { return OpenStore(store_url_); }

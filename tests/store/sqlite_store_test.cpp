@@ -72,7 +72,8 @@ TEST(RoleTest, UnknownNamesAreRejected) {
 TEST(SqlitePlaceholderTest, DollarNumbersBecomeQuestionNumbers) {
   EXPECT_EQ(TranslatePlaceholders("SELECT a FROM t WHERE b = $1 AND c > $12"),
             "SELECT a FROM t WHERE b = ?1 AND c > ?12");
-  EXPECT_EQ(TranslatePlaceholders("SELECT '$1', \"$2\" FROM t WHERE x = $3"), "SELECT '$1', \"$2\" FROM t WHERE x = ?3");
+  EXPECT_EQ(TranslatePlaceholders("SELECT '$1', \"$2\" FROM t WHERE x = $3"),
+            "SELECT '$1', \"$2\" FROM t WHERE x = ?3");
   EXPECT_EQ(TranslatePlaceholders("SELECT 'it''s $1' WHERE y = $2"), "SELECT 'it''s $1' WHERE y = ?2");
   EXPECT_EQ(TranslatePlaceholders("SELECT $name"), "SELECT $name");
 }
@@ -112,7 +113,11 @@ TEST(OpenStoreTest, SqliteDataSurvivesReopening) {
 TEST(OpenStoreTest, UnusableSqlitePathIsReported) {
   TempDir dir;
   const auto blocker = dir.path() / "file";
-  { std::FILE* file = std::fopen(blocker.c_str(), "w"); ASSERT_NE(file, nullptr); std::fclose(file); }
+  {
+    std::FILE* file = std::fopen(blocker.c_str(), "w");
+    ASSERT_NE(file, nullptr);
+    std::fclose(file);
+  }
   auto store = OpenStore((blocker / "sub" / "citadel.db").string());
   ASSERT_FALSE(store.has_value());
   EXPECT_EQ(OpenStore("").error().code(), ErrorCode::kInvalidArgument);

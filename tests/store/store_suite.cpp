@@ -16,15 +16,15 @@
 namespace citadel::store::test {
 namespace {
 
-#define ASSERT_OK(expression)                                                   \
-  do {                                                                          \
-    auto&& assert_ok_result_ = (expression);                                    \
+#define ASSERT_OK(expression)                                                          \
+  do {                                                                                 \
+    auto&& assert_ok_result_ = (expression);                                           \
     ASSERT_TRUE(assert_ok_result_.has_value()) << assert_ok_result_.error().message(); \
   } while (false)
 
-#define EXPECT_OK(expression)                                                   \
-  do {                                                                          \
-    auto&& expect_ok_result_ = (expression);                                    \
+#define EXPECT_OK(expression)                                                          \
+  do {                                                                                 \
+    auto&& expect_ok_result_ = (expression);                                           \
     EXPECT_TRUE(expect_ok_result_.has_value()) << expect_ok_result_.error().message(); \
   } while (false)
 
@@ -165,8 +165,7 @@ TEST_P(StoreSuite, TenantAndCaRoundTrip) {
   EXPECT_EQ(CodeOf(store_->CreateTenant(Tenant{"acme", "Again", 1}, MakeCa("acme"))), ErrorCode::kAlreadyExists);
   EXPECT_EQ(CodeOf(store_->GetTenant("nobody")), ErrorCode::kNotFound);
   EXPECT_EQ(CodeOf(store_->GetTenantCa("nobody")), ErrorCode::kNotFound);
-  EXPECT_EQ(CodeOf(store_->CreateTenant(Tenant{"initech", "Initech", 1}, MakeCa("acme"))),
-            ErrorCode::kInvalidArgument);
+  EXPECT_EQ(CodeOf(store_->CreateTenant(Tenant{"initech", "Initech", 1}, MakeCa("acme"))), ErrorCode::kInvalidArgument);
   EXPECT_EQ(CodeOf(store_->GetTenant("initech")), ErrorCode::kNotFound);
 }
 
@@ -271,8 +270,7 @@ TEST_P(StoreSuite, ProductIsCreatedWithItsDefaultGroups) {
   EXPECT_EQ(CodeOf(store_->CreateProduct(Product{"p3", "acme", "Oven", "", 600},
                                          {DeviceGroup{"g-x", "acme", "p1", "Development", 600}})),
             ErrorCode::kInvalidArgument);
-  EXPECT_EQ(CodeOf(store_->CreateProduct(Product{"p4", "acme", "Thermostat", "", 600}, {})),
-            ErrorCode::kAlreadyExists);
+  EXPECT_EQ(CodeOf(store_->CreateProduct(Product{"p4", "acme", "Thermostat", "", 600}, {})), ErrorCode::kAlreadyExists);
   EXPECT_EQ(CodeOf(store_->CreateProduct(Product{"p5", "nobody", "Lamp", "", 600}, {})), ErrorCode::kNotFound);
 
   auto products = store_->ListProducts("acme");

@@ -52,10 +52,10 @@ class StoreSuite : public StoreMigrationSuite {
 
 }  // namespace citadel::store::test
 
-#define INSTANTIATE_STORE_SUITES(prefix, factory)                                                        \
-  INSTANTIATE_TEST_SUITE_P(prefix, StoreMigrationSuite,                                                  \
+#define INSTANTIATE_STORE_SUITES(prefix, factory)                                                     \
+  INSTANTIATE_TEST_SUITE_P(prefix, StoreMigrationSuite,                                               \
                            ::testing::Values(::citadel::store::test::BackendParam{#prefix, factory}), \
-                           [](const auto& param_info) { return param_info.param.name; });                            \
-  INSTANTIATE_TEST_SUITE_P(prefix, StoreSuite,                                                           \
+                           [](const auto& param_info) { return param_info.param.name; });             \
+  INSTANTIATE_TEST_SUITE_P(prefix, StoreSuite,                                                        \
                            ::testing::Values(::citadel::store::test::BackendParam{#prefix, factory}), \
                            [](const auto& param_info) { return param_info.param.name; })

@@ -102,8 +102,8 @@ class PostgresConnection final : public SqlConnection {
           break;
       }
     }
-    ResultPtr result(PQexecParams(connection_, query.c_str(), static_cast<int>(params.size()), nullptr,
-                                  values.data(), nullptr, nullptr, 0));
+    ResultPtr result(PQexecParams(connection_, query.c_str(), static_cast<int>(params.size()), nullptr, values.data(),
+                                  nullptr, nullptr, 0));
     const ExecStatusType status = result != nullptr ? PQresultStatus(result.get()) : PGRES_FATAL_ERROR;
     SqlResult out;
     if (status == PGRES_TUPLES_OK) {
@@ -117,8 +117,8 @@ class PostgresConnection final : public SqlConnection {
           if (PQgetisnull(result.get(), r, c) != 0) {
             row.emplace_back(std::nullopt);
           } else {
-            row.emplace_back(std::string(PQgetvalue(result.get(), r, c),
-                                         static_cast<std::size_t>(PQgetlength(result.get(), r, c))));
+            row.emplace_back(
+                std::string(PQgetvalue(result.get(), r, c), static_cast<std::size_t>(PQgetlength(result.get(), r, c))));
           }
         }
         out.rows.emplace_back(std::move(row));
@@ -225,10 +225,9 @@ class PostgresPool final : public SqlConnectionPool {
 
   Expected<SqlConnectionLease> Acquire() override {
     std::unique_lock lock(mutex_);
-    if (!available_.wait_for(lock, kAcquireTimeout,
-                             [&] { return !idle_.empty() || open_ < max_connections_; })) {
-      return MakeError(ErrorCode::kUnavailable, "all " + std::to_string(max_connections_) +
-                                                    " PostgreSQL connections stayed busy; try again");
+    if (!available_.wait_for(lock, kAcquireTimeout, [&] { return !idle_.empty() || open_ < max_connections_; })) {
+      return MakeError(ErrorCode::kUnavailable,
+                       "all " + std::to_string(max_connections_) + " PostgreSQL connections stayed busy; try again");
     }
     if (!idle_.empty()) {
       PostgresConnection* connection = idle_.back().release();

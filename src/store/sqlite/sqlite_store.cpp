@@ -79,8 +79,8 @@ class SqliteConnection final : public SqlConnection {
 
     const int expected = sqlite3_bind_parameter_count(statement);
     if (expected < 0 || static_cast<std::size_t>(expected) != params.size()) {
-      return MakeError(ErrorCode::kInternal, "sqlite: statement takes " + std::to_string(expected) +
-                                                 " parameters, " + std::to_string(params.size()) + " given");
+      return MakeError(ErrorCode::kInternal, "sqlite: statement takes " + std::to_string(expected) + " parameters, " +
+                                                 std::to_string(params.size()) + " given");
     }
     for (std::size_t i = 0; i < params.size(); ++i) {
       const int index = static_cast<int>(i) + 1;
@@ -254,8 +254,8 @@ Expected<std::unique_ptr<SqlConnectionPool>> OpenSqlitePool(const std::string& p
   }
 
   sqlite3* db = nullptr;
-  const int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                                 nullptr);
+  const int rc =
+      sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   if (rc != SQLITE_OK) {
     std::string message = db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
     sqlite3_close_v2(db);
