@@ -77,7 +77,11 @@ Expected<crypto::Certificate> IssueDeviceCertificate(const TenantAuthority& auth
   crypto::CertificateSpec spec;
   spec.common_name = std::string(device_id);
   spec.organization = std::string(tenant_id);
-  spec.lifetime = lifetime;
+  // Valid from one minute before issuance (clock skew between service and
+  // device) until `lifetime` after issuance.
+  constexpr auto kClockSkewAllowance = std::chrono::seconds(60);
+  spec.not_before = Clock::now() - kClockSkewAllowance;
+  spec.lifetime = lifetime + kClockSkewAllowance;
   spec.extended_key_usages = {crypto::ExtendedKeyUsage::kClientAuth};
   spec.uri_sans = {DeviceUri(tenant_id, device_id)};
   return crypto::IssueCertificate(spec, tls_key, &authority.issuing, authority.issuing_key);

@@ -77,6 +77,14 @@ if mosquitto_pub -h 127.0.0.1 -p "$BROKER_PORT" --cafile "$WORK/broker-ca.pem" \
 fi
 pass "Mosquitto refuses a certificate from outside the tenant chain"
 
+# Secrets never reach a log: no private key, no API token.
+for log in "$WORK"/*.log; do
+  if grep -q "PRIVATE KEY" "$log" || grep -qF "$ADMIN_TOKEN" "$log" || grep -qF "$(cat "$SERVER_DATA/operator-token")" "$log"; then
+    fail "a secret reached $log"
+  fi
+done
+pass "no private key or token in any log"
+
 listed=$("$BIN/citadel" device list --json)
 [ "$(json 'len(d["devices"]) if isinstance(d, dict) else len(d)' <<<"$listed")" = 3 ] || fail "device list should show 3 devices"
 echo "1 passed, 0 failed"

@@ -216,9 +216,11 @@ TEST_F(ServiceTest, ClaimedDeviceReceivesA24HourCertificateChainedToItsTenant) {
   EXPECT_TRUE(crypto::VerifyCertificateChain(*cert, intermediates, roots, verification));
   EXPECT_EQ(cert->UriSans(), std::vector<std::string>{"citadel://tenant/" + tenant.id + "/device/" + device.id});
   EXPECT_EQ(cert->SubjectCommonName(), device.id);
-  auto lifetime = cert->NotAfter() - cert->NotBefore();
-  EXPECT_GE(lifetime, std::chrono::hours(24));
-  EXPECT_LE(lifetime, std::chrono::hours(24) + std::chrono::minutes(10));
+  // Valid for 24 hours from now (not before: one minute ago, for clock skew).
+  auto remaining = cert->NotAfter() - Clock::now();
+  EXPECT_GE(remaining, std::chrono::hours(24) - std::chrono::minutes(1));
+  EXPECT_LE(remaining, std::chrono::hours(24));
+  EXPECT_LE(cert->NotBefore(), Clock::now() - std::chrono::seconds(55));
   EXPECT_EQ(cert->SubjectPublicKey(), device.rot->TlsClientKey().Public());
 
   // Mutual TLS check-in with that certificate records inventory.
