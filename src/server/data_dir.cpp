@@ -108,6 +108,22 @@ Expected<ServiceIdentity> DataDirectory::LoadOrCreateServiceIdentity(const std::
   return ServiceIdentity{*ca, chain_pem, std::move(server_key)};
 }
 
+Expected<ServiceIdentity> DataDirectory::LoadConfiguredIdentity(const fs::path& chain_file, const fs::path& key_file) {
+  CITADEL_TRY(auto chain_pem, ReadFile(chain_file, 1 << 20));
+  auto chain = crypto::ParsePemChain(chain_pem);
+  if (!chain) return WrapError(chain.error(), "--tls-certificate " + chain_file.string());
+  CITADEL_TRY(auto key_pem, ReadFile(key_file, 64 * 1024));
+  auto key = crypto::PrivateKey::FromPem(crypto::SecretBytes(std::move(key_pem)));
+  if (!key) return WrapError(key.error(), "--tls-key " + key_file.string());
+  if (!(chain->front().SubjectPublicKey() == key->Public())) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "--tls-key does not match the first certificate in --tls-certificate");
+  }
+  log::Info("using the configured TLS certificate",
+            {{"file", chain_file.string()}, {"subject", chain->front().SubjectOneLine()}});
+  return ServiceIdentity{chain->back(), chain_pem, std::move(*key)};
+}
+
 Expected<std::vector<crypto::Certificate>> DataDirectory::LoadManufacturerCas(
     const std::vector<fs::path>& extra_files) const {
   std::vector<fs::path> files = extra_files;

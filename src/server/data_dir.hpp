@@ -25,7 +25,7 @@
 namespace citadel::server {
 
 struct ServiceIdentity {
-  crypto::Certificate ca;
+  crypto::Certificate ca;        // the service CA, or the last certificate of a configured chain
   std::string server_chain_pem;  // server leaf then service CA
   crypto::PrivateKey server_key;
 };
@@ -42,6 +42,9 @@ class DataDirectory {
   // server certificate when it expires within 30 days. host_names are added
   // as SANs next to localhost, 127.0.0.1 and ::1.
   Expected<ServiceIdentity> LoadOrCreateServiceIdentity(const std::vector<std::string>& host_names) const;
+  // Loads an operator-provided TLS chain and key (no service CA involved).
+  static Expected<ServiceIdentity> LoadConfiguredIdentity(const std::filesystem::path& chain_file,
+                                                          const std::filesystem::path& key_file);
   // Loads DIR/manufacturer-cas/*.pem plus extra_files.
   Expected<std::vector<crypto::Certificate>> LoadManufacturerCas(
       const std::vector<std::filesystem::path>& extra_files) const;

@@ -54,6 +54,9 @@ int main(int argc, char** argv) {
   app.add_option("--database", options.database, "PostgreSQL URL (postgresql://...); default: SQLite in --data");
   app.add_option("--trust-manufacturer-ca", manufacturer_cas,
                  "PEM file of a manufacturer CA to trust (repeatable; DATA/manufacturer-cas/*.pem are trusted too)");
+  app.add_option("--tls-certificate", options.tls_certificate_file,
+                 "PEM chain (leaf first) from your PKI for the HTTPS server; default: made from DATA/service-ca.pem");
+  app.add_option("--tls-key", options.tls_key_file, "PEM private key of --tls-certificate");
   app.add_option("--hostname", options.host_names, "extra DNS name or IP for the TLS server certificate (repeatable)");
   app.add_option("--device-certificate-lifetime", certificate_lifetime, "seconds a device certificate is valid")
       ->capture_default_str()

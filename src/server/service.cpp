@@ -14,7 +14,12 @@ Expected<std::unique_ptr<Service>> Service::Create(const ServiceOptions& options
   if (!master_key) return WrapError(master_key.error(), "master key");
   service->master_key_ = std::move(*master_key);
 
-  auto identity = service->data_dir_->LoadOrCreateServiceIdentity(options.host_names);
+  if (options.tls_certificate_file.empty() != options.tls_key_file.empty()) {
+    return MakeError(ErrorCode::kInvalidArgument, "--tls-certificate and --tls-key go together");
+  }
+  auto identity = options.tls_certificate_file.empty()
+                      ? service->data_dir_->LoadOrCreateServiceIdentity(options.host_names)
+                      : DataDirectory::LoadConfiguredIdentity(options.tls_certificate_file, options.tls_key_file);
   if (!identity) return WrapError(identity.error(), "service TLS identity");
   service->identity_ = std::make_unique<ServiceIdentity>(std::move(*identity));
 

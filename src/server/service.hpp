@@ -33,6 +33,10 @@ struct ServiceOptions {
   std::string database;  // "postgresql://..." or empty for DATA/citadel.db
   std::vector<std::filesystem::path> manufacturer_ca_files;
   std::vector<std::string> host_names;
+  // A certificate chain (PEM, leaf first) and key from the operator's PKI;
+  // when empty the service uses the one it made from its own service CA.
+  std::filesystem::path tls_certificate_file;
+  std::filesystem::path tls_key_file;
   std::chrono::seconds certificate_lifetime{24 * 60 * 60};
   std::chrono::seconds check_in_interval{300};
   std::chrono::seconds unclaimed_retry{30};

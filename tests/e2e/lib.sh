@@ -47,12 +47,26 @@ make_manufacturer() {
 
 health() { curl -sf --cacert "$SERVER_DATA/service-ca.pem" "$SERVER_URL/v1/health"; }
 
+# With CITADEL_E2E_STORE=postgres the service runs on a fresh database in
+# the PostgreSQL named by CITADEL_TEST_POSTGRES_URL (required then).
+DATABASE_ARGS=()
+if [ "${CITADEL_E2E_STORE:-sqlite}" = postgres ]; then
+  : "${CITADEL_TEST_POSTGRES_URL:?CITADEL_E2E_STORE=postgres needs CITADEL_TEST_POSTGRES_URL (scripts/run-tests starts one)}"
+  db="e2e_$(date +%s)_$$"
+  psql "$CITADEL_TEST_POSTGRES_URL" -qc "CREATE DATABASE $db" >/dev/null
+  DATABASE_ARGS=(--database "${CITADEL_TEST_POSTGRES_URL%/*}/$db")
+fi
+
 start_server() {
-  "$BIN/citadel-server" --listen "127.0.0.1:$SERVER_PORT" --data "$SERVER_DATA" \
+  "$BIN/citadel-server" --listen "127.0.0.1:$SERVER_PORT" --data "$SERVER_DATA" "${DATABASE_ARGS[@]}" \
     --trust-manufacturer-ca "$WORK/manufacturer/manufacturer-ca.pem" "$@" >>"$WORK/server.log" 2>&1 &
   SERVER_PID=$!
   PIDS+=("$SERVER_PID")
   wait_until 30 "citadel-server health" health
+  local store
+  store=$(health | json 'd["store"]')
+  [ "$store" = "$([ "${CITADEL_E2E_STORE:-sqlite}" = postgres ] && echo postgresql || echo sqlite)" ] \
+    || fail "the service runs on the $store store, not the one this test asked for"
 }
 
 # Logs the CLI in as the operator, creates a tenant and a product, and logs

@@ -574,3 +574,54 @@ TEST_F(ServiceTest, StateSurvivesARestart) {
 
 }  // namespace
 }  // namespace citadel::server
+
+namespace citadel::server {
+namespace {
+
+TEST_F(ServiceTest, ServesAConfiguredTlsCertificateFromTheOperatorsPki) {
+  auto pki = Manufacturer::Create("Operator PKI Root");
+  auto server_key = crypto::PrivateKey::GenerateP256();
+  crypto::CertificateSpec spec;
+  spec.common_name = "citadel.example";
+  spec.extended_key_usages = {crypto::ExtendedKeyUsage::kServerAuth};
+  spec.ip_sans = {"127.0.0.1"};
+  auto leaf = crypto::IssueCertificate(spec, server_key->Public(), &pki.cert, pki.key);
+  ASSERT_TRUE(leaf);
+  ASSERT_TRUE(WriteFileAtomic(dir_.path / "tls.pem", leaf->Pem() + pki.cert.Pem()));
+  ASSERT_TRUE(WriteFileAtomic(dir_.path / "tls.key", server_key->ToPem()->reveal(), 0600));
+
+  service_->Stop();
+  service_->Wait();
+  service_.reset();
+  options_.tls_certificate_file = dir_.path / "tls.pem";
+  options_.tls_key_file = dir_.path / "tls.key";
+  auto service = Service::Create(options_);
+  ASSERT_TRUE(service) << service.error().message();
+  service_ = std::move(*service);
+  ASSERT_TRUE(service_->Start());
+
+  service_ca_ = pki.cert.Pem();
+  EXPECT_EQ(Call("GET", "/v1/health", "").status, 200);
+  // A client pinning the service's own CA no longer trusts it.
+  http::ClientOptions pinned_old;
+  pinned_old.base_url = "https://127.0.0.1:" + std::to_string(service_->port());
+  pinned_old.ca_certificate_pem = *ReadFile(options_.data_dir / "service-ca.pem");
+  auto client = http::Client::Create(pinned_old);
+  ASSERT_TRUE(client);
+  EXPECT_FALSE((*client)->Send("GET", "/v1/health"));
+}
+
+TEST_F(ServiceTest, ConfiguredTlsKeyMustMatchTheCertificate) {
+  auto other_key = crypto::PrivateKey::GenerateP256();
+  ASSERT_TRUE(WriteFileAtomic(dir_.path / "tls.key", other_key->ToPem()->reveal(), 0600));
+  ASSERT_TRUE(WriteFileAtomic(dir_.path / "tls.pem", *ReadFile(options_.data_dir / "server.pem")));
+  auto options = options_;
+  options.tls_certificate_file = dir_.path / "tls.pem";
+  options.tls_key_file = dir_.path / "tls.key";
+  auto service = Service::Create(options);
+  ASSERT_FALSE(service);
+  EXPECT_NE(service.error().message().find("does not match"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace citadel::server
