@@ -2,6 +2,7 @@
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
+#include <map>
 #include <set>
 
 #include "cli/command_context.hpp"
@@ -205,13 +206,26 @@ Result<void> DeviceList(CommandContext& context, const DeviceListOptions& option
                      "`citadel device claim DEVICE_ID`.\n";
     return {};
   }
+  // People read group names; fall back to ids if the names cannot be had.
+  std::map<std::string, std::string> group_names;
+  if (auto groups_path = context.TenantPath("/device-groups"); groups_path) {
+    if (auto groups = api->Get(*groups_path); groups) {
+      for (const auto& group : JsonArray(*groups, "device_groups")) {
+        group_names[JsonText(group, "id")] = JsonText(group, "name");
+      }
+    }
+  }
+  auto group_cell = [&](const json& device) {
+    auto id = JsonText(device, "device_group_id");
+    auto it = group_names.find(id);
+    return it == group_names.end() ? id : it->second;
+  };
   Table table({"DEVICE", "GROUP", "OS", "RUNTIME", "VERDICT", "LAST SEEN"});
   for (const auto& device : devices) {
     std::string verdict =
         device.is_object() && device.value("revoked", false) ? "revoked" : JsonText(device, "last_verdict");
-    table.AddRow({ShortenId(JsonText(device, "id")), JsonText(device, "device_group_id"),
-                  JsonText(device, "os_version"), JsonText(device, "runtime_version"), verdict,
-                  TimeCell(device, "last_seen", context.now())});
+    table.AddRow({ShortenId(JsonText(device, "id")), group_cell(device), JsonText(device, "os_version"),
+                  JsonText(device, "runtime_version"), verdict, TimeCell(device, "last_seen", context.now())});
   }
   table.Render(context.out());
   if (next.is_string()) {
