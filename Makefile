@@ -36,7 +36,7 @@ format-check:
 	@git ls-files '*.cpp' '*.hpp' | xargs clang-format --dry-run --Werror
 
 lint: build
-	@git ls-files 'src/*.cpp' | xargs clang-tidy -p build/release --quiet
+	@scripts/run-tidy
 
 clean:
 	@rm -rf build

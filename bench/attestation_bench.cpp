@@ -187,6 +187,7 @@ int main(int argc, char** argv) {
     auto deadline = SteadyClock::now() + std::chrono::duration<double>(max_seconds);
     auto start = SteadyClock::now();
     std::vector<std::thread> threads;
+    threads.reserve(static_cast<std::size_t>(clients));
     for (int c = 0; c < clients; ++c) {
       threads.emplace_back([&, c] {
         http::ClientOptions client_options;

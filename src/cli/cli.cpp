@@ -254,6 +254,7 @@ int RunCli(const std::vector<std::string>& args, const Environment& environment)
   std::ostream& out = *environment.out;
   std::ostream& err = *environment.err;
   std::vector<const char*> argv;
+  argv.reserve(args.size());
   for (const auto& arg : args) argv.push_back(arg.c_str());
   try {
     app.parse(static_cast<int>(argv.size()), argv.data());

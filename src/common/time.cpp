@@ -14,9 +14,9 @@ TimePoint FromUnixSeconds(std::int64_t seconds) { return TimePoint(std::chrono::
 std::string FormatRfc3339(TimePoint t) {
   std::time_t seconds = Clock::to_time_t(t);
   std::tm tm{};
-  gmtime_r(&seconds, &tm);
+  if (gmtime_r(&seconds, &tm) == nullptr) return "";
   char buffer[32];
-  std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  if (std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) return "";
   return buffer;
 }
 

@@ -246,7 +246,11 @@ Expected<std::vector<Certificate>> ParsePemChain(std::string_view pem, std::size
 
     const std::string where = "certificate chain: block " + std::to_string(chain.size() + 1);
     if (block_name != PEM_STRING_X509) {
-      return MakeError(ErrorCode::kParse, where + " is a '" + block_name + "', not a CERTIFICATE");
+      std::string message = where;
+      message += " is a '";
+      message += block_name;
+      message += "', not a CERTIFICATE";
+      return MakeError(ErrorCode::kParse, std::move(message));
     }
     if (chain.size() == max_certificates) {
       return MakeError(ErrorCode::kTooLarge,

@@ -46,6 +46,7 @@ int RunWithSignals(citadel::device::DeviceAgent& agent) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGUSR1);  // wakes the signal thread when the process ends on its own
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   std::mutex mutex;
@@ -71,7 +72,7 @@ int RunWithSignals(citadel::device::DeviceAgent& agent) {
     finished = true;
   }
   finished_cv.notify_all();
-  pthread_kill(signal_thread.native_handle(), SIGTERM);  // wakes sigwait if still waiting
+  pthread_kill(signal_thread.native_handle(), SIGUSR1);  // wakes sigwait if still waiting
   signal_thread.join();
 
   if (!outcome) return Fail(outcome.error());
@@ -106,7 +107,7 @@ const CLI::Validator kDuration(
 
 int main(int argc, char** argv) {
   // TLS writes to a peer that went away must be an error, not a signal.
-  signal(SIGPIPE, SIG_IGN);
+  if (signal(SIGPIPE, SIG_IGN) == SIG_ERR) return 1;
 
   CLI::App app{"citadeld: the Citadel device runtime"};
   app.set_version_flag("--version", std::string(citadel::device::RuntimeVersion()));

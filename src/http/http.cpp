@@ -149,7 +149,7 @@ Response ProblemResponse(int status, std::string_view name, std::string_view tit
   return response;
 }
 
-void Router::Add(std::string method, std::string pattern, RouteHandler handler) {
+void Router::Add(std::string method, std::string_view pattern, RouteHandler handler) {
   routes_.push_back(Route{std::move(method), SplitPath(pattern), std::move(handler)});
 }
 

@@ -69,7 +69,7 @@ using RouteHandler = std::function<Response(const Request&, const PathParams&)>;
 
 class Router {
  public:
-  void Add(std::string method, std::string pattern, RouteHandler handler);
+  void Add(std::string method, std::string_view pattern, RouteHandler handler);
   // 404 problem+json for unknown paths, 405 with Allow for known paths with
   // another method.
   Response Dispatch(const Request& request) const;

@@ -71,6 +71,8 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "debug, info, warn or error")->capture_default_str();
   app.add_flag("--log-json", log_json, "log JSON lines");
   CLI11_PARSE(app, argc, argv);
+  // A write to a peer that went away must be an error, not a signal.
+  if (signal(SIGPIPE, SIG_IGN) == SIG_ERR) return 1;
 
   auto level = citadel::log::ParseLevel(log_level);
   if (!level) {
@@ -95,6 +97,7 @@ int main(int argc, char** argv) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGUSR1);  // wakes the signal thread when the process ends on its own
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   auto service = citadel::server::Service::Create(options);
@@ -109,13 +112,14 @@ int main(int argc, char** argv) {
   std::thread signal_waiter([&] {
     int signal = 0;
     sigwait(&signals, &signal);
+    if (signal == SIGUSR1) return;  // the service stopped on its own
     citadel::log::Info("stopping", {{"signal", signal == SIGINT ? "SIGINT" : "SIGTERM"}});
     (*service)->Stop();
   });
   (*service)->Wait();
   // Wake the signal thread if the server stopped on its own.
   if (signal_waiter.joinable()) {
-    pthread_kill(signal_waiter.native_handle(), SIGTERM);
+    pthread_kill(signal_waiter.native_handle(), SIGUSR1);
     signal_waiter.join();
   }
   citadel::log::Info("stopped");

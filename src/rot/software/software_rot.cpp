@@ -36,7 +36,7 @@ fs::path CountersPath(const fs::path& dir) { return dir / "counters.json"; }
 
 std::string OctalMode(mode_t mode) {
   char text[8];
-  std::snprintf(text, sizeof text, "%04o", static_cast<unsigned>(mode & 07777));
+  if (std::snprintf(text, sizeof text, "%04o", static_cast<unsigned>(mode & 07777)) < 0) return "?";
   return text;
 }
 
