@@ -249,6 +249,7 @@ int RunCli(const std::vector<std::string>& args, const Environment& environment)
   RegisterFleetCommands(commands);
   RegisterPolicyCommands(commands);
   RegisterManufacturerCommands(commands);
+  RegisterImageCommands(commands);
   app.footer(kRootFooter);
 
   std::ostream& out = *environment.out;

@@ -100,6 +100,7 @@ void RegisterAccountCommands(CommandSet& commands);       // login, logout, tena
 void RegisterFleetCommands(CommandSet& commands);         // product, device-group, device, ca-certificate
 void RegisterPolicyCommands(CommandSet& commands);        // policy, audit
 void RegisterManufacturerCommands(CommandSet& commands);  // manufacturer (local)
+void RegisterImageCommands(CommandSet& commands);         // image, publisher-key (local)
 
 // Shared rendering helpers.
 std::string JsonText(const nlohmann::json& object, std::string_view key);

@@ -1,0 +1,237 @@
+// image pack / show and publisher-key create / show: local, no server.
+// The format and its checks live in src/image; this file only reads and
+// writes files and renders results.
+#include <CLI/CLI.hpp>
+
+#include <system_error>
+
+#include "cli/command_context.hpp"
+#include "cli/table.hpp"
+#include "common/file.hpp"
+#include "image/image.hpp"
+
+namespace citadel::cli {
+namespace {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+constexpr std::size_t kMaxKeyFileBytes = 64 << 10;
+constexpr const char* kPrivateKeyFile = "publisher.key";
+constexpr const char* kPublicKeyFile = "publisher.pem";
+
+struct PackOptions {
+  fs::path directory;
+  fs::path key_file;
+  fs::path output;
+};
+
+struct ShowOptions {
+  fs::path image;
+  std::vector<fs::path> publisher_keys;
+};
+
+Result<crypto::PrivateKey> LoadPrivateKey(const fs::path& path) {
+  auto pem = ReadFile(path, kMaxKeyFileBytes);
+  if (!pem) {
+    auto failure = FailureFromError(pem.error(), {});
+    failure.hint = "create a publisher key with `citadel publisher-key create --out DIR`";
+    return std::unexpected(failure);
+  }
+  auto key = crypto::PrivateKey::FromPem(crypto::SecretBytes(std::move(*pem)));
+  if (!key) {
+    return Fail(ExitCode::kUsage, path.string() + " is not a PEM private key: " + key.error().message(),
+                "pass the publisher.key written by `citadel publisher-key create`");
+  }
+  return std::move(*key);
+}
+
+// A public key from a PEM public key, or derived from a PEM private key.
+Result<crypto::PublicKey> LoadPublicKey(const fs::path& path) {
+  auto pem = ReadFile(path, kMaxKeyFileBytes);
+  if (!pem) return std::unexpected(FailureFromError(pem.error(), {}));
+  if (pem->find("PRIVATE KEY") != std::string::npos) {
+    CITADEL_TRY(auto key, LoadPrivateKey(path));
+    return key.Public();
+  }
+  auto key = crypto::PublicKey::FromPem(*pem);
+  if (!key) {
+    return Fail(ExitCode::kUsage, path.string() + " is not a PEM public key: " + key.error().message(),
+                "pass the publisher.pem written by `citadel publisher-key create`");
+  }
+  if (!key->IsP256()) return Fail(ExitCode::kUsage, path.string() + ": publisher keys are ECDSA P-256 keys");
+  return *key;
+}
+
+json DescribeImage(const image::ImageInfo& info) {
+  return {{"image", info.label},
+          {"name", JsonText(info.manifest, "Name")},
+          {"component_id", JsonText(info.manifest, "ComponentId")},
+          {"version", JsonText(info.manifest, "Version")},
+          {"digest", info.digest},
+          {"key_id", info.key_id},
+          {"file_count", info.files.size()},
+          {"total_size", info.total_size},
+          {"payload_size", info.payload_size},
+          {"manifest", info.manifest}};
+}
+
+std::vector<std::pair<std::string, std::string>> ImageRows(const image::ImageInfo& info) {
+  std::vector<std::pair<std::string, std::string>> rows = {
+      {"  Name", JsonText(info.manifest, "Name")},
+      {"  Component ID", JsonText(info.manifest, "ComponentId")},
+  };
+  if (auto version = JsonText(info.manifest, "Version"); !version.empty()) rows.emplace_back("  Version", version);
+  rows.emplace_back("  Digest", "sha256:" + info.digest);
+  rows.emplace_back("  Signer key ID", info.key_id);
+  rows.emplace_back("  Files", std::to_string(info.files.size()) + " (" + std::to_string(info.total_size) + " bytes, " +
+                                   std::to_string(info.payload_size) + " compressed)");
+  return rows;
+}
+
+Result<void> Pack(CommandContext& context, const PackOptions& options) {
+  CITADEL_TRY(auto key, LoadPrivateKey(options.key_file));
+  auto packed = image::PackImage(options.directory, key);
+  if (!packed) {
+    auto failure = FailureFromError(packed.error(), {});
+    failure.exit_code = ExitCode::kError;
+    return std::unexpected(failure);
+  }
+  auto written = WriteFileAtomic(options.output, AsText(*packed), 0644);
+  if (!written) return std::unexpected(FailureFromError(written.error(), {}));
+  // Re-read what was written: the summary describes the file, not our intent.
+  auto info = image::ParseImageFile(options.output);
+  if (!info) return Fail(ExitCode::kError, info.error().message());
+  if (context.json()) {
+    context.PrintJson(DescribeImage(*info));
+    return {};
+  }
+  context.out() << "Packed " << options.output.string() << ":\n";
+  RenderKeyValues(context.out(), ImageRows(*info));
+  return {};
+}
+
+Result<void> Show(CommandContext& context, const ShowOptions& options) {
+  auto info = image::ParseImageFile(options.image);
+  if (!info) {
+    auto failure = FailureFromError(info.error(), {});
+    if (info.error().code() != ErrorCode::kNotFound) failure.exit_code = ExitCode::kError;
+    return std::unexpected(failure);
+  }
+  std::vector<crypto::PublicKey> publishers;
+  for (const auto& path : options.publisher_keys) {
+    CITADEL_TRY(auto key, LoadPublicKey(path));
+    publishers.push_back(std::move(key));
+  }
+  bool checked = !publishers.empty();
+  if (checked) {
+    auto verified = image::VerifyImage(*info, publishers);
+    if (!verified) {
+      return Fail(ExitCode::kError, verified.error().message(),
+                  "do not install this image; ask its publisher for a correctly signed one");
+    }
+  }
+  std::string signature = checked ? "valid, signed by a trusted publisher key" : "not checked";
+  if (context.json()) {
+    auto description = DescribeImage(*info);
+    description["signature_verified"] = checked;
+    context.PrintJson(description);
+    return {};
+  }
+  context.out() << "Image " << options.image.string() << ":\n";
+  auto rows = ImageRows(*info);
+  rows.emplace_back("  Signature", signature);
+  RenderKeyValues(context.out(), rows);
+  if (!checked) {
+    context.out() << "\nNote: signature not checked against a publisher list; pass --publisher-key FILE.pem to "
+                     "verify it.\n";
+  }
+  return {};
+}
+
+Result<void> CreatePublisherKey(CommandContext& context, const fs::path& directory) {
+  for (const char* name : {kPrivateKeyFile, kPublicKeyFile}) {
+    std::error_code ec;
+    if (fs::exists(directory / name, ec) || ec) {
+      return Fail(ExitCode::kConflict,
+                  (directory / name).string() + " already exists; refusing to replace a publisher key",
+                  "images signed with it would stop verifying; choose another --out directory");
+    }
+  }
+  auto made = EnsureDirectory(directory, 0700);
+  if (!made) return std::unexpected(FailureFromError(made.error(), {}));
+  auto key = crypto::PrivateKey::GenerateP256();
+  if (!key) return std::unexpected(FailureFromError(key.error(), {}));
+  auto pem = key->ToPem();
+  if (!pem) return std::unexpected(FailureFromError(pem.error(), {}));
+  auto written = WriteFileAtomic(directory / kPrivateKeyFile, pem->reveal(), 0600);
+  if (written) written = WriteFileAtomic(directory / kPublicKeyFile, key->Public().Pem(), 0644);
+  if (!written) return std::unexpected(FailureFromError(written.error(), {}));
+  auto key_id = image::PublisherKeyId(key->Public());
+  if (context.json()) {
+    context.PrintJson({{"key_file", (directory / kPrivateKeyFile).string()},
+                       {"public_key_file", (directory / kPublicKeyFile).string()},
+                       {"key_id", key_id}});
+    return {};
+  }
+  context.out() << "Created a publisher key:\n";
+  RenderKeyValues(context.out(),
+                  {{"  Private key", (directory / kPrivateKeyFile).string() + " (keep private; mode 0600)"},
+                   {"  Public key", (directory / kPublicKeyFile).string()},
+                   {"  Key ID", key_id}});
+  context.out() << "\nSign images with `citadel image pack DIR --key " << (directory / kPrivateKeyFile).string()
+                << " -o app.img`;\ndevices accept them once they trust " << (directory / kPublicKeyFile).string()
+                << ".\n";
+  return {};
+}
+
+Result<void> ShowPublisherKey(CommandContext& context, const fs::path& path) {
+  CITADEL_TRY(auto key, LoadPublicKey(path));
+  auto key_id = image::PublisherKeyId(key);
+  if (context.json()) {
+    context.PrintJson({{"file", path.string()}, {"key_id", key_id}, {"algorithm", "ECDSA P-256"}});
+    return {};
+  }
+  RenderKeyValues(context.out(), {{"Key ID", key_id}, {"Algorithm", "ECDSA P-256"}});
+  return {};
+}
+
+}  // namespace
+
+void RegisterImageCommands(CommandSet& commands) {
+  auto* group = commands.Group(&commands.root(), "image", "Signed app image packages (local, no server involved)");
+  auto pack = std::make_shared<PackOptions>();
+  auto* pack_command = commands.Command(group, "pack", "Pack a directory with app_manifest.json into a signed image",
+                                        "citadel image pack ./blink --key ./keys/publisher.key -o blink.img",
+                                        [pack](CommandContext& context) { return Pack(context, *pack); });
+  pack_command->add_option("DIR", pack->directory, "App directory (must hold app_manifest.json)")->required();
+  pack_command->add_option("--key", pack->key_file, "Publisher private key (PEM)")->type_name("KEY.pem")->required();
+  pack_command->add_option("-o,--output", pack->output, "Image file to write")->type_name("FILE")->required();
+
+  auto show = std::make_shared<ShowOptions>();
+  auto* show_command =
+      commands.Command(group, "show", "Show an image's manifest, digest and signer; verify with --publisher-key",
+                       "citadel image show blink.img --publisher-key ./keys/publisher.pem",
+                       [show](CommandContext& context) { return Show(context, *show); });
+  show_command->add_option("IMAGE", show->image, "Image file")->required();
+  show_command->add_option("--publisher-key", show->publisher_keys, "Trusted publisher public key (PEM); repeatable")
+      ->type_name("FILE.pem");
+
+  auto* keys = commands.Group(&commands.root(), "publisher-key", "Publisher keys that sign app images (local)");
+  auto out_dir = std::make_shared<fs::path>();
+  commands
+      .Command(keys, "create", "Create a publisher key pair (publisher.key 0600, publisher.pem)",
+               "citadel publisher-key create --out ./keys",
+               [out_dir](CommandContext& context) { return CreatePublisherKey(context, *out_dir); })
+      ->add_option("--out", *out_dir, "Directory for publisher.key and publisher.pem")
+      ->type_name("DIR")
+      ->required();
+  auto key_file = std::make_shared<fs::path>();
+  commands
+      .Command(keys, "show", "Show a publisher key's ID", "citadel publisher-key show ./keys/publisher.pem",
+               [key_file](CommandContext& context) { return ShowPublisherKey(context, *key_file); })
+      ->add_option("FILE", *key_file, "Publisher public key (PEM)")
+      ->required();
+}
+
+}  // namespace citadel::cli
