@@ -154,10 +154,11 @@ Expected<Policy> BuildPolicy(const Manifest& manifest, const BoardDefinition& bo
   if (!policy.system_time) policy.denied_features.insert(DeniedFeature::kSetSystemTime);
   if (!policy.power_controls) policy.denied_features.insert(DeniedFeature::kReboot);
 
-  policy.namespaces = {Namespace::kMount, Namespace::kPid, Namespace::kIpc, Namespace::kUts, Namespace::kCgroup};
-  // Without network capabilities the app gets an empty network namespace
-  // (loopback only); with them, the enforcer filters on the host's stack.
-  if (!policy.HasNetworkAccess()) policy.namespaces.insert(Namespace::kNetwork);
+  // Always a private network namespace (loopback only): an app with network
+  // capabilities gets its connections made for it by the runtime, in the
+  // device's namespace, after the allow-list check (docs/MANIFEST.md).
+  policy.namespaces = {Namespace::kMount, Namespace::kPid,    Namespace::kIpc,
+                       Namespace::kUts,   Namespace::kCgroup, Namespace::kNetwork};
   return policy;
 }
 

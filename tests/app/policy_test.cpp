@@ -61,7 +61,8 @@ TEST(PolicyTest, FullManifestRoundTripsIntoPolicy) {
   EXPECT_FALSE(policy->denied_features.contains(DeniedFeature::kReboot));
   EXPECT_TRUE(policy->denied_features.contains(DeniedFeature::kWriteExecuteMemory));
   EXPECT_TRUE(policy->denied_features.contains(DeniedFeature::kRawSockets));
-  EXPECT_FALSE(policy->namespaces.contains(Namespace::kNetwork));
+  // Network capabilities do not put the app in the device's namespace.
+  EXPECT_TRUE(policy->namespaces.contains(Namespace::kNetwork));
   EXPECT_TRUE(policy->namespaces.contains(Namespace::kPid));
 }
 
