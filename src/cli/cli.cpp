@@ -247,6 +247,7 @@ int RunCli(const std::vector<std::string>& args, const Environment& environment)
   CommandSet commands(app);
   RegisterAccountCommands(commands);
   RegisterFleetCommands(commands);
+  RegisterDeviceAppsCommands(commands);  // adds to the "device" group, so after fleet
   RegisterPolicyCommands(commands);
   RegisterManufacturerCommands(commands);
   RegisterImageCommands(commands);

@@ -101,6 +101,8 @@ void RegisterFleetCommands(CommandSet& commands);         // product, device-gro
 void RegisterPolicyCommands(CommandSet& commands);        // policy, audit
 void RegisterManufacturerCommands(CommandSet& commands);  // manufacturer (local)
 void RegisterImageCommands(CommandSet& commands);         // image, publisher-key (local)
+void RegisterDeviceAppsCommands(
+    CommandSet& commands);  // device sideload, device app ..., device apply-development (local)
 
 // Shared rendering helpers.
 std::string JsonText(const nlohmann::json& object, std::string_view key);

@@ -1,8 +1,10 @@
-// product, device-group, device, ca-certificate.
+// product, device-group, device (including enable-/disable-development),
+// ca-certificate.
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "cli/command_context.hpp"
@@ -324,6 +326,99 @@ Result<void> DeviceRevokeCertificate(CommandContext& context, const std::string&
   return {};
 }
 
+// ---- device enable-development / disable-development -------------------------
+
+constexpr std::size_t kMaxKeyFileBytes = 64 << 10;
+
+// A developer's public key from a PEM public key, or derived from a PEM
+// private key (which never leaves this machine).
+Result<crypto::PublicKey> LoadDeveloperKey(const std::string& path) {
+  auto pem = ReadFile(path, kMaxKeyFileBytes);
+  if (!pem) return std::unexpected(FailureFromError(pem.error(), {}));
+  std::optional<crypto::PublicKey> key;
+  if (pem->find("PRIVATE KEY") != std::string::npos) {
+    auto private_key = crypto::PrivateKey::FromPem(crypto::SecretBytes(std::move(*pem)));
+    if (private_key) key = private_key->Public();
+  } else if (auto public_key = crypto::PublicKey::FromPem(*pem); public_key) {
+    key = *public_key;
+  }
+  if (!key || !key->IsP256()) {
+    return Fail(ExitCode::kUsage, path + " is not an EC P-256 key in PEM form",
+                "create one with `citadel publisher-key create --out DIR` and pass DIR/publisher.pem");
+  }
+  return *key;
+}
+
+struct EnableDevelopmentOptions {
+  std::string device;
+  std::vector<std::string> developer_keys;
+  std::string output;
+};
+
+Result<void> DeviceEnableDevelopment(CommandContext& context, const EnableDevelopmentOptions& options) {
+  json keys = json::array();
+  for (const auto& path : options.developer_keys) {
+    CITADEL_TRY(auto key, LoadDeveloperKey(path));
+    keys.push_back(key.Pem());
+  }
+  CITADEL_TRY(auto* api, context.Api());
+  CITADEL_TRY(auto id, ResolveDeviceId(context, *api, options.device));
+  CITADEL_TRY(auto path, context.TenantPath("/devices/" + id + "/app-development"));
+  FailureContext failure_context;
+  failure_context.not_found_hint = "list the tenant's devices with `citadel device list`; claim it first";
+  failure_context.forbidden_hint = "enabling development needs an admin token of this tenant";
+  json body = json::object();
+  if (!keys.empty()) body["developer_keys"] = keys;
+  CITADEL_TRY(auto envelope, api->Post(path, body, failure_context));
+  const json capability = envelope.is_object() ? envelope.value("capability", json::object()) : json::object();
+  if (!envelope.is_object() || !capability.is_object() || JsonText(capability, "DeviceId") != id) {
+    return Fail(ExitCode::kError, "the service answered with something that is not this device's capability",
+                "check that --server points at citadel-server");
+  }
+  if (!options.output.empty()) {
+    if (auto written = WriteFileAtomic(options.output, envelope.dump() + "\n", 0644); !written) {
+      return Fail(ExitCode::kError, written.error().message());
+    }
+  }
+  if (context.json()) {
+    json result = {{"device_id", id}, {"capability", envelope}};
+    if (!options.output.empty()) result["file"] = options.output;
+    context.PrintJson(result);
+    return {};
+  }
+  std::string developer_keys = std::to_string(JsonArray(capability, "DeveloperKeys").size());
+  context.out() << "Enabled app development on device " << id << ":\n";
+  std::vector<std::pair<std::string, std::string>> rows = {
+      {"  Capability ID", JsonText(capability, "CapabilityId")},
+      {"  Issued", JsonText(capability, "IssuedAt")},
+      {"  Developer keys", developer_keys},
+  };
+  if (!options.output.empty()) rows.emplace_back("  Written to", options.output);
+  RenderKeyValues(context.out(), rows);
+  context.out() << "\nThe device receives it at its next check-in";
+  if (!options.output.empty()) context.out() << ", or now over its development interface with " << options.output;
+  context.out() << ".\n";
+  return {};
+}
+
+Result<void> DeviceDisableDevelopment(CommandContext& context, const std::string& given) {
+  CITADEL_TRY(auto* api, context.Api());
+  CITADEL_TRY(auto id, ResolveDeviceId(context, *api, given));
+  CITADEL_TRY(auto path, context.TenantPath("/devices/" + id + "/app-development"));
+  FailureContext failure_context;
+  failure_context.not_found_hint = "the device has no development capability, or is not this tenant's";
+  failure_context.forbidden_hint = "disabling development needs an admin token of this tenant";
+  CITADEL_TRY(auto answer, api->Delete(path, failure_context));
+  (void)answer;
+  if (context.json()) {
+    context.PrintJson({{"device_id", id}, {"app_development", nullptr}});
+    return {};
+  }
+  context.out() << "Disabled app development on device " << id
+                << ".\nThe device drops its capability at its next check-in.\n";
+  return {};
+}
+
 // ---- ca-certificate ---------------------------------------------------------
 
 Result<void> CaCertificateDownload(CommandContext& context, const std::string& output) {
@@ -440,6 +535,32 @@ void RegisterFleetCommands(CommandSet& commands) {
                "citadel device revoke-certificate 3f2a9c0d17b4",
                [revoke_id](CommandContext& context) { return DeviceRevokeCertificate(context, *revoke_id); })
       ->add_option("DEVICE_ID", *revoke_id, "Device ID, or a unique prefix of it")
+      ->type_name("")
+      ->required();
+
+  auto development = std::make_shared<EnableDevelopmentOptions>();
+  auto* enable = commands.Command(
+      device, "enable-development", "Issue a signed AppDevelopment capability: the device then accepts sideloads",
+      "citadel device enable-development 3f2a9c0d17b4 --developer-key ./keys/publisher.pem -o dev-cap.json",
+      [development](CommandContext& context) { return DeviceEnableDevelopment(context, *development); });
+  enable->add_option("DEVICE_ID", development->device, "Device ID, or a unique prefix of it")
+      ->type_name("")
+      ->required();
+  enable
+      ->add_option("--developer-key", development->developer_keys,
+                   "Also trust sideloads signed by this key (PEM; public, or private: only its public part is "
+                   "sent); repeatable")
+      ->type_name("PUB.pem");
+  enable
+      ->add_option("-o,--output", development->output,
+                   "Write the signed capability to FILE, for the device's development interface")
+      ->type_name("FILE");
+  auto disable_id = std::make_shared<std::string>();
+  commands
+      .Command(device, "disable-development", "Revoke the device's AppDevelopment capability",
+               "citadel device disable-development 3f2a9c0d17b4",
+               [disable_id](CommandContext& context) { return DeviceDisableDevelopment(context, *disable_id); })
+      ->add_option("DEVICE_ID", *disable_id, "Device ID, or a unique prefix of it")
       ->type_name("")
       ->required();
 

@@ -1,8 +1,11 @@
 // image pack / show and publisher-key create / show: local, no server.
+// publisher-key register / list / revoke: the tenant's publisher keys at the
+// service, which devices learn at check-in (docs/PROTOCOL.md, "App trust").
 // The format and its checks live in src/image; this file only reads and
-// writes files and renders results.
+// writes files, calls the API and renders results.
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <system_error>
 
 #include "cli/command_context.hpp"
@@ -196,6 +199,78 @@ Result<void> ShowPublisherKey(CommandContext& context, const fs::path& path) {
   return {};
 }
 
+// ---- publisher keys at the service -------------------------------------------
+
+struct RegisterKeyOptions {
+  fs::path key_file;
+  std::string name;
+};
+
+Result<void> RegisterPublisherKey(CommandContext& context, const RegisterKeyOptions& options) {
+  // Only the public half leaves this machine, whichever file was given.
+  CITADEL_TRY(auto key, LoadPublicKey(options.key_file));
+  CITADEL_TRY(auto* api, context.Api());
+  CITADEL_TRY(auto path, context.TenantPath("/publisher-keys"));
+  FailureContext failure_context;
+  failure_context.forbidden_hint = "registering publisher keys needs an admin token of this tenant";
+  CITADEL_TRY(auto answer, api->Post(path, {{"name", options.name}, {"public_key_pem", key.Pem()}}, failure_context));
+  if (context.json()) {
+    context.PrintJson(answer);
+    return {};
+  }
+  context.out() << "Registered publisher key " << SanitizeForTerminal(JsonText(answer, "name")) << ":\n";
+  RenderKeyValues(context.out(), {{"  Key ID", JsonText(answer, "key_id")}});
+  context.out() << "\nThe tenant's devices accept images signed with it from their next check-in.\n";
+  return {};
+}
+
+Result<void> ListPublisherKeys(CommandContext& context) {
+  CITADEL_TRY(auto* api, context.Api());
+  CITADEL_TRY(auto path, context.TenantPath("/publisher-keys"));
+  CITADEL_TRY(auto answer, api->Get(path));
+  if (context.json()) {
+    context.PrintJson(answer);
+    return {};
+  }
+  auto keys = JsonArray(answer, "publisher_keys");
+  if (keys.empty()) {
+    context.out() << "No publisher keys. Register one with `citadel publisher-key register KEY.pem --name NAME`.\n";
+    return {};
+  }
+  Table table({"KEY ID", "NAME", "CREATED", "STATUS"});
+  for (const auto& key : keys) {
+    bool revoked = key.is_object() && key.value("revoked", false);
+    table.AddRow({JsonText(key, "key_id"), JsonText(key, "name"), TimeCell(key, "created_at", context.now()),
+                  revoked ? "revoked " + TimeCell(key, "revoked_at", context.now()) : "active"});
+  }
+  table.Render(context.out());
+  return {};
+}
+
+Result<void> RevokePublisherKey(CommandContext& context, const std::string& given) {
+  std::string key_id = given;
+  std::transform(key_id.begin(), key_id.end(), key_id.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  if (key_id.size() != 64 || key_id.find_first_not_of("0123456789abcdef") != std::string::npos) {
+    return Fail(ExitCode::kUsage, "a publisher key ID is 64 hex characters (got \"" + given + "\")",
+                "list the IDs with `citadel publisher-key list`");
+  }
+  CITADEL_TRY(auto* api, context.Api());
+  CITADEL_TRY(auto path, context.TenantPath("/publisher-keys/" + key_id));
+  FailureContext failure_context;
+  failure_context.not_found_hint = "list the tenant's keys with `citadel publisher-key list`";
+  failure_context.forbidden_hint = "revoking publisher keys needs an admin token of this tenant";
+  CITADEL_TRY(auto answer, api->Delete(path, failure_context));
+  (void)answer;
+  if (context.json()) {
+    context.PrintJson({{"revoked", key_id}});
+    return {};
+  }
+  context.out() << "Revoked publisher key " << key_id
+                << ".\nDevices stop accepting images signed with it from their next check-in.\n";
+  return {};
+}
+
 }  // namespace
 
 void RegisterImageCommands(CommandSet& commands) {
@@ -217,7 +292,7 @@ void RegisterImageCommands(CommandSet& commands) {
   show_command->add_option("--publisher-key", show->publisher_keys, "Trusted publisher public key (PEM); repeatable")
       ->type_name("FILE.pem");
 
-  auto* keys = commands.Group(&commands.root(), "publisher-key", "Publisher keys that sign app images (local)");
+  auto* keys = commands.Group(&commands.root(), "publisher-key", "Publisher keys that sign app images");
   auto out_dir = std::make_shared<fs::path>();
   commands
       .Command(keys, "create", "Create a publisher key pair (publisher.key 0600, publisher.pem)",
@@ -231,6 +306,30 @@ void RegisterImageCommands(CommandSet& commands) {
       .Command(keys, "show", "Show a publisher key's ID", "citadel publisher-key show ./keys/publisher.pem",
                [key_file](CommandContext& context) { return ShowPublisherKey(context, *key_file); })
       ->add_option("FILE", *key_file, "Publisher public key (PEM)")
+      ->required();
+
+  auto register_options = std::make_shared<RegisterKeyOptions>();
+  auto* register_command = commands.Command(
+      keys, "register", "Register a publisher key with the service; the tenant's devices then trust it",
+      "citadel publisher-key register ./keys/publisher.pem --name release",
+      [register_options](CommandContext& context) { return RegisterPublisherKey(context, *register_options); });
+  register_command
+      ->add_option("KEY", register_options->key_file,
+                   "Publisher key (PEM; public, or private: only its public part is sent)")
+      ->type_name("KEY.pem")
+      ->required();
+  register_command->add_option("--name", register_options->name, "A name people recognise")
+      ->type_name("NAME")
+      ->required();
+  commands.Command(keys, "list", "List the tenant's publisher keys at the service", "citadel publisher-key list",
+                   ListPublisherKeys);
+  auto revoke_id = std::make_shared<std::string>();
+  commands
+      .Command(keys, "revoke", "Revoke a publisher key: devices stop trusting it at their next check-in",
+               "citadel publisher-key revoke 9f86d081884c7d65...",
+               [revoke_id](CommandContext& context) { return RevokePublisherKey(context, *revoke_id); })
+      ->add_option("KEY_ID", *revoke_id, "Key ID (64 hex characters)")
+      ->type_name("")
       ->required();
 }
 

@@ -6,6 +6,7 @@
 #include "common/log.hpp"
 #include "device/measurement.hpp"
 #include "device/system_info.hpp"
+#include "device/trust_store.hpp"
 
 namespace citadel::device {
 namespace {
@@ -28,20 +29,6 @@ http::ClientOptions BaseClientOptions(const AgentOptions& options) {
   // Replies are small JSON documents; a huge one is a broken or hostile peer.
   client.max_response_bytes = 1u << 20;
   return client;
-}
-
-// The reply to a check-in: only next_check_in_seconds matters to the
-// device. Extra members are tolerated so the service can add fields.
-Expected<seconds> ParseNextCheckIn(std::string_view body) {
-  auto parsed = ParseJsonStrict(body);
-  if (!parsed) return WrapError(parsed.error(), "check-in reply");
-  if (!parsed->is_object()) return MakeError(ErrorCode::kParse, "check-in reply is not an object");
-  auto it = parsed->find("next_check_in_seconds");
-  if (it == parsed->end()) return seconds(0);
-  if (!it->is_number_integer()) {
-    return MakeError(ErrorCode::kParse, "check-in reply: next_check_in_seconds must be an integer");
-  }
-  return seconds(std::max<std::int64_t>(it->get<std::int64_t>(), 0));
 }
 
 }  // namespace
@@ -282,9 +269,13 @@ DeviceAgent::StepResult DeviceAgent::CheckIn() {
     return StepResult::kUnauthorized;
   }
   if (response->status != 200) return FailWithResponse("check-in refused", *response);
-  auto next = ParseNextCheckIn(response->body);
-  if (!next) return Fail(AgentState::kBackoff, next.error().message());
-  next_check_in_ = *next;
+  auto reply = protocol::ParseCheckInReply(response->body);
+  if (!reply) return Fail(AgentState::kBackoff, "unusable check-in reply: " + reply.error().message());
+  if (auto stored = StoreAppTrust(*reply); !stored) {
+    if (!fatal_error_) fatal_error_ = stored.error();
+    return StepResult::kFailed;
+  }
+  next_check_in_ = seconds(reply->next_check_in_seconds);
   consecutive_unauthorized_ = 0;
   log::Debug("checked in", {{"device_id", device_id_}});
   UpdateStatus([](DeviceStatus& status) {
@@ -295,6 +286,26 @@ DeviceAgent::StepResult DeviceAgent::CheckIn() {
     status.last_problem_type.clear();
   });
   return StepResult::kDone;
+}
+
+Expected<void> DeviceAgent::StoreAppTrust(const protocol::CheckInReply& reply) {
+  // ParseCheckInReply has checked every key (P-256, key_id); the service is
+  // authoritative for the list, so it replaces what the device had.
+  CITADEL_TRY_VOID(SavePublisherKeys(options_.state_dir, reply.publisher_keys));
+  if (reply.app_development.is_null()) return RemoveDevelopmentCapability(options_.state_dir);
+  // Keep only a capability this device will honour; anything else (another
+  // device's, a wrong signer) is treated as "development disabled".
+  auto text = reply.app_development.dump();
+  auto verified =
+      credentials_ && !credentials_->chain.empty()
+          ? VerifyDevelopmentCapability(text, device_id_, credentials_->tenant_id, credentials_->chain.front())
+          : Expected<DevelopmentCapability>(MakeError(ErrorCode::kFailedPrecondition, "no device certificate chain"));
+  if (!verified) {
+    log::Warn("ignoring the development capability the service sent",
+              {{"device_id", device_id_}, {"error", verified.error().message()}});
+    return RemoveDevelopmentCapability(options_.state_dir);
+  }
+  return SaveDevelopmentCapability(options_.state_dir, text);
 }
 
 Expected<RunOutcome> DeviceAgent::Run() {

@@ -1,6 +1,9 @@
 // The device runtime's control loop: attest, keep a valid device
 // certificate, check in.
 //
+// Each check-in reply also carries the tenant's app trust (publisher keys,
+// development capability), which is written under DIR/trust.
+//
 //   start ──► stored certificate with > 1/3 of its life left? ──yes──► check in
 //                 │no                                                    │
 //                 ▼                                                      ▼
@@ -91,6 +94,9 @@ class DeviceAgent {
   StepResult Attest();
   StepResult CheckIn();
   Expected<void> Install(DeviceCredentials credentials);
+  // Writes the tenant's publisher keys and the development capability (or
+  // removes it) under DIR/trust; see device/trust_store.hpp.
+  Expected<void> StoreAppTrust(const protocol::CheckInReply& reply);
   // Records a failed exchange: state, last_error and, when the service
   // answered with problem+json, last_problem_type.
   StepResult Fail(AgentState state, std::string error, std::string problem_type = {});

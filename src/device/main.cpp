@@ -1,5 +1,12 @@
 // citadeld: the Citadel device runtime. Argument parsing, signals and exit
-// codes only; the logic lives in citadel_device (device/commands.hpp).
+// codes only; the logic lives in citadel_device (device/commands.hpp) and,
+// for apps, citadel_apps_runtime (apps/runtime.hpp).
+//
+// Apps: `citadeld run --board FILE` also runs the app subsystem (installed
+// apps, their sandboxes, the broker, and the development interface at
+// STATE/dev.sock); without --board (or with --no-apps) only the agent runs.
+// `citadeld apps serve --state DIR --board FILE` runs the app subsystem
+// without a service connection (tests, the simulator, the hostile suite).
 //
 // Exit codes: 0 success; 1 failure (message on stderr); 3 `run --once`
 // found the device genuine but not claimed; CLI11's codes (>= 100) for
@@ -17,11 +24,18 @@
 
 #include <CLI/CLI.hpp>
 
+#include <filesystem>
+#include <memory>
+#include <optional>
+
 #include "common/canonical_json.hpp"
 #include "common/log.hpp"
 #include "device/commands.hpp"
 #include "device/measurement.hpp"
 #include "device/schedule.hpp"
+#ifdef CITADEL_HAVE_APPS
+#include "apps/runtime.hpp"
+#endif
 
 namespace {
 
@@ -92,6 +106,61 @@ int RunWithSignals(citadel::device::DeviceAgent& agent) {
   }
   return kExitFailure;
 }
+
+// Blocks the shutdown signals in this thread and every thread started after
+// it, so that only sigwait() sees them (call before starting any thread).
+sigset_t BlockShutdownSignals() {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGUSR1);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  return signals;
+}
+
+struct AppOptions {
+  std::string board;           // empty: no apps
+  std::string hosts_override;  // JSON {"name": ["127.0.0.1"]}
+  std::string sandbox_exe;     // default: citadel-sandbox beside citadeld
+  std::string applibs_dir;     // default: ../lib beside citadeld
+  bool no_apps = false;
+  bool no_dev_interface = false;
+};
+
+void AddAppOptions(CLI::App* command, AppOptions& options, bool board_required) {
+  auto* board = command->add_option("--board", options.board,
+                                    "board definition (e.g. boards/simulated.json); enables the app subsystem");
+  if (board_required) board->required();
+  command->add_option("--hosts-override", options.hosts_override,
+                      "JSON file {\"name\": [\"127.0.0.1\"]} resolving apps' AllowedConnections (tests, simulator)");
+  command->add_option("--sandbox-exe", options.sandbox_exe, "the citadel-sandbox helper (default: beside citadeld)");
+  command->add_option("--applibs-dir", options.applibs_dir,
+                      "directory holding libapplibs.so (default: ../lib beside citadeld)");
+  command->add_flag("--no-dev-interface", options.no_dev_interface,
+                    "do not serve the development interface (STATE/dev.sock)");
+}
+
+#ifdef CITADEL_HAVE_APPS
+citadel::Expected<std::unique_ptr<citadel::apps::AppRuntime>> StartApps(const AppOptions& options,
+                                                                        const std::filesystem::path& state_dir,
+                                                                        citadel::rot::RootOfTrust& rot) {
+  std::error_code ec;
+  auto exe_dir = std::filesystem::read_symlink("/proc/self/exe", ec).parent_path();
+  citadel::apps::AppRuntimeSettings settings;
+  settings.state_dir = state_dir;
+  settings.board_file = options.board;
+  if (!options.hosts_override.empty()) settings.hosts_override = options.hosts_override;
+  settings.sandbox_exe =
+      options.sandbox_exe.empty() ? exe_dir / "citadel-sandbox" : std::filesystem::path(options.sandbox_exe);
+  settings.applibs_dir =
+      options.applibs_dir.empty() ? exe_dir.parent_path() / "lib" : std::filesystem::path(options.applibs_dir);
+  settings.dev_interface = !options.no_dev_interface;
+  auto runtime = citadel::apps::AppRuntime::Start(std::move(settings), rot);
+  if (!runtime) return citadel::WrapError(runtime.error(), "starting the app subsystem");
+  return runtime;
+}
+#endif
 
 // CLI11 validator and converter for "500ms", "60s", "5m", "1h".
 Milliseconds DurationOption(const std::string& text) { return *citadel::device::ParseDuration(text); }
@@ -168,7 +237,24 @@ int main(int argc, char** argv) {
       ->check(kDuration)
       ->capture_default_str();
   run_cmd->add_flag("--once", run.once, "attest (and check in once) then exit");
+  AppOptions run_apps;
+  AddAppOptions(run_cmd, run_apps, false);
+  run_cmd->add_flag("--no-apps", run_apps.no_apps, "do not run apps even with --board");
   add_common(run_cmd);
+
+  // apps serve
+  std::filesystem::path apps_state;
+  AppOptions serve_apps;
+  auto* apps_cmd = app.add_subcommand("apps", "the app subsystem alone");
+  apps_cmd->require_subcommand(1);
+  auto* serve_cmd = apps_cmd->add_subcommand(
+      "serve", "run installed apps and the development interface, without contacting the service");
+  serve_cmd->add_option("--state", apps_state, "device state directory (provisioned)")->required();
+  AddAppOptions(serve_cmd, serve_apps, true);
+  add_common(serve_cmd);
+  serve_cmd->footer(
+      "Serves STATE/dev.sock (mode 0600) for `citadel device sideload|app ... --device STATE`.\n"
+      "Stops every app on SIGINT or SIGTERM; apps marked running start again next time.");
 
   CLI11_PARSE(app, argc, argv);
 
@@ -209,11 +295,51 @@ int main(int argc, char** argv) {
     return 0;
   }
 
+  if (*serve_cmd) {
+#ifdef CITADEL_HAVE_APPS
+    sigset_t signals = BlockShutdownSignals();
+    auto rot = citadel::device::OpenRootOfTrust(*backend, apps_state, citadel::device::RotOpenMode::kMustExist);
+    if (!rot) return Fail(rot.error());
+    auto runtime = StartApps(serve_apps, apps_state, **rot);
+    if (!runtime) return Fail(runtime.error());
+    int signal_number = 0;
+    do {
+      sigwait(&signals, &signal_number);
+    } while (signal_number == SIGUSR1);
+    citadel::log::Info("shutting down", {{"signal", signal_number == SIGINT ? "SIGINT" : "SIGTERM"}});
+    runtime->reset();
+    return 0;
+#else
+    std::cerr << "citadeld: this build has no app subsystem (src/sandbox, src/seccomp or src/broker missing)\n";
+    return kExitFailure;
+#endif
+  }
+
   run.backend = *backend;
   run.check_in_interval = DurationOption(check_in_interval);
   run.unclaimed_retry = DurationOption(unclaimed_retry);
   run.max_backoff = DurationOption(max_backoff);
+  // Threads started below (apps, agent) must not receive the shutdown
+  // signals: only RunWithSignals' sigwait does.
+  (void)BlockShutdownSignals();
   auto prepared = citadel::device::PrepareRun(run);
   if (!prepared) return Fail(prepared.error());
+  const bool with_apps = !run_apps.board.empty() && !run_apps.no_apps && !run.once;
+#ifdef CITADEL_HAVE_APPS
+  std::unique_ptr<citadel::apps::AppRuntime> apps;
+  if (with_apps) {
+    auto started = StartApps(run_apps, run.state_dir, *prepared->rot);
+    if (!started) return Fail(started.error());
+    apps = std::move(*started);
+  }
+  int code = RunWithSignals(*prepared->agent);
+  apps.reset();  // stops every app before the RoT goes away
+  return code;
+#else
+  if (with_apps) {
+    std::cerr << "citadeld: this build has no app subsystem; run without --board\n";
+    return kExitFailure;
+  }
   return RunWithSignals(*prepared->agent);
+#endif
 }

@@ -398,6 +398,156 @@ Expected<CheckIn> ParseCheckIn(std::string_view body) {
   return check_in;
 }
 
+// --- App trust: check-in reply and the AppDevelopment capability ---
+
+std::string KeyId(const crypto::PublicKey& key) { return HexEncode(crypto::Sha256(key.SpkiDer())); }
+
+Expected<crypto::PublicKey> PublisherKeyFromEntry(const PublisherKeyEntry& entry) {
+  auto key = crypto::PublicKey::FromPem(entry.public_key_pem);
+  if (!key) return MakeError(ErrorCode::kInvalidArgument, "not a PEM public key: " + key.error().message());
+  if (!key->IsP256()) return MakeError(ErrorCode::kInvalidArgument, "not an EC P-256 key");
+  if (KeyId(*key) != entry.key_id) {
+    return MakeError(ErrorCode::kInvalidArgument, "key_id is not the SHA-256 of the key's SubjectPublicKeyInfo");
+  }
+  return *key;
+}
+
+namespace {
+
+Expected<PublisherKeyEntry> PublisherKeyEntryFromJson(const Json& value, std::string_view path) {
+  CITADEL_TRY_VOID(ExpectObject(value, path, {"key_id", "public_key_pem"}, UnknownFields::kRefuse));
+  PublisherKeyEntry entry;
+  CITADEL_TRY(const Json* key_id, Require(value, path, "key_id"));
+  CITADEL_TRY_VOID(ReadHex(*key_id, Child(path, "key_id"), crypto::Sha256Digest{}.size()));
+  entry.key_id = key_id->get<std::string>();
+  CITADEL_TRY(entry.public_key_pem,
+              RequiredString(value, path, "public_key_pem", kMaxPublisherKeyPemBytes, /*allow_empty=*/false));
+  auto key = PublisherKeyFromEntry(entry);
+  if (!key) return FieldError(path, key.error().message());
+  return entry;
+}
+
+Expected<DevelopmentCapabilityClaims> ClaimsFromJson(const Json& value, std::string_view path) {
+  CITADEL_TRY_VOID(ExpectObject(value, path,
+                                {"Type", "DeviceId", "TenantId", "IssuedAt", "CapabilityId", "DeveloperKeys"},
+                                UnknownFields::kRefuse));
+  DevelopmentCapabilityClaims claims;
+  CITADEL_TRY(auto type, RequiredString(value, path, "Type", kMaxShortString, /*allow_empty=*/false));
+  if (type != kAppDevelopmentType) return FieldError(Child(path, "Type"), "expected \"AppDevelopment\"");
+  CITADEL_TRY(const Json* device_id, Require(value, path, "DeviceId"));
+  CITADEL_TRY_VOID(ReadHex(*device_id, Child(path, "DeviceId"), crypto::Sha256Digest{}.size()));
+  claims.device_id = device_id->get<std::string>();
+  CITADEL_TRY(claims.tenant_id, RequiredString(value, path, "TenantId", kMaxShortString, /*allow_empty=*/false));
+  CITADEL_TRY(claims.issued_at, RequiredString(value, path, "IssuedAt", 64, /*allow_empty=*/false));
+  if (!ParseRfc3339(claims.issued_at)) return FieldError(Child(path, "IssuedAt"), "expected an RFC 3339 time");
+  CITADEL_TRY(claims.capability_id, RequiredString(value, path, "CapabilityId", 64, /*allow_empty=*/false));
+  if (const Json* keys = Find(value, "DeveloperKeys"); keys != nullptr) {
+    auto keys_path = Child(path, "DeveloperKeys");
+    CITADEL_TRY(const Json* array, ReadArray(*keys, keys_path, kMaxDeveloperKeys));
+    for (std::size_t i = 0; i < array->size(); ++i) {
+      auto element = Element(keys_path, i);
+      CITADEL_TRY(auto text, ReadString((*array)[i], element, 1024, /*allow_empty=*/false));
+      auto der = Base64Decode(text);
+      if (!der) return FieldError(element, "expected base64 of a DER SubjectPublicKeyInfo");
+      auto key = crypto::PublicKey::FromSpkiDer(*der);
+      if (!key || !key->IsP256()) return FieldError(element, "expected an EC P-256 public key");
+      claims.developer_keys.push_back(std::move(*key));
+    }
+  }
+  return claims;
+}
+
+}  // namespace
+
+Json CheckInReplyToJson(const CheckInReply& reply) {
+  Json keys = Json::array();
+  for (const auto& key : reply.publisher_keys) {
+    keys.push_back({{"key_id", key.key_id}, {"public_key_pem", key.public_key_pem}});
+  }
+  return Json{{"device_id", reply.device_id},
+              {"tenant_id", reply.tenant_id},
+              {"next_check_in_seconds", reply.next_check_in_seconds},
+              {"publisher_keys", std::move(keys)},
+              {"app_development", reply.app_development}};
+}
+
+Expected<CheckInReply> ParseCheckInReply(std::string_view body) {
+  CITADEL_TRY(auto json, ParseBody(body, kMaxMessageBytes, "check-in reply"));
+  // Unknown members are ignored: a newer service may say more than this
+  // device understands. What it does understand is read strictly.
+  CITADEL_TRY_VOID(ExpectObject(json, "", {}, UnknownFields::kIgnore));
+  CheckInReply reply;
+  CITADEL_TRY(reply.device_id, OptionalString(json, "", "device_id", kMaxShortString));
+  CITADEL_TRY(reply.tenant_id, OptionalString(json, "", "tenant_id", kMaxShortString));
+  if (const Json* next = Find(json, "next_check_in_seconds"); next != nullptr) {
+    CITADEL_TRY(reply.next_check_in_seconds, ReadInteger(*next, "next_check_in_seconds", 0, kMaxSafeInteger));
+  }
+  if (const Json* keys = Find(json, "publisher_keys"); keys != nullptr) {
+    CITADEL_TRY(const Json* array, ReadArray(*keys, "publisher_keys", kMaxPublisherKeys));
+    for (std::size_t i = 0; i < array->size(); ++i) {
+      CITADEL_TRY(auto entry, PublisherKeyEntryFromJson((*array)[i], Element("publisher_keys", i)));
+      reply.publisher_keys.push_back(std::move(entry));
+    }
+  }
+  if (const Json* capability = Find(json, "app_development"); capability != nullptr && !capability->is_null()) {
+    auto parsed = ParseDevelopmentCapabilityEnvelope(*capability);
+    if (!parsed) return WrapError(parsed.error(), "app_development");
+    reply.app_development = *capability;
+  }
+  return reply;
+}
+
+Json DevelopmentCapabilityClaimsToJson(const DevelopmentCapabilityClaims& claims) {
+  Json json{{"Type", kAppDevelopmentType},
+            {"DeviceId", claims.device_id},
+            {"TenantId", claims.tenant_id},
+            {"IssuedAt", claims.issued_at},
+            {"CapabilityId", claims.capability_id}};
+  if (!claims.developer_keys.empty()) {
+    Json keys = Json::array();
+    for (const auto& key : claims.developer_keys) keys.push_back(Base64Encode(key.SpkiDer()));
+    json["DeveloperKeys"] = std::move(keys);
+  }
+  return json;
+}
+
+Expected<Json> CreateDevelopmentCapabilityEnvelope(const DevelopmentCapabilityClaims& claims,
+                                                   const crypto::PrivateKey& issuing_key,
+                                                   const crypto::Certificate& issuing_certificate) {
+  if (claims.developer_keys.size() > kMaxDeveloperKeys) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "at most " + std::to_string(kMaxDeveloperKeys) + " developer keys per capability");
+  }
+  Json capability = DevelopmentCapabilityClaimsToJson(claims);
+  // Round-trip through the parser: the service never signs a document its
+  // own devices would refuse.
+  CITADEL_TRY_VOID(ClaimsFromJson(capability, "capability"));
+  CITADEL_TRY(auto canonical, CanonicalJson(capability));
+  CITADEL_TRY(auto signature, issuing_key.Sign(AsBytes(canonical)));
+  return Json{{"capability", std::move(capability)},
+              {"signature", Base64Encode(signature)},
+              {"certificate", issuing_certificate.Pem()}};
+}
+
+Expected<DevelopmentCapabilityEnvelope> ParseDevelopmentCapabilityEnvelope(const Json& envelope) {
+  CITADEL_TRY_VOID(ExpectObject(envelope, "", {"capability", "signature", "certificate"}, UnknownFields::kRefuse));
+  DevelopmentCapabilityEnvelope parsed;
+  CITADEL_TRY(const Json* capability, Require(envelope, "", "capability"));
+  CITADEL_TRY(parsed.claims, ClaimsFromJson(*capability, "capability"));
+  CITADEL_TRY(parsed.canonical_capability, CanonicalJson(*capability));
+  CITADEL_TRY(auto signature, RequiredString(envelope, "", "signature", kMaxSignatureBase64, /*allow_empty=*/false));
+  auto decoded = Base64Decode(signature);
+  if (!decoded) return FieldError("signature", "expected base64");
+  parsed.signature = std::move(*decoded);
+  CITADEL_TRY(parsed.certificate_pem, RequiredString(envelope, "", "certificate", kMaxPemBytes, /*allow_empty=*/false));
+  return parsed;
+}
+
+Expected<DevelopmentCapabilityEnvelope> ParseDevelopmentCapabilityEnvelope(std::string_view text) {
+  CITADEL_TRY(auto json, ParseBody(text, kMaxCapabilityBytes, "development capability"));
+  return ParseDevelopmentCapabilityEnvelope(json);
+}
+
 // --- Problem details ---
 
 Json ProblemToJson(const Problem& problem) {

@@ -92,6 +92,66 @@ struct CheckIn {
 Json CheckInToJson(const CheckIn& check_in);
 Expected<CheckIn> ParseCheckIn(std::string_view body);
 
+// The service's reply to a check-in. The device learns the tenant's app
+// trust from it (docs/PROTOCOL.md, "App trust"). Unknown top-level members
+// are ignored so the service can add fields; the members below are parsed
+// strictly and bounded.
+inline constexpr std::size_t kMaxPublisherKeys = 64;
+inline constexpr std::size_t kMaxPublisherKeyPemBytes = 4096;
+inline constexpr std::size_t kMaxDeveloperKeys = 16;
+inline constexpr std::size_t kMaxCapabilityBytes = 64 * 1024;
+
+struct PublisherKeyEntry {
+  std::string key_id;          // lower-case hex SHA-256 of the DER SPKI
+  std::string public_key_pem;  // an EC P-256 public key
+};
+// Parses the PEM, checks it is P-256 and that key_id is its SPKI's SHA-256.
+Expected<crypto::PublicKey> PublisherKeyFromEntry(const PublisherKeyEntry& entry);
+// Lower-case hex SHA-256 of the key's DER SPKI (= image::PublisherKeyId).
+std::string KeyId(const crypto::PublicKey& key);
+
+struct CheckInReply {
+  std::string device_id;
+  std::string tenant_id;
+  std::int64_t next_check_in_seconds = 0;  // 0 = no wish
+  std::vector<PublisherKeyEntry> publisher_keys;
+  // The AppDevelopment envelope (not yet verified), or null.
+  Json app_development;
+};
+Json CheckInReplyToJson(const CheckInReply& reply);
+Expected<CheckInReply> ParseCheckInReply(std::string_view body);
+
+// The AppDevelopment capability (docs/helpers/CONTRACTS.md, docs/PROTOCOL.md
+// "App trust"): the signed part of the envelope
+//   {"capability": {...}, "signature": "<base64 DER ECDSA>",
+//    "certificate": "<PEM of the signing tenant issuing CA>"}
+// The signature covers SHA-256 of the canonical JSON of "capability".
+inline constexpr std::string_view kAppDevelopmentType = "AppDevelopment";
+
+struct DevelopmentCapabilityClaims {
+  std::string device_id;  // 64 lower-case hex
+  std::string tenant_id;
+  std::string issued_at;                          // RFC 3339
+  std::string capability_id;                      // UUID
+  std::vector<crypto::PublicKey> developer_keys;  // "DeveloperKeys": SPKI DER base64; omitted when empty
+};
+
+struct DevelopmentCapabilityEnvelope {
+  DevelopmentCapabilityClaims claims;
+  std::string canonical_capability;  // the exact bytes the signature covers
+  Bytes signature;
+  std::string certificate_pem;  // as sent: the claimed signer, not trusted yet
+};
+
+Json DevelopmentCapabilityClaimsToJson(const DevelopmentCapabilityClaims& claims);
+// Signs the claims with the issuing CA key; returns the envelope object.
+Expected<Json> CreateDevelopmentCapabilityEnvelope(const DevelopmentCapabilityClaims& claims,
+                                                   const crypto::PrivateKey& issuing_key,
+                                                   const crypto::Certificate& issuing_certificate);
+// Strict, bounded structural parse; checks neither signer nor signature.
+Expected<DevelopmentCapabilityEnvelope> ParseDevelopmentCapabilityEnvelope(const Json& envelope);
+Expected<DevelopmentCapabilityEnvelope> ParseDevelopmentCapabilityEnvelope(std::string_view text);
+
 // RFC 9457 problem details. `type` is stable: "urn:citadel:problem:<name>".
 struct Problem {
   std::string type;

@@ -272,6 +272,135 @@ Response DeviceProblemFromAuth(const Error& error) {
   return ErrorResponse(error);
 }
 
+// ---- app trust: publisher keys and development capabilities
+
+// Bounds a tenant's active publisher keys; devices receive them all at every
+// check-in (protocol::kMaxPublisherKeys).
+constexpr std::int64_t kMaxActivePublisherKeys = static_cast<std::int64_t>(protocol::kMaxPublisherKeys);
+
+Json PublisherKeyJson(const store::PublisherKey& k) {
+  return {{"key_id", k.key_id},
+          {"name", k.name},
+          {"public_key_pem", k.public_key_pem},
+          {"created_at", Time(k.created_at)},
+          {"revoked_at", Time(k.revoked_at)},
+          {"revoked", k.revoked_at != 0}};
+}
+
+// An EC P-256 public key from a PEM string. A private key is refused
+// rather than reduced to its public half: it must never travel to the
+// service, and a caller that sent one needs to hear so.
+Expected<crypto::PublicKey> ParsePublicKeyPem(std::string_view pem, std::string_view what) {
+  if (pem.find("PRIVATE KEY") != std::string_view::npos) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     std::string(what) + " is a private key; send only the public key (the CLI derives it)");
+  }
+  auto key = crypto::PublicKey::FromPem(pem);
+  if (!key) return MakeError(ErrorCode::kInvalidArgument, std::string(what) + " is not a PEM public key");
+  if (!key->IsP256()) return MakeError(ErrorCode::kInvalidArgument, std::string(what) + " is not an EC P-256 key");
+  return *key;
+}
+
+// A random (version 4) UUID: the capability id.
+std::string NewUuid() {
+  Bytes bytes = crypto::RandomBytes(16);
+  bytes[6] = static_cast<std::uint8_t>((bytes[6] & 0x0f) | 0x40);
+  bytes[8] = static_cast<std::uint8_t>((bytes[8] & 0x3f) | 0x80);
+  std::string hex = HexEncode(bytes);
+  return hex.substr(0, 8) + "-" + hex.substr(8, 4) + "-" + hex.substr(12, 4) + "-" + hex.substr(16, 4) + "-" +
+         hex.substr(20);
+}
+
+Response RegisterPublisherKey(ApiContext& ctx, const Request& request, const Caller& caller,
+                              const std::string& tenant_id) {
+  auto body = ParseBody(request, {"name", "public_key_pem"});
+  if (!body) return BodyError(body.error());
+  auto name = StringField(*body, "name", true);
+  if (!name) return BodyError(name.error());
+  auto it = body->find("public_key_pem");
+  if (it == body->end() || !it->is_string() || it->get_ref<const std::string&>().empty()) {
+    return Problem(400, "invalid-request", "Invalid request", "\"public_key_pem\" must be a non-empty string");
+  }
+  const auto& pem = it->get_ref<const std::string&>();
+  if (pem.size() > protocol::kMaxPublisherKeyPemBytes) {
+    return Problem(400, "invalid-request", "Invalid request", "\"public_key_pem\" is too long for a P-256 key");
+  }
+  auto key = ParsePublicKeyPem(pem, "public_key_pem");
+  if (!key) return Problem(400, "invalid-publisher-key", "Invalid publisher key", key.error().message());
+  store::PublisherKey record{tenant_id, protocol::KeyId(*key), key->Pem(), *name, Now(), 0};
+  if (auto added = ctx.store.AddPublisherKey(record, kMaxActivePublisherKeys); !added) {
+    if (added.error().code() == ErrorCode::kAlreadyExists) {
+      return Problem(409, "publisher-key-exists", "Publisher key already registered",
+                     "publisher key " + record.key_id +
+                         " is already registered for this tenant (a revoked key cannot be registered again; "
+                         "create a new key)");
+    }
+    if (added.error().code() == ErrorCode::kConflict) {
+      return Problem(409, "too-many-publisher-keys", "Too many publisher keys", added.error().message());
+    }
+    return ErrorResponse(added.error());
+  }
+  Audit(ctx.store, tenant_id, caller, "publisher-key.register", record.key_id, {{"name", record.name}});
+  log::Info("publisher key registered", {{"tenant", tenant_id}, {"key_id", record.key_id}});
+  return JsonResponse(201, PublisherKeyJson(record));
+}
+
+Response EnableDevelopment(ApiContext& ctx, const Request& request, const Caller& caller, const std::string& tenant_id,
+                           const std::string& device_id) {
+  auto body = ParseBody(request, {"developer_keys"}, /*allow_empty=*/true);
+  if (!body) return BodyError(body.error());
+  protocol::DevelopmentCapabilityClaims claims;
+  if (auto it = body->find("developer_keys"); it != body->end()) {
+    if (!it->is_array()) {
+      return Problem(400, "invalid-request", "Invalid request", "\"developer_keys\" must be an array of PEM strings");
+    }
+    if (it->size() > protocol::kMaxDeveloperKeys) {
+      return Problem(400, "invalid-request", "Invalid request",
+                     "at most " + std::to_string(protocol::kMaxDeveloperKeys) + " developer keys");
+    }
+    std::set<std::string> seen;
+    for (std::size_t i = 0; i < it->size(); ++i) {
+      const Json& element = (*it)[i];
+      const std::string what = "developer_keys[" + std::to_string(i) + "]";
+      if (!element.is_string() || element.get_ref<const std::string&>().size() > protocol::kMaxPublisherKeyPemBytes) {
+        return Problem(400, "invalid-request", "Invalid request", what + " must be a PEM public key");
+      }
+      auto key = ParsePublicKeyPem(element.get_ref<const std::string&>(), what);
+      if (!key) return Problem(400, "invalid-publisher-key", "Invalid developer key", key.error().message());
+      if (seen.insert(protocol::KeyId(*key)).second) claims.developer_keys.push_back(std::move(*key));
+    }
+  }
+  // Only a device this tenant holds; anything else is the same 404.
+  auto device = ctx.store.GetDevice(device_id);
+  if (!device) {
+    return device.error().code() == ErrorCode::kNotFound ? NotFound("device") : ErrorResponse(device.error());
+  }
+  if (device->tenant_id != tenant_id) return NotFound("device");
+  auto authority = ctx.authorities.Get(tenant_id);
+  if (!authority) return ErrorResponse(authority.error());
+
+  const std::int64_t now = Now();
+  claims.device_id = device_id;
+  claims.tenant_id = tenant_id;
+  claims.issued_at = FormatRfc3339(FromUnixSeconds(now));
+  claims.capability_id = NewUuid();
+  auto envelope =
+      protocol::CreateDevelopmentCapabilityEnvelope(claims, (*authority)->issuing_key, (*authority)->issuing);
+  if (!envelope) return ErrorResponse(envelope.error());
+  store::DevelopmentCapability record{claims.capability_id, tenant_id, device_id, envelope->dump(), now, 0};
+  if (auto replaced = ctx.store.ReplaceDevelopmentCapability(record); !replaced) {
+    // The device was released between the read above and the write.
+    if (replaced.error().code() == ErrorCode::kFailedPrecondition) return NotFound("device");
+    return ErrorResponse(replaced.error());
+  }
+  Json key_ids = Json::array();
+  for (const auto& key : claims.developer_keys) key_ids.push_back(protocol::KeyId(key));
+  Audit(ctx.store, tenant_id, caller, "device.development.enable", device_id,
+        {{"capability_id", claims.capability_id}, {"developer_key_ids", key_ids}});
+  log::Info("app development enabled", {{"tenant", tenant_id}, {"device_id", device_id}});
+  return JsonResponse(201, *envelope);
+}
+
 }  // namespace
 
 void RegisterRoutes(http::Router& router, ApiContext& ctx) {
@@ -310,9 +439,22 @@ void RegisterRoutes(http::Router& router, ApiContext& ctx) {
         !recorded) {
       return ErrorResponse(recorded.error());
     }
-    return JsonResponse(200, {{"device_id", device->device_id},
-                              {"tenant_id", device->tenant_id},
-                              {"next_check_in_seconds", ctx.options.check_in_interval.count()}});
+    protocol::CheckInReply reply;
+    reply.device_id = device->device_id;
+    reply.tenant_id = device->tenant_id;
+    reply.next_check_in_seconds = ctx.options.check_in_interval.count();
+    auto keys = ctx.store.ListPublisherKeys(device->tenant_id, /*include_revoked=*/false);
+    if (!keys) return ErrorResponse(keys.error());
+    for (const auto& key : *keys) reply.publisher_keys.push_back({key.key_id, key.public_key_pem});
+    reply.app_development = nullptr;
+    if (auto capability = ctx.store.GetDevelopmentCapability(device->tenant_id, device->device_id); capability) {
+      auto document = ParseJsonStrict(capability->document);
+      if (!document) return ErrorResponse(Error(ErrorCode::kInternal, "stored development capability is corrupt"));
+      reply.app_development = std::move(*document);
+    } else if (capability.error().code() != ErrorCode::kNotFound) {
+      return ErrorResponse(capability.error());
+    }
+    return JsonResponse(200, protocol::CheckInReplyToJson(reply));
   });
 
   router.Add("POST", "/v1/tenants",
@@ -573,6 +715,70 @@ void RegisterRoutes(http::Router& router, ApiContext& ctx) {
                            r.body = (*authority)->chain_pem;
                            return r;
                          }));
+
+  // App trust: publisher keys and development capabilities.
+  router.Add("POST", "/v1/tenants/{tenant}/publisher-keys",
+             TenantRoute(
+                 ctx, Role::kAdmin,
+                 [&ctx](const Request& request, const PathParams&, const Caller& caller, const std::string& tenant_id) {
+                   return RegisterPublisherKey(ctx, request, caller, tenant_id);
+                 }));
+  router.Add("GET", "/v1/tenants/{tenant}/publisher-keys",
+             TenantRoute(ctx, Role::kReader,
+                         [&ctx](const Request&, const PathParams&, const Caller&, const std::string& tenant_id) {
+                           auto keys = ctx.store.ListPublisherKeys(tenant_id, /*include_revoked=*/true);
+                           if (!keys) return ErrorResponse(keys.error());
+                           Json list = Json::array();
+                           for (const auto& k : *keys) list.push_back(PublisherKeyJson(k));
+                           return JsonResponse(200, {{"publisher_keys", list}});
+                         }));
+  router.Add(
+      "DELETE", "/v1/tenants/{tenant}/publisher-keys/{key_id}",
+      TenantRoute(ctx, Role::kAdmin,
+                  [&ctx](const Request&, const PathParams& params, const Caller& caller, const std::string& tenant_id) {
+                    const auto& key_id = params.at("key_id");
+                    auto revoked = ctx.store.RevokePublisherKey(tenant_id, key_id, Now());
+                    if (!revoked) {
+                      if (revoked.error().code() == ErrorCode::kNotFound) return NotFound("publisher key");
+                      if (revoked.error().code() == ErrorCode::kConflict) {
+                        return Problem(409, "publisher-key-revoked", "Publisher key already revoked",
+                                       revoked.error().message());
+                      }
+                      return ErrorResponse(revoked.error());
+                    }
+                    Audit(ctx.store, tenant_id, caller, "publisher-key.revoke", key_id);
+                    log::Info("publisher key revoked", {{"tenant", tenant_id}, {"key_id", key_id}});
+                    Response r;
+                    r.status = 204;
+                    return r;
+                  }));
+  router.Add("POST", "/v1/tenants/{tenant}/devices/{device}/app-development",
+             TenantRoute(ctx, Role::kAdmin,
+                         [&ctx](const Request& request, const PathParams& params, const Caller& caller,
+                                const std::string& tenant_id) {
+                           return EnableDevelopment(ctx, request, caller, tenant_id, params.at("device"));
+                         }));
+  router.Add(
+      "DELETE", "/v1/tenants/{tenant}/devices/{device}/app-development",
+      TenantRoute(ctx, Role::kAdmin,
+                  [&ctx](const Request&, const PathParams& params, const Caller& caller, const std::string& tenant_id) {
+                    const auto& device_id = params.at("device");
+                    auto device = ctx.store.GetDevice(device_id);
+                    if (!device || device->tenant_id != tenant_id) return NotFound("device");
+                    auto revoked = ctx.store.RevokeDevelopmentCapability(tenant_id, device_id, Now());
+                    if (!revoked) {
+                      if (revoked.error().code() == ErrorCode::kNotFound) {
+                        return Problem(404, "not-found", "Not found",
+                                       "device " + device_id + " has no development capability");
+                      }
+                      return ErrorResponse(revoked.error());
+                    }
+                    Audit(ctx.store, tenant_id, caller, "device.development.disable", device_id);
+                    log::Info("app development disabled", {{"tenant", tenant_id}, {"device_id", device_id}});
+                    Response r;
+                    r.status = 204;
+                    return r;
+                  }));
 
   // Appraisal policy.
   router.Add("GET", "/v1/tenants/{tenant}/policy",

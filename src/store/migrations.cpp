@@ -126,8 +126,41 @@ CREATE TABLE audit_events (
 CREATE INDEX audit_events_by_tenant ON audit_events (tenant_id, id);
 )sql";
 
+// Version 2: the tenant's app publisher keys and the AppDevelopment
+// capabilities issued to its devices (docs/PROTOCOL.md, "App trust").
+//
+// revoked_at is NULL while a row is in force. A revoked key stays on record
+// (and so cannot be registered again under the same id) so that the audit
+// trail and `publisher-key list` keep explaining what images it signed. At
+// most one capability per device is in force: the partial unique index
+// makes a second one impossible even for two replicas racing.
+constexpr std::string_view kAppTrustSchema = R"sql(
+CREATE TABLE publisher_keys (
+  tenant_id TEXT NOT NULL REFERENCES tenants (id),
+  key_id TEXT NOT NULL,
+  public_key_pem TEXT NOT NULL,
+  name TEXT NOT NULL,
+  created_at BIGINT NOT NULL,
+  revoked_at BIGINT,
+  PRIMARY KEY (tenant_id, key_id)
+);
+
+CREATE TABLE app_development_capabilities (
+  capability_id TEXT PRIMARY KEY,
+  tenant_id TEXT NOT NULL REFERENCES tenants (id),
+  device_id TEXT NOT NULL REFERENCES devices (id),
+  document TEXT NOT NULL,
+  created_at BIGINT NOT NULL,
+  revoked_at BIGINT
+);
+CREATE UNIQUE INDEX app_development_in_force ON app_development_capabilities (device_id)
+  WHERE revoked_at IS NULL;
+CREATE INDEX app_development_by_tenant_device ON app_development_capabilities (tenant_id, device_id);
+)sql";
+
 constexpr std::array kMigrations = {
     Migration{1, "initial schema", kInitialSchema},
+    Migration{2, "publisher keys and app development capabilities", kAppTrustSchema},
 };
 
 }  // namespace

@@ -134,6 +134,16 @@ AuditEvent AuditFromRow(const SqlRow& row) {
   return AuditEvent{row.Int(0), row.Int(1), row.Text(2), row.Text(3), row.Text(4), row.Text(5), row.Text(6)};
 }
 
+constexpr std::string_view kPublisherKeyColumns = "tenant_id, key_id, public_key_pem, name, created_at, revoked_at";
+PublisherKey PublisherKeyFromRow(const SqlRow& row) {
+  return PublisherKey{row.Text(0), row.Text(1), row.Text(2), row.Text(3), row.Int(4), row.Int(5)};
+}
+
+constexpr std::string_view kCapabilityColumns = "capability_id, tenant_id, device_id, document, created_at, revoked_at";
+DevelopmentCapability CapabilityFromRow(const SqlRow& row) {
+  return DevelopmentCapability{row.Text(0), row.Text(1), row.Text(2), row.Text(3), row.Int(4), row.Int(5)};
+}
+
 std::string Select(std::string_view columns, std::string_view rest) {
   std::string sql = "SELECT ";
   sql += columns;
@@ -676,6 +686,130 @@ Expected<std::vector<PolicyRule>> SqlStore::ListPolicyRules(std::string_view ten
                     {tenant_id}, PolicyFromRow);
   });
   return Explain(std::move(rules), "listing policy rules");
+}
+
+// ---------------------------------------------------------------- publisher keys
+
+Expected<void> SqlStore::AddPublisherKey(const PublisherKey& key, std::int64_t max_active) {
+  CITADEL_TRY_VOID(RequireNonEmpty(key.tenant_id, "tenant id"));
+  CITADEL_TRY_VOID(RequireNonEmpty(key.key_id, "publisher key id"));
+  CITADEL_TRY_VOID(RequireNonEmpty(key.public_key_pem, "publisher key PEM"));
+  CITADEL_TRY_VOID(RequireNonEmpty(key.name, "publisher key name"));
+  auto added = InTransaction(*pool_, [&](SqlConnection& connection) -> Expected<void> {
+    // A resource bound, not a security invariant: two replicas racing on
+    // PostgreSQL may both pass it, which only lets the list grow by one.
+    CITADEL_TRY(SqlResult active,
+                connection.Execute("SELECT COUNT(*) FROM publisher_keys WHERE tenant_id = $1 AND revoked_at IS NULL",
+                                   {key.tenant_id}));
+    if (!active.rows.empty() && active.rows.front().Int(0) >= max_active) {
+      return MakeError(ErrorCode::kConflict, "the tenant already has " + std::to_string(max_active) +
+                                                 " active publisher keys; revoke one first");
+    }
+    CITADEL_TRY_VOID(connection.Execute(
+        "INSERT INTO publisher_keys (tenant_id, key_id, public_key_pem, name, created_at, revoked_at) "
+        "VALUES ($1, $2, $3, $4, $5, $6)",
+        {key.tenant_id, key.key_id, key.public_key_pem, key.name, key.created_at,
+         key.revoked_at == 0 ? SqlValue(nullptr) : SqlValue(key.revoked_at)}));
+    return kOk;
+  });
+  if (!added && added.error().code() == ErrorCode::kConflict) return added;
+  return Explain(std::move(added), "adding publisher key " + key.key_id,
+                 "publisher key " + key.key_id + " is already registered for this tenant",
+                 "tenant " + Quoted(key.tenant_id) + " not found");
+}
+
+Expected<std::vector<PublisherKey>> SqlStore::ListPublisherKeys(std::string_view tenant_id, bool include_revoked) {
+  auto keys = WithConnection(*pool_, [&](SqlConnection& connection) {
+    return FetchAll(
+        connection,
+        Select(kPublisherKeyColumns, include_revoked ? "FROM publisher_keys WHERE tenant_id = $1 "
+                                                       "ORDER BY created_at, key_id"
+                                                     : "FROM publisher_keys WHERE tenant_id = $1 AND revoked_at "
+                                                       "IS NULL ORDER BY created_at, key_id"),
+        {tenant_id}, PublisherKeyFromRow);
+  });
+  return Explain(std::move(keys), "listing publisher keys");
+}
+
+Expected<void> SqlStore::RevokePublisherKey(std::string_view tenant_id, std::string_view key_id, std::int64_t now) {
+  auto revoked = WithConnection(*pool_, [&](SqlConnection& connection) -> Expected<void> {
+    CITADEL_TRY(SqlResult update, connection.Execute("UPDATE publisher_keys SET revoked_at = $3 "
+                                                     "WHERE tenant_id = $1 AND key_id = $2 AND revoked_at IS NULL",
+                                                     {tenant_id, key_id, now}));
+    if (update.rows_affected == 1) return kOk;
+    CITADEL_TRY(SqlResult row, connection.Execute("SELECT revoked_at FROM publisher_keys "
+                                                  "WHERE tenant_id = $1 AND key_id = $2",
+                                                  {tenant_id, key_id}));
+    if (row.rows.empty()) {
+      return MakeError(ErrorCode::kNotFound, "publisher key " + std::string(key_id) + " not found");
+    }
+    return MakeError(ErrorCode::kConflict, "publisher key " + std::string(key_id) + " is already revoked");
+  });
+  if (!revoked && (revoked.error().code() == ErrorCode::kNotFound || revoked.error().code() == ErrorCode::kConflict)) {
+    return revoked;
+  }
+  return Explain(std::move(revoked), "revoking publisher key " + std::string(key_id));
+}
+
+// ---------------------------------------------------------------- development capabilities
+
+Expected<void> SqlStore::ReplaceDevelopmentCapability(const DevelopmentCapability& capability) {
+  CITADEL_TRY_VOID(RequireNonEmpty(capability.capability_id, "capability id"));
+  CITADEL_TRY_VOID(RequireNonEmpty(capability.tenant_id, "tenant id"));
+  CITADEL_TRY_VOID(RequireNonEmpty(capability.device_id, "device id"));
+  CITADEL_TRY_VOID(RequireNonEmpty(capability.document, "capability document"));
+  auto replaced = InTransaction(*pool_, [&](SqlConnection& connection) -> Expected<void> {
+    CITADEL_TRY(SqlResult device, connection.Execute("SELECT id FROM devices WHERE id = $1 AND tenant_id = $2",
+                                                     {capability.device_id, capability.tenant_id}));
+    if (device.rows.empty()) {
+      return MakeError(ErrorCode::kFailedPrecondition,
+                       "device " + Quoted(capability.device_id) + " is not claimed by this tenant");
+    }
+    CITADEL_TRY_VOID(
+        connection.Execute("UPDATE app_development_capabilities SET revoked_at = $2 "
+                           "WHERE device_id = $1 AND revoked_at IS NULL",
+                           {capability.device_id, capability.created_at}));
+    CITADEL_TRY_VOID(connection.Execute(
+        "INSERT INTO app_development_capabilities (capability_id, tenant_id, device_id, document, created_at, "
+        "revoked_at) VALUES ($1, $2, $3, $4, $5, NULL)",
+        {capability.capability_id, capability.tenant_id, capability.device_id, capability.document,
+         capability.created_at}));
+    return kOk;
+  });
+  if (!replaced && replaced.error().code() == ErrorCode::kFailedPrecondition) return replaced;
+  // kAlreadyExists also covers a replica that inserted a capability for the
+  // same device between our UPDATE and INSERT (the partial unique index).
+  return Explain(std::move(replaced), "recording a development capability for device " + Quoted(capability.device_id),
+                 "another development capability was issued for device " + Quoted(capability.device_id) +
+                     " at the same time; retry",
+                 "device " + Quoted(capability.device_id) + " not found");
+}
+
+Expected<DevelopmentCapability> SqlStore::GetDevelopmentCapability(std::string_view tenant_id,
+                                                                   std::string_view device_id) {
+  auto capability = WithConnection(*pool_, [&](SqlConnection& connection) {
+    return FetchOne(connection,
+                    Select(kCapabilityColumns,
+                           "FROM app_development_capabilities "
+                           "WHERE tenant_id = $1 AND device_id = $2 AND revoked_at IS NULL"),
+                    {tenant_id, device_id}, "device " + Quoted(device_id) + " has no development capability",
+                    CapabilityFromRow);
+  });
+  return Explain(std::move(capability), "reading the development capability of device " + Quoted(device_id));
+}
+
+Expected<void> SqlStore::RevokeDevelopmentCapability(std::string_view tenant_id, std::string_view device_id,
+                                                     std::int64_t now) {
+  auto revoked = WithConnection(*pool_, [&](SqlConnection& connection) -> Expected<void> {
+    CITADEL_TRY(SqlResult update, connection.Execute("UPDATE app_development_capabilities SET revoked_at = $3 "
+                                                     "WHERE tenant_id = $1 AND device_id = $2 AND revoked_at IS NULL",
+                                                     {tenant_id, device_id, now}));
+    if (update.rows_affected == 0) {
+      return MakeError(ErrorCode::kNotFound, "device " + Quoted(device_id) + " has no development capability");
+    }
+    return kOk;
+  });
+  return Explain(std::move(revoked), "revoking the development capability of device " + Quoted(device_id));
 }
 
 // ---------------------------------------------------------------- audit

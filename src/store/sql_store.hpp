@@ -69,6 +69,16 @@ class SqlStore final : public Store {
   Expected<void> RemovePolicyRule(std::string_view tenant_id, std::string_view kind, std::string_view value) override;
   Expected<std::vector<PolicyRule>> ListPolicyRules(std::string_view tenant_id) override;
 
+  Expected<void> AddPublisherKey(const PublisherKey& key, std::int64_t max_active) override;
+  Expected<std::vector<PublisherKey>> ListPublisherKeys(std::string_view tenant_id, bool include_revoked) override;
+  Expected<void> RevokePublisherKey(std::string_view tenant_id, std::string_view key_id, std::int64_t now) override;
+
+  Expected<void> ReplaceDevelopmentCapability(const DevelopmentCapability& capability) override;
+  Expected<DevelopmentCapability> GetDevelopmentCapability(std::string_view tenant_id,
+                                                           std::string_view device_id) override;
+  Expected<void> RevokeDevelopmentCapability(std::string_view tenant_id, std::string_view device_id,
+                                             std::int64_t now) override;
+
   Expected<void> AppendAudit(const AuditEvent& event) override;
   Expected<std::vector<AuditEvent>> ListAudit(std::string_view tenant_id, std::int64_t limit) override;
 

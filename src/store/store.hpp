@@ -127,6 +127,28 @@ struct AuditEvent {
   std::string details_json;  // small JSON object
 };
 
+// A tenant's app publisher key: devices of the tenant install images signed
+// by its active keys (docs/PROTOCOL.md, "App trust").
+struct PublisherKey {
+  std::string tenant_id;
+  std::string key_id;          // lower-case hex SHA-256 of the DER SPKI
+  std::string public_key_pem;  // SPKI PEM, as the service normalised it
+  std::string name;
+  std::int64_t created_at = 0;
+  std::int64_t revoked_at = 0;  // 0 while active
+};
+
+// A signed AppDevelopment capability for one device. `document` is the
+// envelope exactly as issued (JSON text); the store does not interpret it.
+struct DevelopmentCapability {
+  std::string capability_id;
+  std::string tenant_id;
+  std::string device_id;
+  std::string document;
+  std::int64_t created_at = 0;
+  std::int64_t revoked_at = 0;  // 0 while in force
+};
+
 enum class NonceResult { kConsumed, kUnknownOrUsed, kExpired };
 
 class Store {
@@ -203,6 +225,32 @@ class Store {
   [[nodiscard]] virtual Expected<void> RemovePolicyRule(std::string_view tenant_id, std::string_view kind,
                                                         std::string_view value) = 0;
   virtual Expected<std::vector<PolicyRule>> ListPolicyRules(std::string_view tenant_id) = 0;
+
+  // Publisher keys. AddPublisherKey fails with kAlreadyExists when the
+  // tenant has that key id on record (revoked or not), and with kConflict
+  // when the tenant already has max_active active keys (a resource bound:
+  // replicas racing may exceed it by a few). ListPublisherKeys orders by
+  // created_at, key_id.
+  [[nodiscard]] virtual Expected<void> AddPublisherKey(const PublisherKey& key, std::int64_t max_active) = 0;
+  virtual Expected<std::vector<PublisherKey>> ListPublisherKeys(std::string_view tenant_id, bool include_revoked) = 0;
+  // kNotFound for a key the tenant does not have; kConflict when it is
+  // already revoked.
+  [[nodiscard]] virtual Expected<void> RevokePublisherKey(std::string_view tenant_id, std::string_view key_id,
+                                                          std::int64_t now) = 0;
+
+  // AppDevelopment capabilities: at most one in force per device.
+  // ReplaceDevelopmentCapability revokes the one in force (at
+  // capability.created_at) and records the new one, atomically; it fails
+  // with kFailedPrecondition unless the device is claimed by
+  // capability.tenant_id.
+  [[nodiscard]] virtual Expected<void> ReplaceDevelopmentCapability(const DevelopmentCapability& capability) = 0;
+  // The capability in force for the device within the tenant; kNotFound
+  // when there is none.
+  virtual Expected<DevelopmentCapability> GetDevelopmentCapability(std::string_view tenant_id,
+                                                                   std::string_view device_id) = 0;
+  // Revokes the capability in force; kNotFound when there is none.
+  [[nodiscard]] virtual Expected<void> RevokeDevelopmentCapability(std::string_view tenant_id,
+                                                                   std::string_view device_id, std::int64_t now) = 0;
 
   // Audit log: append-only. ListAudit returns the tenant's events newest
   // first (tenant_id "" = platform events); limit as in DeviceFilter.

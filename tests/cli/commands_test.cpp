@@ -14,6 +14,7 @@
 
 #include "cli/manufacturer.hpp"
 #include "common/file.hpp"
+#include "crypto/crypto.hpp"
 #include "test_util.hpp"
 
 namespace citadel::cli {
@@ -503,6 +504,127 @@ TEST_F(CliTest, CaCertificateDownloadWritesTheChain) {
 }
 
 // ---- manufacturer (local) -----------------------------------------------------
+
+// ---- publisher keys and app development -----------------------------------------
+
+TEST_F(CliTest, PublisherKeyRegisterSendsOnlyThePublicKey) {
+  LogIn();
+  auto key = crypto::PrivateKey::GenerateP256();
+  ASSERT_TRUE(key);
+  auto private_file = dir_.path() / "publisher.key";
+  ASSERT_TRUE(WriteFileAtomic(private_file, key->ToPem()->reveal(), 0600).has_value());
+  const std::string key_id = HexEncode(crypto::Sha256(key->Public().SpkiDer()));
+  service_->Answer("POST /v1/tenants/t1/publisher-keys", 201,
+                   {{"key_id", key_id}, {"name", "release"}, {"public_key_pem", key->Public().Pem()}});
+  ASSERT_EQ(Run({"publisher-key", "register", private_file.string(), "--name", "release"}), 0) << err_.str();
+  const auto& call = service_->calls.back();
+  EXPECT_EQ(call.body.find("PRIVATE"), std::string::npos);
+  EXPECT_EQ(json::parse(call.body), json({{"name", "release"}, {"public_key_pem", key->Public().Pem()}}));
+  EXPECT_NE(out_.str().find(key_id), std::string::npos) << out_.str();
+
+  // A public key file works the same; garbage is a usage error, sent nowhere.
+  auto public_file = dir_.path() / "publisher.pem";
+  ASSERT_TRUE(WriteFileAtomic(public_file, key->Public().Pem()).has_value());
+  ASSERT_EQ(Run({"publisher-key", "register", public_file.string(), "--name", "release"}), 0) << err_.str();
+  auto calls = service_->calls.size();
+  auto garbage = dir_.path() / "garbage.pem";
+  ASSERT_TRUE(WriteFileAtomic(garbage, "not a key").has_value());
+  EXPECT_EQ(Run({"publisher-key", "register", garbage.string(), "--name", "x"}), 2);
+  EXPECT_EQ(service_->calls.size(), calls);
+
+  // Duplicates and missing roles map to their exit codes.
+  service_->Problem("POST /v1/tenants/t1/publisher-keys", 409, "publisher-key-exists", "already registered");
+  EXPECT_EQ(Run({"publisher-key", "register", public_file.string(), "--name", "release"}), 5);
+  service_->Problem("POST /v1/tenants/t1/publisher-keys", 403, "forbidden", "this needs the admin role");
+  EXPECT_EQ(Run({"publisher-key", "register", public_file.string(), "--name", "release"}), 3);
+  EXPECT_NE(err_.str().find("admin"), std::string::npos) << err_.str();
+}
+
+TEST_F(CliTest, PublisherKeyListAndRevoke) {
+  LogIn();
+  const std::string active(64, 'a');
+  const std::string revoked(64, 'b');
+  service_->Answer(
+      "GET /v1/tenants/t1/publisher-keys", 200,
+      {{"publisher_keys",
+        json::array(
+            {{{"key_id", active}, {"name", "release"}, {"created_at", "2026-01-01T00:00:00Z"}, {"revoked", false}},
+             {{"key_id", revoked},
+              {"name", "old"},
+              {"created_at", "2026-01-01T00:00:00Z"},
+              {"revoked_at", "2026-02-01T00:00:00Z"},
+              {"revoked", true}}})}});
+  ASSERT_EQ(Run({"publisher-key", "list"}), 0) << err_.str();
+  EXPECT_NE(out_.str().find(active), std::string::npos);
+  EXPECT_NE(out_.str().find("active"), std::string::npos);
+  EXPECT_NE(out_.str().find("revoked"), std::string::npos);
+  ASSERT_EQ(Run({"publisher-key", "list", "--json"}), 0);
+  EXPECT_EQ(OutJson()["publisher_keys"].size(), 2u);
+
+  service_->Answer("DELETE /v1/tenants/t1/publisher-keys/" + active, 204, nullptr);
+  ASSERT_EQ(Run({"publisher-key", "revoke", active}), 0) << err_.str();
+  EXPECT_EQ(service_->calls.back().method, "DELETE");
+  EXPECT_NE(out_.str().find("Revoked publisher key " + active), std::string::npos);
+  auto calls = service_->calls.size();
+  EXPECT_EQ(Run({"publisher-key", "revoke", "abc"}), 2);
+  EXPECT_EQ(service_->calls.size(), calls);
+  EXPECT_EQ(Run({"publisher-key", "revoke", std::string(64, 'c')}), 4);  // the fake has no such route: 404
+}
+
+json Envelope(const std::string& device_id) {
+  return {{"capability",
+           {{"Type", "AppDevelopment"},
+            {"DeviceId", device_id},
+            {"TenantId", "t1"},
+            {"IssuedAt", "2026-01-01T00:00:00Z"},
+            {"CapabilityId", "5b0e3c9e-8f3a-4b7e-9d7a-0c1d2e3f4a5b"},
+            {"DeveloperKeys", json::array({"MFkw"})}}},
+          {"signature", "MEUCIQ=="},
+          {"certificate", "-----BEGIN CERTIFICATE-----\n"}};
+}
+
+TEST_F(CliTest, DeviceEnableDevelopmentSendsKeysAndWritesTheCapability) {
+  LogIn();
+  auto developer = crypto::PrivateKey::GenerateP256();
+  ASSERT_TRUE(developer);
+  auto key_file = dir_.path() / "dev.pem";
+  ASSERT_TRUE(WriteFileAtomic(key_file, developer->Public().Pem()).has_value());
+  auto output = dir_.path() / "dev-cap.json";
+  const std::string route = "POST /v1/tenants/t1/devices/" + kDeviceA + "/app-development";
+  service_->Answer(route, 201, Envelope(kDeviceA));
+  ASSERT_EQ(
+      Run({"device", "enable-development", kDeviceA, "--developer-key", key_file.string(), "-o", output.string()}), 0)
+      << err_.str();
+  EXPECT_EQ(json::parse(service_->calls.back().body),
+            json({{"developer_keys", json::array({developer->Public().Pem()})}}));
+  auto written = ReadFile(output);
+  ASSERT_TRUE(written.has_value());
+  EXPECT_EQ(json::parse(*written), Envelope(kDeviceA));
+  EXPECT_NE(out_.str().find("5b0e3c9e-8f3a-4b7e-9d7a-0c1d2e3f4a5b"), std::string::npos) << out_.str();
+
+  // Without keys the body is empty; --json shows the capability.
+  ASSERT_EQ(Run({"device", "enable-development", kDeviceA, "--json"}), 0) << err_.str();
+  EXPECT_EQ(json::parse(service_->calls.back().body), json::object());
+  EXPECT_EQ(OutJson()["capability"], Envelope(kDeviceA));
+
+  // A capability for another device is not written or reported as success.
+  std::filesystem::remove(output);
+  service_->Answer(route, 201, Envelope(kDeviceB));
+  EXPECT_EQ(Run({"device", "enable-development", kDeviceA, "-o", output.string()}), 1);
+  EXPECT_FALSE(std::filesystem::exists(output));
+
+  auto bad_key = dir_.path() / "bad.pem";
+  ASSERT_TRUE(WriteFileAtomic(bad_key, "nope").has_value());
+  EXPECT_EQ(Run({"device", "enable-development", kDeviceA, "--developer-key", bad_key.string()}), 2);
+}
+
+TEST_F(CliTest, DeviceDisableDevelopment) {
+  LogIn();
+  service_->Answer("DELETE /v1/tenants/t1/devices/" + kDeviceA + "/app-development", 204, nullptr);
+  ASSERT_EQ(Run({"device", "disable-development", kDeviceA}), 0) << err_.str();
+  EXPECT_NE(out_.str().find("Disabled app development"), std::string::npos);
+  EXPECT_EQ(Run({"device", "disable-development", kDeviceB}), 4);
+}
 
 TEST_F(CliTest, ManufacturerCreateCaIsLocalAndRefusesOverwrite) {
   auto directory = (dir_.path() / "mfg").string();

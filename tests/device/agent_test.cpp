@@ -17,6 +17,7 @@
 #include "common/file.hpp"
 #include "device/commands.hpp"
 #include "device/measurement.hpp"
+#include "device/trust_store.hpp"
 #include "rot/software/software_rot.hpp"
 #include "temp_dir.hpp"
 
@@ -91,6 +92,17 @@ class FakeService {
   void set_next_check_in_seconds(int value) {
     std::lock_guard lock(mutex_);
     next_check_in_seconds_ = value;
+  }
+  // Members added to every check-in reply (publisher_keys, app_development).
+  void set_check_in_extra(Json extra) {
+    std::lock_guard lock(mutex_);
+    check_in_extra_ = std::move(extra);
+  }
+  // An AppDevelopment envelope signed by the fake tenant's issuing CA.
+  Json SignCapability(const protocol::DevelopmentCapabilityClaims& claims) const {
+    auto envelope = protocol::CreateDevelopmentCapabilityEnvelope(claims, tenant_issuing_key_, tenant_issuing_);
+    EXPECT_TRUE(envelope) << envelope.error().message();
+    return envelope.value_or(Json());
   }
 
   int attestations() const {
@@ -227,6 +239,7 @@ class FakeService {
     ++accepted_check_ins_;
     Json reply{{"device_id", request.peer_chain.front().SubjectCommonName()}, {"tenant_id", "t_fake"}};
     if (next_check_in_seconds_ > 0) reply["next_check_in_seconds"] = next_check_in_seconds_;
+    for (const auto& [key, value] : check_in_extra_.items()) reply[key] = value;
     return Json200(reply);
   }
 
@@ -246,6 +259,7 @@ class FakeService {
   std::deque<Verdict> verdicts_;
   std::deque<int> check_in_statuses_;
   int next_check_in_seconds_ = 0;
+  Json check_in_extra_ = Json::object();
   int challenges_ = 0;
   int attestations_ = 0;
   int accepted_check_ins_ = 0;
@@ -540,6 +554,62 @@ TEST(AgentUnreachableTest, BacksOffAndStillStopsPromptly) {
   ASSERT_TRUE(status);
   EXPECT_EQ(status->state, AgentState::kBackoff);
   EXPECT_NE(status->last_error.find("unreachable"), std::string::npos) << status->last_error;
+}
+
+TEST_F(AgentTest, CheckInStoresPublisherKeysAndTheDevelopmentCapability) {
+  auto publisher = crypto::PrivateKey::GenerateP256();
+  ASSERT_TRUE(publisher);
+  auto developer = crypto::PrivateKey::GenerateP256();
+  ASSERT_TRUE(developer);
+  protocol::DevelopmentCapabilityClaims claims{
+      device_id_, "t_fake", "2026-01-01T00:00:00Z", "5b0e3c9e-8f3a-4b7e-9d7a-0c1d2e3f4a5b", {developer->Public()}};
+  service_.set_check_in_extra({{"publisher_keys", Json::array({{{"key_id", protocol::KeyId(publisher->Public())},
+                                                                {"public_key_pem", publisher->Public().Pem()}}})},
+                               {"app_development", service_.SignCapability(claims)}});
+  auto outcome = MakeAgent(Options(/*once=*/true)).Run();
+  ASSERT_TRUE(outcome) << outcome.error().message();
+
+  auto keys = LoadPublisherKeys(state_dir());
+  ASSERT_TRUE(keys) << keys.error().message();
+  ASSERT_EQ(keys->size(), 1u);
+  EXPECT_TRUE((*keys)[0] == publisher->Public());
+
+  auto chain = crypto::ParsePemChain(*ReadFile(state_dir() / "certs" / "chain.pem"));
+  ASSERT_TRUE(chain);
+  auto capability = LoadDevelopmentCapability(state_dir(), device_id_, "t_fake", *chain);
+  ASSERT_TRUE(capability) << capability.error().message();
+  EXPECT_EQ(capability->capability_id, claims.capability_id);
+  ASSERT_EQ(capability->developer_keys.size(), 1u);
+  EXPECT_TRUE(capability->developer_keys[0] == developer->Public());
+
+  // The service withdraws both: the device forgets them.
+  service_.set_check_in_extra({{"publisher_keys", Json::array()}, {"app_development", nullptr}});
+  outcome = MakeAgent(Options(/*once=*/true)).Run();
+  ASSERT_TRUE(outcome) << outcome.error().message();
+  keys = LoadPublisherKeys(state_dir());
+  ASSERT_TRUE(keys);
+  EXPECT_TRUE(keys->empty());
+  EXPECT_FALSE(std::filesystem::exists(state_dir() / "trust" / "app-development.json"));
+}
+
+TEST_F(AgentTest, CapabilityForAnotherDeviceIsNotStored) {
+  protocol::DevelopmentCapabilityClaims claims{
+      std::string(64, 'a'), "t_fake", "2026-01-01T00:00:00Z", "5b0e3c9e-8f3a-4b7e-9d7a-0c1d2e3f4a5b", {}};
+  service_.set_check_in_extra({{"app_development", service_.SignCapability(claims)}});
+  auto outcome = MakeAgent(Options(/*once=*/true)).Run();
+  ASSERT_TRUE(outcome) << outcome.error().message();
+  EXPECT_FALSE(std::filesystem::exists(state_dir() / "trust" / "app-development.json"));
+}
+
+TEST_F(AgentTest, CheckInReplyWithAMismatchedKeyIdIsRefusedAndNothingIsWritten) {
+  auto publisher = crypto::PrivateKey::GenerateP256();
+  ASSERT_TRUE(publisher);
+  service_.set_check_in_extra({{"publisher_keys", Json::array({{{"key_id", std::string(64, '0')},
+                                                                {"public_key_pem", publisher->Public().Pem()}}})}});
+  auto outcome = MakeAgent(Options(/*once=*/true)).Run();
+  ASSERT_FALSE(outcome);
+  EXPECT_NE(outcome.error().message().find("key_id"), std::string::npos) << outcome.error().message();
+  EXPECT_FALSE(std::filesystem::exists(state_dir() / "trust" / "publisher-keys.json"));
 }
 
 }  // namespace

@@ -431,5 +431,59 @@ TEST(ProblemTest, RoundTripAndTolerance) {
   EXPECT_FALSE(ParseProblem(R"({"type":"x","status":"401"})").has_value());
 }
 
+TEST(CheckInReplyTest, RoundTripWithKeysAndCapabilityToleratesNewFields) {
+  auto publisher = crypto::PrivateKey::GenerateP256();
+  auto ca_key = crypto::PrivateKey::GenerateP256();
+  crypto::CertificateSpec spec;
+  spec.common_name = "Issuing";
+  spec.is_ca = true;
+  auto ca = crypto::IssueCertificate(spec, ca_key->Public(), nullptr, *ca_key);
+  ASSERT_TRUE(ca);
+  DevelopmentCapabilityClaims claims{std::string(64, 'd'), "ten_1", "2026-01-01T00:00:00Z", "id-1", {}};
+  auto envelope = CreateDevelopmentCapabilityEnvelope(claims, *ca_key, *ca);
+  ASSERT_TRUE(envelope) << envelope.error().message();
+
+  CheckInReply reply{
+      std::string(64, 'd'), "ten_1", 30, {{KeyId(publisher->Public()), publisher->Public().Pem()}}, *envelope};
+  auto json = CheckInReplyToJson(reply);
+  json["something_new"] = {{"x", 1}};
+  auto parsed = ParseCheckInReply(json.dump());
+  ASSERT_TRUE(parsed) << parsed.error().message();
+  EXPECT_EQ(parsed->next_check_in_seconds, 30);
+  ASSERT_EQ(parsed->publisher_keys.size(), 1u);
+  EXPECT_EQ(parsed->publisher_keys[0].key_id, KeyId(publisher->Public()));
+  EXPECT_EQ(parsed->app_development, *envelope);
+
+  // The signature covers the canonical capability.
+  auto decoded = ParseDevelopmentCapabilityEnvelope(*envelope);
+  ASSERT_TRUE(decoded);
+  EXPECT_TRUE(ca->SubjectPublicKey().Verify(AsBytes(decoded->canonical_capability), decoded->signature));
+
+  // An older reply without the new members still parses.
+  auto old = ParseCheckInReply(R"({"device_id":"d","tenant_id":"t","next_check_in_seconds":5})");
+  ASSERT_TRUE(old);
+  EXPECT_TRUE(old->publisher_keys.empty());
+  EXPECT_TRUE(old->app_development.is_null());
+}
+
+TEST(CheckInReplyTest, BadKeysAndCapabilitiesAreRefused) {
+  auto publisher = crypto::PrivateKey::GenerateP256()->Public();
+  auto with_keys = [](const Json& keys) { return Json{{"publisher_keys", keys}}.dump(); };
+  EXPECT_FALSE(ParseCheckInReply(
+      with_keys(Json::array({{{"key_id", std::string(64, '0')}, {"public_key_pem", publisher.Pem()}}}))));
+  EXPECT_FALSE(ParseCheckInReply(with_keys(Json::array({{{"key_id", KeyId(publisher)}, {"public_key_pem", "x"}}}))));
+  EXPECT_FALSE(ParseCheckInReply(
+      with_keys(Json::array({{{"key_id", KeyId(publisher)}, {"public_key_pem", publisher.Pem()}, {"extra", true}}}))));
+  Json many = Json::array();
+  for (std::size_t i = 0; i <= kMaxPublisherKeys; ++i) {
+    many.push_back({{"key_id", KeyId(publisher)}, {"public_key_pem", publisher.Pem()}});
+  }
+  auto too_many = ParseCheckInReply(with_keys(many));
+  ASSERT_FALSE(too_many);
+  EXPECT_THAT(too_many.error().message(), HasSubstr("publisher_keys"));
+  EXPECT_FALSE(ParseCheckInReply(R"({"next_check_in_seconds":-1})"));
+  EXPECT_FALSE(ParseCheckInReply(R"({"app_development":{"capability":{}}})"));
+}
+
 }  // namespace
 }  // namespace citadel::protocol

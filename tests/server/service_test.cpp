@@ -12,8 +12,10 @@
 
 #include <filesystem>
 #include <random>
+#include <set>
 
 #include "common/file.hpp"
+#include "device/trust_store.hpp"
 #include "protocol/protocol.hpp"
 #include "rot/software/software_rot.hpp"
 
@@ -449,6 +451,204 @@ TEST_F(ServiceTest, RolesAreEnforced) {
   }
   EXPECT_EQ(Call("DELETE", "/v1/tenants/" + tenant.id + "/tokens/" + reader_id, tenant.admin_token).status, 204);
   EXPECT_EQ(Call("GET", "/v1/tenants/" + tenant.id + "/devices", reader_token).status, 401);
+}
+
+// ---- app trust: publisher keys and development capabilities ---------------
+
+std::string PublicPem() { return crypto::PrivateKey::GenerateP256()->Public().Pem(); }
+
+TEST_F(ServiceTest, PublisherKeysAreRegisteredListedAndRevoked) {
+  auto tenant = CreateTenant("Acme");
+  const std::string path = "/v1/tenants/" + tenant.id + "/publisher-keys";
+  auto key = crypto::PrivateKey::GenerateP256();
+  auto registered =
+      Call("POST", path, tenant.admin_token, {{"name", "release"}, {"public_key_pem", key->Public().Pem()}});
+  ASSERT_EQ(registered.status, 201) << registered.body;
+  // The id is the image format's publisher key id.
+  const std::string key_id = Body(registered)["key_id"];
+  EXPECT_EQ(key_id, HexEncode(crypto::Sha256(key->Public().SpkiDer())));
+  EXPECT_EQ(Body(registered)["name"], "release");
+
+  auto duplicate = Call("POST", path, tenant.admin_token, {{"name", "again"}, {"public_key_pem", key->Public().Pem()}});
+  EXPECT_EQ(duplicate.status, 409);
+  EXPECT_EQ(ProblemType(duplicate), "urn:citadel:problem:publisher-key-exists");
+
+  // Not a P-256 public key: refused with a reason; a private key is refused
+  // outright (it must never reach the service).
+  auto garbage = Call("POST", path, tenant.admin_token, {{"name", "x"}, {"public_key_pem", "not a key"}});
+  EXPECT_EQ(garbage.status, 400);
+  EXPECT_EQ(ProblemType(garbage), "urn:citadel:problem:invalid-publisher-key");
+  auto private_pem = key->ToPem();
+  auto private_key =
+      Call("POST", path, tenant.admin_token, {{"name", "x"}, {"public_key_pem", std::string(private_pem->reveal())}});
+  EXPECT_EQ(private_key.status, 400);
+  EXPECT_NE(Body(private_key)["detail"].get<std::string>().find("private key"), std::string::npos);
+  EXPECT_EQ(Call("POST", path, tenant.admin_token, {{"public_key_pem", key->Public().Pem()}}).status, 400);
+
+  auto listed = Body(Call("GET", path, tenant.admin_token));
+  ASSERT_EQ(listed["publisher_keys"].size(), 1u);
+  EXPECT_EQ(listed["publisher_keys"][0]["key_id"], key_id);
+  EXPECT_EQ(listed["publisher_keys"][0]["revoked"], false);
+
+  EXPECT_EQ(Call("DELETE", path + "/" + key_id, tenant.admin_token).status, 204);
+  EXPECT_EQ(Call("DELETE", path + "/" + key_id, tenant.admin_token).status, 409);
+  EXPECT_EQ(Call("DELETE", path + "/" + std::string(64, '0'), tenant.admin_token).status, 404);
+  listed = Body(Call("GET", path, tenant.admin_token));
+  ASSERT_EQ(listed["publisher_keys"].size(), 1u);
+  EXPECT_EQ(listed["publisher_keys"][0]["revoked"], true);
+
+  auto audit = Body(Call("GET", "/v1/tenants/" + tenant.id + "/audit", tenant.admin_token));
+  std::set<std::string> actions;
+  for (const auto& e : audit["events"]) actions.insert(e["action"]);
+  EXPECT_TRUE(actions.contains("publisher-key.register"));
+  EXPECT_TRUE(actions.contains("publisher-key.revoke"));
+}
+
+TEST_F(ServiceTest, PublisherKeysAreTenantScopedAndNeedAdminToChange) {
+  auto a = CreateTenant("A");
+  auto b = CreateTenant("B");
+  const std::string a_path = "/v1/tenants/" + a.id + "/publisher-keys";
+  auto registered = Call("POST", a_path, a.admin_token, {{"name", "a"}, {"public_key_pem", PublicPem()}});
+  ASSERT_EQ(registered.status, 201);
+  const std::string key_id = Body(registered)["key_id"];
+
+  // Another tenant's token sees nothing of A: 404, as for a missing tenant.
+  EXPECT_EQ(Call("GET", a_path, b.admin_token).status, 404);
+  EXPECT_EQ(Call("POST", a_path, b.admin_token, {{"name", "b"}, {"public_key_pem", PublicPem()}}).status, 404);
+  EXPECT_EQ(Call("DELETE", a_path + "/" + key_id, b.admin_token).status, 404);
+  // B's own path does not reach A's key either.
+  EXPECT_EQ(Call("DELETE", "/v1/tenants/" + b.id + "/publisher-keys/" + key_id, b.admin_token).status, 404);
+  EXPECT_EQ(Body(Call("GET", "/v1/tenants/" + b.id + "/publisher-keys", b.admin_token))["publisher_keys"].size(), 0u);
+
+  auto reader = Call("POST", "/v1/tenants/" + a.id + "/tokens", a.admin_token, {{"name", "r"}, {"role", "reader"}});
+  ASSERT_EQ(reader.status, 201);
+  std::string reader_token = Body(reader)["token"];
+  EXPECT_EQ(Call("GET", a_path, reader_token).status, 200);
+  EXPECT_EQ(Call("POST", a_path, reader_token, {{"name", "r"}, {"public_key_pem", PublicPem()}}).status, 403);
+  EXPECT_EQ(Call("DELETE", a_path + "/" + key_id, reader_token).status, 403);
+  auto contributor =
+      Call("POST", "/v1/tenants/" + a.id + "/tokens", a.admin_token, {{"name", "c"}, {"role", "contributor"}});
+  std::string contributor_token = Body(contributor)["token"];
+  EXPECT_EQ(Call("POST", a_path, contributor_token, {{"name", "c"}, {"public_key_pem", PublicPem()}}).status, 403);
+  const std::string dev_path = "/v1/tenants/" + a.id + "/devices/" + std::string(64, 'a') + "/app-development";
+  EXPECT_EQ(Call("POST", dev_path, reader_token, Json::object()).status, 403);
+  EXPECT_EQ(Call("DELETE", dev_path, contributor_token).status, 403);
+}
+
+TEST_F(ServiceTest, CheckInCarriesPublisherKeysAndAVerifiableDevelopmentCapability) {
+  auto tenant = CreateTenant("Acme");
+  auto device = TestDevice::Create(dir_.path / "d1", manufacturer_.get(), "1.0.0");
+  auto pem = Enroll(device, tenant);
+  auto chain =
+      crypto::ParsePemChain(Call("GET", "/v1/tenants/" + tenant.id + "/ca-certificates", tenant.admin_token).body);
+  ASSERT_TRUE(chain);
+  auto client = Client(http::TlsIdentity{pem + (*chain)[0].Pem(), &device.rot->TlsClientKey()});
+  auto check_in = [&]() {
+    auto response =
+        client->Send("POST", "/v1/device/check-in", protocol::CheckInToJson({"1.0.0", "0.1.0", 1, 1}).dump(),
+                     {{"Content-Type", "application/json"}});
+    EXPECT_TRUE(response);
+    EXPECT_EQ(response->status, 200) << response->body;
+    auto reply = protocol::ParseCheckInReply(response->body);
+    EXPECT_TRUE(reply) << reply.error().message();
+    return reply.value_or(protocol::CheckInReply{});
+  };
+
+  // Nothing registered yet.
+  auto reply = check_in();
+  EXPECT_TRUE(reply.publisher_keys.empty());
+  EXPECT_TRUE(reply.app_development.is_null());
+
+  const std::string keys_path = "/v1/tenants/" + tenant.id + "/publisher-keys";
+  auto active = crypto::PrivateKey::GenerateP256()->Public();
+  auto revoked = crypto::PrivateKey::GenerateP256()->Public();
+  ASSERT_EQ(Call("POST", keys_path, tenant.admin_token, {{"name", "a"}, {"public_key_pem", active.Pem()}}).status, 201);
+  auto second = Call("POST", keys_path, tenant.admin_token, {{"name", "r"}, {"public_key_pem", revoked.Pem()}});
+  ASSERT_EQ(second.status, 201);
+  ASSERT_EQ(Call("DELETE", keys_path + "/" + Body(second)["key_id"].get<std::string>(), tenant.admin_token).status,
+            204);
+  // Another tenant's key never reaches this device.
+  auto other = CreateTenant("Other");
+  ASSERT_EQ(Call("POST", "/v1/tenants/" + other.id + "/publisher-keys", other.admin_token,
+                 {{"name", "o"}, {"public_key_pem", PublicPem()}})
+                .status,
+            201);
+
+  auto developer = crypto::PrivateKey::GenerateP256()->Public();
+  const std::string dev_path = "/v1/tenants/" + tenant.id + "/devices/" + device.id + "/app-development";
+  auto enabled = Call("POST", dev_path, tenant.admin_token, {{"developer_keys", Json::array({developer.Pem()})}});
+  ASSERT_EQ(enabled.status, 201) << enabled.body;
+  auto envelope = Body(enabled);
+  EXPECT_EQ(envelope["capability"]["Type"], "AppDevelopment");
+  EXPECT_EQ(envelope["capability"]["DeviceId"], device.id);
+  EXPECT_EQ(envelope["capability"]["TenantId"], tenant.id);
+  EXPECT_EQ(envelope["certificate"], (*chain)[0].Pem());
+
+  reply = check_in();
+  ASSERT_EQ(reply.publisher_keys.size(), 1u);
+  EXPECT_EQ(reply.publisher_keys[0].key_id, protocol::KeyId(active));
+  EXPECT_EQ(reply.app_development, envelope);
+
+  // The device's check: signed by the CA that certified it, for it.
+  auto verified = device::VerifyDevelopmentCapability(reply.app_development.dump(), device.id, tenant.id, (*chain)[0]);
+  ASSERT_TRUE(verified) << verified.error().message();
+  EXPECT_EQ(verified->capability_id, envelope["capability"]["CapabilityId"]);
+  ASSERT_EQ(verified->developer_keys.size(), 1u);
+  EXPECT_TRUE(verified->developer_keys[0] == developer);
+  // ... and it fails for another device, another tenant's CA, or a tampered copy.
+  EXPECT_FALSE(device::VerifyDevelopmentCapability(envelope.dump(), std::string(64, 'a'), tenant.id, (*chain)[0]));
+  auto other_chain =
+      crypto::ParsePemChain(Call("GET", "/v1/tenants/" + other.id + "/ca-certificates", other.admin_token).body);
+  EXPECT_FALSE(device::VerifyDevelopmentCapability(envelope.dump(), device.id, tenant.id, (*other_chain)[0]));
+  auto tampered = envelope;
+  tampered["capability"]["DeveloperKeys"].push_back(
+      Base64Encode(crypto::PrivateKey::GenerateP256()->Public().SpkiDer()));
+  EXPECT_FALSE(device::VerifyDevelopmentCapability(tampered.dump(), device.id, tenant.id, (*chain)[0]));
+
+  // Issuing again replaces it; disabling withdraws it at the next check-in.
+  auto again = Call("POST", dev_path, tenant.admin_token);
+  ASSERT_EQ(again.status, 201) << again.body;
+  EXPECT_NE(Body(again)["capability"]["CapabilityId"], envelope["capability"]["CapabilityId"]);
+  EXPECT_EQ(check_in().app_development, Body(again));
+  EXPECT_EQ(Call("DELETE", dev_path, tenant.admin_token).status, 204);
+  EXPECT_EQ(Call("DELETE", dev_path, tenant.admin_token).status, 404);
+  EXPECT_TRUE(check_in().app_development.is_null());
+}
+
+TEST_F(ServiceTest, DevelopmentCapabilityOnlyForTheTenantsOwnDevices) {
+  auto a = CreateTenant("A");
+  auto b = CreateTenant("B");
+  auto device = TestDevice::Create(dir_.path / "d1", manufacturer_.get(), "1.0.0");
+  Enroll(device, a);
+  // B cannot enable (or disable) development on A's device: 404.
+  auto foreign =
+      Call("POST", "/v1/tenants/" + b.id + "/devices/" + device.id + "/app-development", b.admin_token, Json::object());
+  EXPECT_EQ(foreign.status, 404) << foreign.body;
+  EXPECT_EQ(Call("DELETE", "/v1/tenants/" + b.id + "/devices/" + device.id + "/app-development", b.admin_token).status,
+            404);
+  EXPECT_EQ(
+      Call("POST", "/v1/tenants/" + a.id + "/devices/" + device.id + "/app-development", b.admin_token, Json::object())
+          .status,
+      404);
+  // An unknown or unclaimed device: 404 too.
+  EXPECT_EQ(Call("POST", "/v1/tenants/" + a.id + "/devices/" + std::string(64, 'a') + "/app-development", a.admin_token,
+                 Json::object())
+                .status,
+            404);
+  auto unclaimed = TestDevice::Create(dir_.path / "d2", manufacturer_.get(), "1.0.0");
+  ASSERT_EQ(Attest(Evidence(unclaimed)).status, 200);
+  EXPECT_EQ(Call("POST", "/v1/tenants/" + a.id + "/devices/" + unclaimed.id + "/app-development", a.admin_token,
+                 Json::object())
+                .status,
+            404);
+  // Developer keys must be P-256 public keys.
+  auto bad = Call("POST", "/v1/tenants/" + a.id + "/devices/" + device.id + "/app-development", a.admin_token,
+                  {{"developer_keys", Json::array({"nope"})}});
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_EQ(Call("POST", "/v1/tenants/" + a.id + "/devices/" + device.id + "/app-development", a.admin_token,
+                 {{"developer_keys", "not-an-array"}})
+                .status,
+            400);
 }
 
 TEST_F(ServiceTest, ProductCreatesTheDefaultDeviceGroups) {

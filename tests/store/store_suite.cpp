@@ -3,6 +3,7 @@
 #include "store_suite.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <latch>
 #include <optional>
@@ -731,6 +732,147 @@ TEST_P(StoreSuite, AuditIsNewestFirstAndPerTenant) {
   EXPECT_EQ((*platform)[0].details_json, "{}");
 
   EXPECT_EQ(CodeOf(store_->ListAudit("acme", 0)), ErrorCode::kInvalidArgument);
+}
+
+// ---------------------------------------------------------------- app trust
+
+PublisherKey MakePublisherKey(const std::string& tenant_id, int n, std::int64_t created_at) {
+  return PublisherKey{tenant_id,
+                      DeviceId(1000 + n),
+                      "-----BEGIN PUBLIC KEY-----\nkey" + std::to_string(n) + "\n",
+                      "key " + std::to_string(n),
+                      created_at,
+                      0};
+}
+
+TEST_P(StoreSuite, MigrationTwoCreatesTheAppTrustTables) {
+  auto version = store_->SchemaVersion();
+  ASSERT_OK(version);
+  EXPECT_GE(*version, 2);
+  ASSERT_OK(store_->CreateTenant(MakeTenant("acme"), MakeCa("acme")));
+  auto keys = store_->ListPublisherKeys("acme", true);
+  ASSERT_OK(keys);
+  EXPECT_TRUE(keys->empty());
+  EXPECT_EQ(CodeOf(store_->GetDevelopmentCapability("acme", DeviceId(1))), ErrorCode::kNotFound);
+}
+
+TEST_P(StoreSuite, PublisherKeysAreAddedListedAndRevokedPerTenant) {
+  ASSERT_OK(store_->CreateTenant(MakeTenant("acme"), MakeCa("acme")));
+  ASSERT_OK(store_->CreateTenant(MakeTenant("globex"), MakeCa("globex")));
+  ASSERT_OK(store_->AddPublisherKey(MakePublisherKey("acme", 2, 200), 10));
+  ASSERT_OK(store_->AddPublisherKey(MakePublisherKey("acme", 1, 100), 10));
+  // The same key may serve two tenants; each holds its own record.
+  ASSERT_OK(store_->AddPublisherKey(MakePublisherKey("globex", 1, 300), 10));
+  EXPECT_EQ(CodeOf(store_->AddPublisherKey(MakePublisherKey("acme", 1, 400), 10)), ErrorCode::kAlreadyExists);
+  EXPECT_EQ(CodeOf(store_->AddPublisherKey(MakePublisherKey("nobody", 1, 400), 10)), ErrorCode::kNotFound);
+
+  auto keys = store_->ListPublisherKeys("acme", false);
+  ASSERT_OK(keys);
+  ASSERT_EQ(keys->size(), 2u);
+  EXPECT_EQ((*keys)[0].key_id, DeviceId(1001));  // oldest first
+  EXPECT_EQ((*keys)[0].name, "key 1");
+  EXPECT_EQ((*keys)[0].public_key_pem, "-----BEGIN PUBLIC KEY-----\nkey1\n");
+  EXPECT_EQ((*keys)[0].created_at, 100);
+  EXPECT_EQ((*keys)[0].revoked_at, 0);
+  EXPECT_EQ((*keys)[1].key_id, DeviceId(1002));
+
+  ASSERT_OK(store_->RevokePublisherKey("acme", DeviceId(1001), 500));
+  EXPECT_EQ(CodeOf(store_->RevokePublisherKey("acme", DeviceId(1001), 600)), ErrorCode::kConflict);
+  EXPECT_EQ(CodeOf(store_->RevokePublisherKey("acme", DeviceId(1009), 600)), ErrorCode::kNotFound);
+  // Another tenant cannot revoke acme's key, even knowing its id.
+  EXPECT_EQ(CodeOf(store_->RevokePublisherKey("globex", DeviceId(1002), 600)), ErrorCode::kNotFound);
+
+  auto active = store_->ListPublisherKeys("acme", false);
+  ASSERT_OK(active);
+  ASSERT_EQ(active->size(), 1u);
+  EXPECT_EQ((*active)[0].key_id, DeviceId(1002));
+  auto all = store_->ListPublisherKeys("acme", true);
+  ASSERT_OK(all);
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ((*all)[0].revoked_at, 500);
+  // A revoked key stays on record: it cannot be registered again.
+  EXPECT_EQ(CodeOf(store_->AddPublisherKey(MakePublisherKey("acme", 1, 700), 10)), ErrorCode::kAlreadyExists);
+  // globex's copy of key 1 is unaffected.
+  auto globex = store_->ListPublisherKeys("globex", false);
+  ASSERT_OK(globex);
+  ASSERT_EQ(globex->size(), 1u);
+  EXPECT_EQ((*globex)[0].revoked_at, 0);
+}
+
+TEST_P(StoreSuite, ActivePublisherKeysAreBounded) {
+  ASSERT_OK(store_->CreateTenant(MakeTenant("acme"), MakeCa("acme")));
+  ASSERT_OK(store_->AddPublisherKey(MakePublisherKey("acme", 1, 100), 2));
+  ASSERT_OK(store_->AddPublisherKey(MakePublisherKey("acme", 2, 100), 2));
+  EXPECT_EQ(CodeOf(store_->AddPublisherKey(MakePublisherKey("acme", 3, 100), 2)), ErrorCode::kConflict);
+  ASSERT_OK(store_->RevokePublisherKey("acme", DeviceId(1001), 200));
+  EXPECT_OK(store_->AddPublisherKey(MakePublisherKey("acme", 3, 300), 2));
+}
+
+TEST_P(StoreSuite, OneDevelopmentCapabilityInForcePerClaimedDevice) {
+  CreateTenantWithProduct(*store_, "acme");
+  CreateTenantWithProduct(*store_, "globex");
+  const std::string device = DeviceId(1);
+  ASSERT_OK(store_->RecordDeviceSeen(device, "software", 100));
+  // Unclaimed: no capability.
+  EXPECT_EQ(CodeOf(store_->ReplaceDevelopmentCapability({"cap-0", "acme", device, "{}", 150, 0})),
+            ErrorCode::kFailedPrecondition);
+  ASSERT_OK(store_->ClaimDevice(device, "acme", "acme-p", "acme-g1", 150));
+  // Claimed by another tenant: refused too.
+  EXPECT_EQ(CodeOf(store_->ReplaceDevelopmentCapability({"cap-x", "globex", device, "{}", 160, 0})),
+            ErrorCode::kFailedPrecondition);
+
+  ASSERT_OK(store_->ReplaceDevelopmentCapability({"cap-1", "acme", device, R"({"n":1})", 200, 0}));
+  auto current = store_->GetDevelopmentCapability("acme", device);
+  ASSERT_OK(current);
+  EXPECT_EQ(current->capability_id, "cap-1");
+  EXPECT_EQ(current->document, R"({"n":1})");
+  EXPECT_EQ(current->created_at, 200);
+  EXPECT_EQ(current->revoked_at, 0);
+  EXPECT_EQ(CodeOf(store_->GetDevelopmentCapability("globex", device)), ErrorCode::kNotFound);
+
+  // Issuing again replaces the one in force.
+  ASSERT_OK(store_->ReplaceDevelopmentCapability({"cap-2", "acme", device, R"({"n":2})", 300, 0}));
+  current = store_->GetDevelopmentCapability("acme", device);
+  ASSERT_OK(current);
+  EXPECT_EQ(current->capability_id, "cap-2");
+  // Capability ids are unique.
+  EXPECT_EQ(CodeOf(store_->ReplaceDevelopmentCapability({"cap-2", "acme", device, "{}", 350, 0})),
+            ErrorCode::kAlreadyExists);
+  EXPECT_EQ(store_->GetDevelopmentCapability("acme", device)->capability_id, "cap-2");
+
+  EXPECT_EQ(CodeOf(store_->RevokeDevelopmentCapability("globex", device, 400)), ErrorCode::kNotFound);
+  ASSERT_OK(store_->RevokeDevelopmentCapability("acme", device, 400));
+  EXPECT_EQ(CodeOf(store_->GetDevelopmentCapability("acme", device)), ErrorCode::kNotFound);
+  EXPECT_EQ(CodeOf(store_->RevokeDevelopmentCapability("acme", device, 500)), ErrorCode::kNotFound);
+}
+
+TEST_P(StoreSuite, ConcurrentCapabilityIssuesLeaveExactlyOneInForce) {
+  CreateTenantWithProduct(*store_, "acme");
+  const std::string device = DeviceId(1);
+  ASSERT_OK(store_->RecordDeviceSeen(device, "software", 100));
+  ASSERT_OK(store_->ClaimDevice(device, "acme", "acme-p", "acme-g1", 150));
+  std::vector<std::unique_ptr<Store>> replicas;
+  for (int i = 0; i < kRacers; ++i) {
+    auto replica = backend_->Open();
+    ASSERT_OK(replica);
+    replicas.push_back(std::move(*replica));
+  }
+  std::latch start(kRacers);
+  std::vector<std::thread> threads;
+  std::atomic<int> succeeded{0};
+  for (int i = 0; i < kRacers; ++i) {
+    threads.emplace_back([&, i] {
+      start.arrive_and_wait();
+      if (replicas[static_cast<std::size_t>(i)]->ReplaceDevelopmentCapability(
+              {"cap-" + std::to_string(i), "acme", device, "{}", 200 + i, 0})) {
+        ++succeeded;
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_GE(succeeded.load(), 1);
+  auto current = store_->GetDevelopmentCapability("acme", device);
+  EXPECT_OK(current);
 }
 
 }  // namespace citadel::store::test

@@ -1,0 +1,156 @@
+// Runs the installed apps: start, stop, restart after a crash with backoff,
+// keep each app's recent output and policy violations, and remember which
+// apps should run across citadeld restarts (the desired state in
+// apps/state.json).
+//
+// Supervision: one thread waits (epoll) on every instance's exit fd and log
+// pipe, a wake-up eventfd, and the nearest deadline (a backoff restart or a
+// stop's SIGKILL). Each app is an independent state machine:
+//
+//   stopped ──Start──► starting ──launched──► running ──exit──► backoff ──delay──► starting
+//      ▲                  │launch failed        │Stop: SIGTERM      (desired running)
+//      │                  ▼                     ▼
+//      └──────────────  failed        stopping ──grace──► SIGKILL + cgroup KillAll
+//
+// A crash-looping app costs one launch per backoff delay (1 s doubling to
+// 60 s by default, reset after 30 s of uptime); nothing in the loop waits on
+// one app, so others keep being served.
+//
+// Security contract: the manager only launches apps the store lists with a
+// policy that built; what an instance may do is entirely the launcher's
+// (sandbox's) business. Violations reported by the Supervisor and the Broker
+// are kept per app (last 256) and written to citadeld's log.
+//
+// Threading: every public method is safe from any thread. Start/Stop block
+// until the transition finished (bounded by the launch and the stop grace).
+// Callbacks from the store run on the caller's thread.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "apps/app_store.hpp"
+#include "apps/backoff.hpp"
+#include "apps/launcher.hpp"
+#include "apps/log_ring.hpp"
+#include "common/error.hpp"
+#include "common/time.hpp"
+#include "common/unique_fd.hpp"
+
+namespace citadel::apps {
+
+struct ManagerOptions {
+  RestartPolicy restart;
+  Milliseconds stop_grace = std::chrono::seconds(3);  // SIGTERM -> SIGKILL
+  Milliseconds kill_wait = std::chrono::seconds(2);   // SIGKILL -> give up waiting
+  Milliseconds start_timeout = std::chrono::seconds(30);
+  std::size_t log_lines = kDefaultLogLines;
+  std::size_t log_bytes = kDefaultLogBytes;
+  std::size_t max_violations = 256;
+};
+
+enum class RunState { kStopped, kStarting, kRunning, kStopping, kBackoff, kFailed };
+std::string_view RunStateName(RunState state);
+
+struct ViolationRecord {
+  TimePoint time;
+  std::string syscall;
+  std::string detail;
+};
+
+struct AppStatus {
+  InstalledApp app;
+  RunState state = RunState::kStopped;
+  pid_t pid = -1;
+  std::uint64_t restarts = 0;  // automatic restarts since the last Start
+  std::string last_exit;       // how the last instance ended, or why it failed to start
+  std::optional<TimePoint> started_at;
+  Milliseconds next_restart_in{0};  // kBackoff only
+  std::size_t violations = 0;
+  std::string problem;  // why the app cannot start at all ("" when it can)
+};
+
+class AppManager {
+ public:
+  static Expected<std::unique_ptr<AppManager>> Create(AppStore& store, AppLauncher& launcher,
+                                                      ManagerOptions options = {});
+  ~AppManager();
+  AppManager(const AppManager&) = delete;
+  AppManager& operator=(const AppManager&) = delete;
+
+  // citadeld start: launches every app whose desired state is running.
+  // Failures are logged per app and do not stop the others.
+  void StartDesired();
+
+  // Installs (AppStore::Install); an update of a running app stops the old
+  // version after the new one passed every check and starts the new one.
+  [[nodiscard]] Expected<InstalledApp> Install(std::span<const std::uint8_t> image_bytes, std::string_view label,
+                                               InstallSource source);
+  // Marks the app running (persisted) and launches it; resets its backoff.
+  [[nodiscard]] Expected<AppStatus> Start(std::string_view name_or_component_id);
+  // Marks the app stopped (persisted) and stops it: SIGTERM, SIGKILL after
+  // stop_grace, then the cgroup's KillAll.
+  [[nodiscard]] Expected<AppStatus> Stop(std::string_view name_or_component_id);
+  [[nodiscard]] Expected<void> Remove(std::string_view name_or_component_id);
+
+  std::vector<AppStatus> List() const;
+  Expected<AppStatus> Status(std::string_view name_or_component_id) const;
+  Expected<std::vector<LogLine>> Logs(std::string_view name_or_component_id, std::size_t count) const;
+  Expected<std::vector<ViolationRecord>> Violations(std::string_view name_or_component_id) const;
+
+  // The sink for seccomp::Supervisor and broker::Broker; any thread.
+  void ReportViolation(std::string_view component_id, std::string_view syscall, std::string_view detail);
+
+  // Stops every instance (desired states unchanged) and the supervision
+  // thread. Called by the destructor; idempotent.
+  void Shutdown();
+
+ private:
+  using SteadyClock = std::chrono::steady_clock;
+  struct Supervised;
+  struct FdTarget {
+    std::string component_id;
+    bool is_exit = false;  // exit fd, else log pipe
+  };
+
+  AppManager(AppStore& store, AppLauncher& launcher, ManagerOptions options, UniqueFd epoll, UniqueFd wake);
+  void Loop();
+  void Wake();
+  Supervised& RecordLocked(const std::string& component_id);
+  AppStatus StatusLocked(const InstalledApp& app) const;
+  void LaunchNow(const std::string& component_id);
+  void BeginStopLocked(Supervised& record);
+  void HandleExitLocked(Supervised& record);
+  void ReadLogLocked(Supervised& record, bool drain);
+  void CloseLogLocked(Supervised& record);
+  // Waits until `done` or the deadline; false on timeout.
+  template <typename Predicate>
+  bool WaitLocked(std::unique_lock<std::mutex>& lock, Milliseconds timeout, Predicate done);
+  Expected<AppStatus> StopInstance(const std::string& component_id);
+
+  AppStore& store_;
+  AppLauncher& launcher_;
+  const ManagerOptions options_;
+  UniqueFd epoll_;
+  UniqueFd wake_;
+
+  mutable std::mutex mutex_;
+  std::condition_variable changed_;
+  std::map<std::string, std::unique_ptr<Supervised>, std::less<>> records_;
+  std::map<int, FdTarget> fds_;
+  bool stopping_thread_ = false;
+  bool shut_down_ = false;
+  std::thread thread_;
+};
+
+}  // namespace citadel::apps

@@ -1,0 +1,84 @@
+#include "apps/runtime.hpp"
+
+#include "common/log.hpp"
+
+namespace citadel::apps {
+
+void AppRuntime::Report(std::string_view component_id, std::string_view what, std::string_view detail) {
+  if (auto* manager = violations_to_.load()) {
+    manager->ReportViolation(component_id, what, detail);
+  } else {
+    log::Warn("app policy violation", {{"component_id", component_id}, {"syscall", what}, {"detail", detail}});
+  }
+}
+
+Expected<std::unique_ptr<AppRuntime>> AppRuntime::Start(AppRuntimeSettings settings, rot::RootOfTrust& rot) {
+  std::unique_ptr<AppRuntime> runtime(new AppRuntime());
+  AppRuntime* self = runtime.get();
+  auto board = app::LoadBoardDefinition(settings.board_file);
+  if (!board) return WrapError(board.error(), "board " + settings.board_file.string());
+  seccomp::HostsOverride hosts;
+  if (settings.hosts_override) {
+    CITADEL_TRY(hosts, LoadHostsOverride(*settings.hosts_override));
+  }
+
+  const std::string device_id = rot.DeviceId();
+  runtime->trust_ = std::make_unique<DeviceTrustSource>(settings.state_dir, device_id, rot.TlsClientKey().Public());
+  StoreOptions store_options;
+  store_options.state_dir = settings.state_dir;
+  store_options.board = *board;
+  store_options.trust = runtime->trust_.get();
+  CITADEL_TRY(runtime->store_, AppStore::Open(std::move(store_options)));
+
+  runtime->device_auth_ = std::make_unique<StoredDeviceAuth>(settings.state_dir, rot.TlsClientKey(), device_id);
+  runtime->supervisor_ = std::make_unique<seccomp::Supervisor>([self](const seccomp::Violation& violation) {
+    self->Report(violation.component_id, violation.syscall, violation.detail);
+  });
+  broker::BrokerOptions broker_options;
+  broker_options.board = *board;
+  broker_options.device_auth = runtime->device_auth_.get();
+  broker_options.network_ready = [] { return true; };
+  broker_options.reboot_requested = [] {
+    log::Warn("an app asked for a reboot; this runtime does not reboot the device");
+  };
+  broker_options.violations = [self](const broker::ViolationReport& report) {
+    self->Report(report.component_id, report.what, report.detail);
+  };
+  CITADEL_TRY(runtime->broker_, broker::Broker::Create(std::move(broker_options)));
+  SandboxLauncherOptions launcher_options;
+  launcher_options.sandbox_exe = settings.sandbox_exe;
+  launcher_options.applibs_dir = settings.applibs_dir;
+  launcher_options.hosts_override = std::move(hosts);
+  CITADEL_TRY(runtime->launcher_,
+              SandboxLauncher::Create(std::move(launcher_options), *runtime->broker_, *runtime->supervisor_));
+  CITADEL_TRY(runtime->manager_, AppManager::Create(*runtime->store_, *runtime->launcher_, settings.manager));
+  runtime->violations_to_.store(runtime->manager_.get());
+  runtime->manager_->StartDesired();
+
+  if (settings.dev_interface) {
+    runtime->api_ = std::make_unique<DevApi>(*runtime->manager_, *runtime->trust_);
+    DevServerOptions dev_options;
+    dev_options.socket_path = settings.state_dir / kDevSocketName;
+    CITADEL_TRY(runtime->dev_server_,
+                DevServer::Start(dev_options,
+                                 [api = runtime->api_.get()](const Json& header, std::span<const std::uint8_t> body) {
+                                   return api->Handle(header, body);
+                                 }));
+  }
+  log::Info("app subsystem started",
+            {{"board", board->name}, {"apps", std::to_string(runtime->store_->List().size())}});
+  return runtime;
+}
+
+AppRuntime::~AppRuntime() {
+  dev_server_.reset();
+  api_.reset();
+  if (manager_) manager_->Shutdown();
+  violations_to_.store(nullptr);
+  manager_.reset();
+  launcher_.reset();
+  broker_.reset();
+  supervisor_.reset();
+}
+
+}  // namespace citadel::apps

@@ -1,0 +1,301 @@
+#include "sandbox/storage.hpp"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/file.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <linux/loop.h>
+
+#include <array>
+#include <chrono>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include "common/log.hpp"
+
+namespace citadel::sandbox {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+constexpr std::uint64_t kBlockSize = 1024;
+// ext4 needs this many blocks before mke2fs adds a journal.
+constexpr std::uint64_t kMinBlocks = 2048;
+constexpr auto kMkfsTimeout = std::chrono::seconds(60);
+constexpr auto kLockTimeout = std::chrono::seconds(3);
+constexpr const char* kMkfs = "/sbin/mkfs.ext4";
+
+std::string ErrnoText(int error) { return std::strerror(error); }
+
+// The label records the quota an image was made for, so a restart can tell
+// "right size, keep the data" from "made for another quota" without
+// re-running mke2fs.
+std::string QuotaLabel(std::uint64_t quota_bytes) { return "cq" + std::to_string(quota_bytes / 1024); }
+
+struct Superblock {
+  std::uint64_t blocks = 0;
+  std::uint64_t reserved_blocks = 0;
+  std::uint64_t free_blocks = 0;
+  std::uint64_t block_size = 0;
+  bool extents = false;
+  std::string label;
+};
+
+std::uint32_t Le32(const std::uint8_t* p) {
+  return static_cast<std::uint32_t>(p[0]) | (static_cast<std::uint32_t>(p[1]) << 8) |
+         (static_cast<std::uint32_t>(p[2]) << 16) | (static_cast<std::uint32_t>(p[3]) << 24);
+}
+
+Expected<Superblock> ReadSuperblock(const fs::path& image) {
+  int fd = ::open(image.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return MakeError(ErrorCode::kIo, "opening " + image.string() + ": " + ErrnoText(errno));
+  UniqueFd owner(fd);
+  std::array<std::uint8_t, 1024> sb{};
+  if (::pread(fd, sb.data(), sb.size(), 1024) != static_cast<ssize_t>(sb.size())) {
+    return MakeError(ErrorCode::kParse, image.string() + ": too short for an ext4 superblock");
+  }
+  if (sb[0x38] != 0x53 || sb[0x39] != 0xEF) {
+    return MakeError(ErrorCode::kParse, image.string() + ": not an ext4 file system");
+  }
+  constexpr std::uint32_t kIncompat64Bit = 0x80;
+  constexpr std::uint32_t kIncompatExtents = 0x40;
+  std::uint32_t incompat = Le32(&sb[0x60]);
+  std::uint32_t log_block_size = Le32(&sb[0x18]);
+  if (log_block_size > 6) return MakeError(ErrorCode::kParse, image.string() + ": bad block size");
+  Superblock result;
+  result.block_size = std::uint64_t{1024} << log_block_size;
+  result.blocks = Le32(&sb[0x04]);
+  result.reserved_blocks = Le32(&sb[0x08]);
+  result.free_blocks = Le32(&sb[0x0C]);
+  if ((incompat & kIncompat64Bit) != 0) {
+    result.blocks |= std::uint64_t{Le32(&sb[0x150])} << 32;
+    result.reserved_blocks |= std::uint64_t{Le32(&sb[0x154])} << 32;
+    result.free_blocks |= std::uint64_t{Le32(&sb[0x158])} << 32;
+  }
+  result.extents = (incompat & kIncompatExtents) != 0;
+  for (std::size_t i = 0x78; i < 0x88 && sb[i] != 0; ++i) result.label.push_back(static_cast<char>(sb[i]));
+  return result;
+}
+
+// What statvfs reports as f_bavail right after mounting: ext4 keeps 2% of
+// the blocks (at most 4096) back for metadata (ext4_calculate_resv_clusters).
+std::uint64_t UsableBytes(const Superblock& sb) {
+  std::uint64_t kernel_reserved = sb.extents ? std::min<std::uint64_t>(sb.blocks / 50, 4096) : 0;
+  std::uint64_t held = sb.reserved_blocks + kernel_reserved;
+  return sb.free_blocks > held ? (sb.free_blocks - held) * sb.block_size : 0;
+}
+
+struct ProgramResult {
+  int status = 0;
+  std::string output;
+};
+
+// Runs a fixed argv with an empty environment, stdin from /dev/null and
+// stdout+stderr captured (bounded). Safe in a multi-threaded caller.
+Expected<ProgramResult> RunProgram(const std::vector<std::string>& args, Clock::duration timeout) {
+  std::vector<char*> argv;
+  argv.reserve(args.size() + 1);
+  for (const std::string& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
+  argv.push_back(nullptr);
+  std::array<char*, 2> envp{const_cast<char*>("PATH=/usr/sbin:/usr/bin:/sbin:/bin"), nullptr};
+  int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (null_fd < 0) return MakeError(ErrorCode::kIo, std::string("opening /dev/null: ") + ErrnoText(errno));
+  UniqueFd null_owner(null_fd);
+  std::array<int, 2> pipe_fds{};
+  if (::pipe2(pipe_fds.data(), O_CLOEXEC) != 0) {
+    return MakeError(ErrorCode::kIo, std::string("pipe: ") + ErrnoText(errno));
+  }
+  UniqueFd read_end(pipe_fds[0]);
+  UniqueFd write_end(pipe_fds[1]);
+  pid_t pid = ::fork();
+  if (pid < 0) return MakeError(ErrorCode::kIo, "fork for " + args[0] + ": " + ErrnoText(errno));
+  if (pid == 0) {
+    // Only async-signal-safe calls between fork and exec.
+    if (::dup2(null_fd, 0) < 0 || ::dup2(pipe_fds[1], 1) < 0 || ::dup2(pipe_fds[1], 2) < 0) ::_exit(126);
+    ::execve(argv[0], argv.data(), envp.data());
+    ::_exit(127);
+  }
+  write_end.Reset();
+  UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  ProgramResult result;
+  auto deadline = Clock::now() + timeout;
+  bool output_open = true;
+  while (output_open && Clock::now() < deadline) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    pollfd wait{read_end.get(), POLLIN, 0};
+    int ready = ::poll(&wait, 1, static_cast<int>(std::max<long long>(left, 1)));
+    if (ready < 0 && errno != EINTR) break;
+    if (ready <= 0) continue;
+    std::array<char, 1024> buffer{};
+    ssize_t got = ::read(read_end.get(), buffer.data(), buffer.size());
+    if (got <= 0) {
+      output_open = got < 0 && (errno == EINTR || errno == EAGAIN);
+      continue;
+    }
+    if (result.output.size() < 4096) result.output.append(buffer.data(), static_cast<std::size_t>(got));
+  }
+  if (output_open) {
+    (void)::kill(pid, SIGKILL);
+    (void)::waitpid(pid, nullptr, 0);
+    return MakeError(ErrorCode::kUnavailable, args[0] + " did not finish in time");
+  }
+  // The output closed: the program exited (or closed it and lingers).
+  if (pidfd) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    pollfd wait{pidfd.get(), POLLIN, 0};
+    if (::poll(&wait, 1, static_cast<int>(std::max<long long>(left, 1))) <= 0) (void)::kill(pid, SIGKILL);
+  }
+  if (::waitpid(pid, &result.status, 0) != pid) {
+    return MakeError(ErrorCode::kIo, "waiting for " + args[0] + ": " + ErrnoText(errno));
+  }
+  return result;
+}
+
+Expected<void> MakeFileSystem(const fs::path& image, std::uint64_t blocks, std::uint64_t quota_bytes, uid_t owner) {
+  (void)::unlink(image.c_str());
+  int fd = ::open(image.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return MakeError(ErrorCode::kIo, "creating " + image.string() + ": " + ErrnoText(errno));
+  UniqueFd owner_fd(fd);
+  if (::ftruncate(fd, static_cast<off_t>(blocks * kBlockSize)) != 0) {
+    return MakeError(ErrorCode::kIo, "sizing " + image.string() + ": " + ErrnoText(errno));
+  }
+  owner_fd.Reset();
+  std::uint64_t inodes = std::max<std::uint64_t>(64, quota_bytes / (16 * 1024));
+  std::string ids = std::to_string(owner) + ":" + std::to_string(owner);
+  std::vector<std::string> args = {kMkfs,
+                                   "-q",
+                                   "-F",
+                                   "-m",
+                                   "0",
+                                   "-b",
+                                   std::to_string(kBlockSize),
+                                   "-I",
+                                   "256",
+                                   "-N",
+                                   std::to_string(inodes),
+                                   "-O",
+                                   "^resize_inode",
+                                   "-L",
+                                   QuotaLabel(quota_bytes),
+                                   "-E",
+                                   "root_owner=" + ids + ",nodiscard",
+                                   image.string(),
+                                   std::to_string(blocks)};
+  CITADEL_TRY(ProgramResult result, RunProgram(args, kMkfsTimeout));
+  if (!WIFEXITED(result.status) || WEXITSTATUS(result.status) != 0) {
+    return MakeError(ErrorCode::kIo, std::string(kMkfs) + " " + image.string() + " failed (status " +
+                                         std::to_string(result.status) + "): " + result.output);
+  }
+  return kOk;
+}
+
+}  // namespace
+
+Expected<std::uint64_t> StorageUsableBytes(const fs::path& image) {
+  CITADEL_TRY(Superblock sb, ReadSuperblock(image));
+  return UsableBytes(sb);
+}
+
+Expected<void> EnsureStorageImage(const fs::path& image, std::uint64_t quota_bytes, uid_t owner) {
+  if (quota_bytes == 0) return MakeError(ErrorCode::kInvalidArgument, "storage: the quota must be positive");
+  quota_bytes = (quota_bytes + kBlockSize - 1) / kBlockSize * kBlockSize;
+  std::error_code ec;
+  if (fs::exists(image, ec)) {
+    auto sb = ReadSuperblock(image);
+    if (sb) {
+      if (sb->label == QuotaLabel(quota_bytes)) return kOk;
+      return MakeError(ErrorCode::kFailedPrecondition,
+                       "storage image " + image.string() + " was made for another quota (label \"" + sb->label +
+                           "\", want \"" + QuotaLabel(quota_bytes) +
+                           "\"): remove it to recreate it empty (its data will be lost)");
+    }
+    log::Warn("storage image is not a valid ext4 file system; recreating it",
+              {{"image", image.string()}, {"reason", sb.error().message()}});
+  }
+  fs::path staging = image;
+  staging += ".new";
+  std::uint64_t upper = quota_bytes + (1u << 20) + quota_bytes / 16;
+  // Metadata and journal take a share that depends on the size: start from
+  // an estimate and correct with what mke2fs actually left free.
+  std::uint64_t blocks = std::max<std::uint64_t>(kMinBlocks, quota_bytes / kBlockSize * 105 / 100 + 1100);
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    CITADEL_TRY_VOID(MakeFileSystem(staging, blocks, quota_bytes, owner));
+    CITADEL_TRY(Superblock sb, ReadSuperblock(staging));
+    std::uint64_t usable = UsableBytes(sb);
+    if (usable >= quota_bytes && usable < upper) {
+      if (::rename(staging.c_str(), image.c_str()) != 0) {
+        return MakeError(ErrorCode::kIo, "renaming " + staging.string() + ": " + ErrnoText(errno));
+      }
+      return kOk;
+    }
+    std::uint64_t target = quota_bytes + (upper - quota_bytes) / 4;
+    std::int64_t delta_blocks =
+        (static_cast<std::int64_t>(target) - static_cast<std::int64_t>(usable)) / static_cast<std::int64_t>(kBlockSize);
+    std::int64_t next = static_cast<std::int64_t>(blocks) + delta_blocks + delta_blocks / 20;
+    blocks = static_cast<std::uint64_t>(std::max<std::int64_t>(next, static_cast<std::int64_t>(kMinBlocks)));
+  }
+  (void)::unlink(staging.c_str());
+  return MakeError(ErrorCode::kInternal, "storage image " + image.string() +
+                                             ": could not size an ext4 file system for " + std::to_string(quota_bytes) +
+                                             " bytes");
+}
+
+Expected<LoopDevice> AttachLoopDevice(const fs::path& image) {
+  int image_fd = ::open(image.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+  if (image_fd < 0) return MakeError(ErrorCode::kIo, "opening " + image.string() + ": " + ErrnoText(errno));
+  UniqueFd image_owner(image_fd);
+  auto deadline = Clock::now() + kLockTimeout;
+  while (::flock(image_fd, LOCK_EX | LOCK_NB) != 0) {
+    if (errno != EWOULDBLOCK && errno != EINTR) {
+      return MakeError(ErrorCode::kIo, "locking " + image.string() + ": " + ErrnoText(errno));
+    }
+    if (Clock::now() > deadline) {
+      return MakeError(ErrorCode::kUnavailable,
+                       image.string() +
+                           " is still attached to a loop device (a previous instance of the app is "
+                           "still shutting down): try again");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  int control = ::open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+  if (control < 0) {
+    return MakeError(ErrorCode::kFailedPrecondition,
+                     std::string("opening /dev/loop-control: ") + ErrnoText(errno) + " (is the loop module loaded?)");
+  }
+  UniqueFd control_owner(control);
+  int last_error = 0;
+  for (int attempt = 0; attempt < 16; ++attempt) {
+    int index = ::ioctl(control, LOOP_CTL_GET_FREE);
+    if (index < 0) return MakeError(ErrorCode::kIo, std::string("LOOP_CTL_GET_FREE: ") + ErrnoText(errno));
+    std::string path = "/dev/loop" + std::to_string(index);
+    int loop_fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+    if (loop_fd < 0 && errno == ENOENT) {
+      // Containers often carry only a few static /dev/loopN nodes.
+      (void)::mknod(path.c_str(), S_IFBLK | 0660, makedev(7, static_cast<unsigned>(index)));
+      loop_fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+    }
+    if (loop_fd < 0) return MakeError(ErrorCode::kIo, "opening " + path + ": " + ErrnoText(errno));
+    UniqueFd loop(loop_fd);
+    loop_config config{};
+    config.fd = static_cast<std::uint32_t>(image_fd);
+    config.info.lo_flags = LO_FLAGS_AUTOCLEAR;
+    std::string name = image.string().substr(0, LO_NAME_SIZE - 1);
+    std::memcpy(config.info.lo_file_name, name.data(), name.size());
+    if (::ioctl(loop_fd, LOOP_CONFIGURE, &config) == 0) return LoopDevice{std::move(loop), path};
+    last_error = errno;
+    if (last_error != EBUSY) break;  // EBUSY: another process took this device first
+  }
+  return MakeError(ErrorCode::kIo,
+                   "attaching " + image.string() + " to a loop device (LOOP_CONFIGURE): " + ErrnoText(last_error));
+}
+
+}  // namespace citadel::sandbox
