@@ -166,7 +166,9 @@ void Log_Debug(const char* format, ...) {
     int length = std::vsnprintf(line.data(), line.size(), format, arguments);
     va_end(arguments);
     if (length > 0) {
-      std::size_t size = std::min(static_cast<std::size_t>(length), line.size() - 1);
+      std::size_t size = std::min(static_cast<std::size_t>(length), line.size() - 2);
+      // One call is one line of the app's log: end it when the caller did not.
+      if (line[size - 1] != '\n') line[size++] = '\n';
       std::size_t written = 0;
       while (written < size) {
         ssize_t result = ::write(STDERR_FILENO, line.data() + written, size - written);

@@ -15,13 +15,6 @@ std::string HexEncode(std::span<const std::uint8_t> bytes) {
   return out;
 }
 
-int HexDigitValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 Expected<Bytes> HexDecode(std::string_view hex) {
   if (hex.size() % 2 != 0) return MakeError(ErrorCode::kParse, "hex string has odd length");
   Bytes out;

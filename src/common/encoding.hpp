@@ -21,7 +21,14 @@ inline std::string_view AsText(std::span<const std::uint8_t> bytes) {
 }
 
 // The value of one hex digit (either case), or -1.
-int HexDigitValue(char c);
+// Inline so that code needing only this (the sandbox helper) does not link
+// the rest of this unit, and with it OpenSSL.
+inline int HexDigitValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
 
 // Lower-case hex.
 std::string HexEncode(std::span<const std::uint8_t> bytes);

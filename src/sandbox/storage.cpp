@@ -7,11 +7,9 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <linux/loop.h>
 
 #include <array>
 #include <chrono>
@@ -31,7 +29,6 @@ constexpr std::uint64_t kBlockSize = 1024;
 // ext4 needs this many blocks before mke2fs adds a journal.
 constexpr std::uint64_t kMinBlocks = 2048;
 constexpr auto kMkfsTimeout = std::chrono::seconds(60);
-constexpr auto kLockTimeout = std::chrono::seconds(3);
 constexpr const char* kMkfs = "/sbin/mkfs.ext4";
 
 std::string ErrnoText(int error) { return std::strerror(error); }
@@ -247,55 +244,6 @@ Expected<void> EnsureStorageImage(const fs::path& image, std::uint64_t quota_byt
   return MakeError(ErrorCode::kInternal, "storage image " + image.string() +
                                              ": could not size an ext4 file system for " + std::to_string(quota_bytes) +
                                              " bytes");
-}
-
-Expected<LoopDevice> AttachLoopDevice(const fs::path& image) {
-  int image_fd = ::open(image.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
-  if (image_fd < 0) return MakeError(ErrorCode::kIo, "opening " + image.string() + ": " + ErrnoText(errno));
-  UniqueFd image_owner(image_fd);
-  auto deadline = Clock::now() + kLockTimeout;
-  while (::flock(image_fd, LOCK_EX | LOCK_NB) != 0) {
-    if (errno != EWOULDBLOCK && errno != EINTR) {
-      return MakeError(ErrorCode::kIo, "locking " + image.string() + ": " + ErrnoText(errno));
-    }
-    if (Clock::now() > deadline) {
-      return MakeError(ErrorCode::kUnavailable,
-                       image.string() +
-                           " is still attached to a loop device (a previous instance of the app is "
-                           "still shutting down): try again");
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  int control = ::open("/dev/loop-control", O_RDWR | O_CLOEXEC);
-  if (control < 0) {
-    return MakeError(ErrorCode::kFailedPrecondition,
-                     std::string("opening /dev/loop-control: ") + ErrnoText(errno) + " (is the loop module loaded?)");
-  }
-  UniqueFd control_owner(control);
-  int last_error = 0;
-  for (int attempt = 0; attempt < 16; ++attempt) {
-    int index = ::ioctl(control, LOOP_CTL_GET_FREE);
-    if (index < 0) return MakeError(ErrorCode::kIo, std::string("LOOP_CTL_GET_FREE: ") + ErrnoText(errno));
-    std::string path = "/dev/loop" + std::to_string(index);
-    int loop_fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
-    if (loop_fd < 0 && errno == ENOENT) {
-      // Containers often carry only a few static /dev/loopN nodes.
-      (void)::mknod(path.c_str(), S_IFBLK | 0660, makedev(7, static_cast<unsigned>(index)));
-      loop_fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
-    }
-    if (loop_fd < 0) return MakeError(ErrorCode::kIo, "opening " + path + ": " + ErrnoText(errno));
-    UniqueFd loop(loop_fd);
-    loop_config config{};
-    config.fd = static_cast<std::uint32_t>(image_fd);
-    config.info.lo_flags = LO_FLAGS_AUTOCLEAR;
-    std::string name = image.string().substr(0, LO_NAME_SIZE - 1);
-    std::memcpy(config.info.lo_file_name, name.data(), name.size());
-    if (::ioctl(loop_fd, LOOP_CONFIGURE, &config) == 0) return LoopDevice{std::move(loop), path};
-    last_error = errno;
-    if (last_error != EBUSY) break;  // EBUSY: another process took this device first
-  }
-  return MakeError(ErrorCode::kIo,
-                   "attaching " + image.string() + " to a loop device (LOOP_CONFIGURE): " + ErrnoText(last_error));
 }
 
 }  // namespace citadel::sandbox

@@ -40,13 +40,7 @@ if openssl verify -CAfile "$WORK/tenant-chain.pem" "$WORK/rogue.pem" >/dev/null 
 fi
 
 # Mosquitto with require_certificate and the tenant chain as its CA file.
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$WORK/broker-ca.key" \
-  -out "$WORK/broker-ca.pem" -subj "/CN=Test Broker CA" -days 1 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$WORK/broker.key" \
-  -out "$WORK/broker.csr" -subj "/CN=127.0.0.1" 2>/dev/null
-printf 'subjectAltName=IP:127.0.0.1\n' >"$WORK/broker.ext"
-openssl x509 -req -in "$WORK/broker.csr" -CA "$WORK/broker-ca.pem" -CAkey "$WORK/broker-ca.key" \
-  -CAcreateserial -out "$WORK/broker.pem" -days 1 -extfile "$WORK/broker.ext" 2>/dev/null
+make_broker_certificate "IP:127.0.0.1"
 BROKER_PORT=$(free_port)
 cat >"$WORK/mosquitto.conf" <<EOT
 user root

@@ -103,3 +103,15 @@ start_device() {
 
 is_attested() { [ -f "$(device_dir "$1")/status.json" ] && [ "$(device_state "$1")" = attested ]; }
 claim() { "$BIN/citadel" device claim "$(device_id "$1")" --device-group "$GROUP_ID" --json >/dev/null; }
+
+# make_broker_certificate SANS: a test broker CA (WORK/broker-ca.pem) and a
+# broker certificate for SANS (e.g. "IP:127.0.0.1") in WORK/broker.{pem,key}.
+make_broker_certificate() {
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$WORK/broker-ca.key" \
+    -out "$WORK/broker-ca.pem" -subj "/CN=Test Broker CA" -days 1 2>/dev/null
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$WORK/broker.key" \
+    -out "$WORK/broker.csr" -subj "/CN=127.0.0.1" 2>/dev/null
+  printf 'subjectAltName=%s\n' "$1" >"$WORK/broker.ext"
+  openssl x509 -req -in "$WORK/broker.csr" -CA "$WORK/broker-ca.pem" -CAkey "$WORK/broker-ca.key" \
+    -CAcreateserial -out "$WORK/broker.pem" -days 1 -extfile "$WORK/broker.ext" 2>/dev/null
+}
