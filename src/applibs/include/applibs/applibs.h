@@ -132,7 +132,7 @@ int PowerManagement_ForceSystemReboot(void);
 int Clock_SetSystemTime(const struct timespec* new_time);
 
 #ifdef __cplusplus
-}  /* extern "C" */
+} /* extern "C" */
 #endif
 
 #endif /* CITADEL_APPLIBS_APPLIBS_H_ */
