@@ -9,11 +9,11 @@
 //    "certificate": "<PEM of the tenant issuing CA>"}
 //
 // Security contract: VerifyDevelopmentEnvelope accepts an envelope only when
-// its certificate is exactly the issuing CA that certified this device (the
-// first certificate of certs/chain.pem), the signature verifies with that
-// certificate's key over the canonical capability, and DeviceId/TenantId are
-// this device's. Unknown capability fields are refused: a field this code
-// does not understand might be a restriction (an expiry) it would ignore.
+// device::VerifyDevelopmentCapability (src/device/trust_store.hpp, the one
+// implementation of the check) does: its certificate is exactly the issuing
+// CA that certified this device (the first certificate of certs/chain.pem),
+// the signature verifies with that certificate's key over the canonical
+// capability, and DeviceId/TenantId are this device's.
 // Developer keys grant nothing by themselves: the app store adds them to the
 // trusted signers of sideloads only.
 //
@@ -31,7 +31,6 @@
 namespace citadel::apps {
 
 inline constexpr std::size_t kMaxCapabilityBytes = 64 * 1024;
-inline constexpr std::size_t kMaxDeveloperKeys = 16;
 
 // Who this device is, as far as the capability check needs.
 struct DeviceIdentity {

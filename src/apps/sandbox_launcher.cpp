@@ -127,6 +127,12 @@ Expected<std::unique_ptr<RunningApp>> SandboxLauncher::Launch(const LaunchReques
   const std::string& component_id = policy.component_id;
 
   CITADEL_TRY(auto cgroup, cgroups_.Create(component_id, policy.memory_limit_bytes, policy.pids_limit));
+  // Processes left in the group by a previous citadeld that died without
+  // stopping its apps (SIGKILL, a crash) are unsupervised: end them before
+  // a new instance starts, so one app never runs twice.
+  if (auto killed = cgroups_.KillAll(component_id); !killed) {
+    return WrapError(killed.error(), "app " + component_id + ": an earlier instance is still running");
+  }
   auto undo_cgroup = [&] {
     (void)cgroups_.KillAll(component_id);
     (void)cgroups_.Remove(component_id);

@@ -5,7 +5,7 @@
 #include "common/canonical_json.hpp"
 #include "common/file.hpp"
 #include "common/log.hpp"
-#include "image/image.hpp"
+#include "device/trust_store.hpp"
 
 namespace citadel::apps {
 namespace {
@@ -19,43 +19,9 @@ bool Exists(const fs::path& path) {
 
 }  // namespace
 
-Expected<std::vector<crypto::PublicKey>> ParsePublisherKeys(std::string_view text) {
-  auto json = ParseJsonStrict(text);
-  if (!json) return std::unexpected(json.error());
-  auto keys = json->is_object() ? json->find("publisher_keys") : json->end();
-  if (!json->is_object() || keys == json->end() || !keys->is_array()) {
-    return MakeError(ErrorCode::kParse, "publisher_keys: missing or not an array");
-  }
-  if (keys->size() > kMaxPublisherKeys) {
-    return MakeError(ErrorCode::kTooLarge, "publisher_keys: more than " + std::to_string(kMaxPublisherKeys) + " keys");
-  }
-  std::vector<crypto::PublicKey> result;
-  for (std::size_t i = 0; i < keys->size(); ++i) {
-    std::string where = "publisher_keys[" + std::to_string(i) + "]";
-    const Json& entry = (*keys)[i];
-    auto pem = entry.is_object() ? entry.find("public_key_pem") : entry.end();
-    if (!entry.is_object() || pem == entry.end() || !pem->is_string()) {
-      return MakeError(ErrorCode::kParse, where + ".public_key_pem: missing or not a string");
-    }
-    auto key = crypto::PublicKey::FromPem(pem->get<std::string>());
-    if (!key) return WrapError(key.error(), where + ".public_key_pem");
-    if (!key->IsP256()) return MakeError(ErrorCode::kInvalidArgument, where + ": not an ECDSA P-256 key");
-    auto id = entry.find("key_id");
-    if (id == entry.end() || !id->is_string() || id->get<std::string>() != image::PublisherKeyId(*key)) {
-      return MakeError(ErrorCode::kParse, where + ".key_id: missing or does not match the key");
-    }
-    result.push_back(std::move(*key));
-  }
-  return result;
-}
-
 Expected<std::vector<crypto::PublicKey>> FileTrustSource::PublisherKeys() {
-  auto path = state_dir_ / kTrustDir / kPublisherKeysFile;
-  if (!Exists(path)) return std::vector<crypto::PublicKey>{};
-  auto text = ReadFile(path, 1u << 20);
-  if (!text) return WrapError(text.error(), "reading " + path.string());
-  auto keys = ParsePublisherKeys(*text);
-  if (!keys) return WrapError(keys.error(), path.string());
+  auto keys = device::LoadPublisherKeys(state_dir_);
+  if (!keys) return WrapError(keys.error(), (state_dir_ / kTrustDir / kPublisherKeysFile).string());
   return keys;
 }
 

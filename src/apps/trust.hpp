@@ -36,7 +36,6 @@ namespace citadel::apps {
 inline constexpr std::string_view kTrustDir = "trust";
 inline constexpr std::string_view kPublisherKeysFile = "publisher-keys.json";
 inline constexpr std::string_view kDevelopmentFile = "app-development.json";
-inline constexpr std::size_t kMaxPublisherKeys = 64;
 
 class TrustSource {
  public:
@@ -48,9 +47,6 @@ class TrustSource {
   // Verifies an envelope and, when valid, stores it.
   virtual Expected<DevelopmentGrant> ApplyDevelopmentCapability(std::string_view envelope_json) = 0;
 };
-
-// Parses trust/publisher-keys.json text (exposed for tests).
-Expected<std::vector<crypto::PublicKey>> ParsePublisherKeys(std::string_view json);
 
 class FileTrustSource : public TrustSource {
  public:

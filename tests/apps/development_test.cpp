@@ -4,6 +4,7 @@
 
 #include "apps/development.hpp"
 #include "apps/trust.hpp"
+#include "common/file.hpp"
 #include "test_support.hpp"
 
 namespace citadel::apps {
@@ -31,7 +32,7 @@ TEST(DevelopmentTest, RefusesOtherDevicesTenantsAndSigners) {
   };
   auto other_device = tenant.Capability();
   other_device["DeviceId"] = std::string(64, 'b');
-  expect_refused(tenant.Envelope(other_device), "not this device");
+  expect_refused(tenant.Envelope(other_device), "issued for another device");
 
   auto other_tenant = tenant.Capability();
   other_tenant["TenantId"] = "tenant-b";
@@ -39,7 +40,7 @@ TEST(DevelopmentTest, RefusesOtherDevicesTenantsAndSigners) {
 
   // Another CA (even a well-formed one) signing with its own key.
   TestTenant stranger;
-  expect_refused(stranger.Envelope(tenant.Capability()), "not by the CA that certified this device");
+  expect_refused(stranger.Envelope(tenant.Capability()), "not signed by the issuing CA that certified this device");
   // The right certificate, but signed by another key.
   expect_refused(tenant.Envelope(tenant.Capability(), &stranger.ca_key), "does not verify");
 
@@ -110,12 +111,14 @@ TEST(FileTrustSourceTest, ReadsPublisherKeysStrictly) {
   ASSERT_EQ(keys->size(), 1u);
   EXPECT_TRUE(keys->front() == key.Public());
 
-  EXPECT_FALSE(ParsePublisherKeys(R"({"publisher_keys":[{"key_id":"00","public_key_pem":"nope"}]})"));
-  EXPECT_FALSE(ParsePublisherKeys(R"({"publisher_keys":{}})"));
+  // A key whose id does not match it makes the whole list unusable.
   auto other = testing::NewKey();
   Json mismatched{{"publisher_keys",
                    {{{"key_id", image::PublisherKeyId(other.Public())}, {"public_key_pem", key.Public().Pem()}}}}};
-  EXPECT_FALSE(ParsePublisherKeys(mismatched.dump()));
+  ASSERT_TRUE(WriteFileAtomic(dir.path() / kTrustDir / kPublisherKeysFile, mismatched.dump(), 0644));
+  EXPECT_FALSE(trust.PublisherKeys());
+  ASSERT_TRUE(WriteFileAtomic(dir.path() / kTrustDir / kPublisherKeysFile, R"({"publisher_keys":{}})", 0644));
+  EXPECT_FALSE(trust.PublisherKeys());
 }
 
 }  // namespace

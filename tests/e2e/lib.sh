@@ -10,6 +10,15 @@ PIDS=()
 cleanup() {
   local status=$?
   exec 3>&2 2>/dev/null  # bash reports each killed job on stderr; nobody needs that
+  # TERM first: citadeld stops its apps (they are not its children's
+  # children, and would outlive a SIGKILLed runtime); then KILL what is left.
+  for pid in "${PIDS[@]:-}"; do [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null || true; done
+  for _ in $(seq 1 50); do
+    local alive=0
+    for pid in "${PIDS[@]:-}"; do [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ $alive -eq 0 ] && break
+    sleep 0.1
+  done
   for pid in "${PIDS[@]:-}"; do [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   exec 2>&3
