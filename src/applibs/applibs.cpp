@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <chrono>
@@ -407,7 +408,7 @@ int DeviceAuth_SignDigest(const uint8_t digest[32], uint8_t* signature, size_t* 
       errno = ERANGE;
       return -1;
     }
-    std::memcpy(signature, der.data(), der.size());
+    std::copy(der.begin(), der.end(), signature);  // binary DER, not a string
     *signature_length = der.size();
     return 0;
   });

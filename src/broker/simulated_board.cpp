@@ -22,7 +22,10 @@ std::uint16_t Tmp102Register(double celsius) {
 
 double Tmp102Celsius(std::uint16_t register_value) {
   auto signed_value = static_cast<std::int16_t>(register_value);
-  return static_cast<double>(signed_value / 16) * kTmp102CelsiusPerLsb;
+  // The temperature is the top 12 bits; the low 4 are zero, so the division
+  // is exact (and, unlike a shift of a negative value, says what it means).
+  const int counts = signed_value / 16;
+  return static_cast<double>(counts) * kTmp102CelsiusPerLsb;
 }
 
 SimulatedBoard::SimulatedBoard(const app::BoardDefinition& board) {
