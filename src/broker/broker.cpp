@@ -21,6 +21,7 @@
 
 #include "broker/protocol.hpp"
 #include "broker/request.hpp"
+#include "common/fd_passing.hpp"
 #include "common/log.hpp"
 
 namespace citadel::broker {
@@ -89,25 +90,8 @@ Checked<SocketPair> MakeSocketPair(int type) {
 
 // Sends one message (and optionally one descriptor) without blocking.
 bool SendMessage(int fd, std::string_view text, int pass_fd) {
-  iovec iov{const_cast<char*>(text.data()), text.size()};
-  msghdr message{};
-  message.msg_iov = &iov;
-  message.msg_iovlen = 1;
-  alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int))> control{};
-  if (pass_fd >= 0) {
-    message.msg_control = control.data();
-    message.msg_controllen = control.size();
-    cmsghdr* header = CMSG_FIRSTHDR(&message);
-    header->cmsg_level = SOL_SOCKET;
-    header->cmsg_type = SCM_RIGHTS;
-    header->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(header), &pass_fd, sizeof(int));
-  }
-  while (true) {
-    ssize_t sent = ::sendmsg(fd, &message, MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (sent >= 0) return static_cast<std::size_t>(sent) == text.size();
-    if (errno != EINTR) return false;
-  }
+  ssize_t sent = SendWithFd(fd, text, pass_fd, MSG_DONTWAIT | MSG_NOSIGNAL);
+  return sent >= 0 && static_cast<std::size_t>(sent) == text.size();
 }
 
 struct Success {

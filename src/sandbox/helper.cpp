@@ -26,6 +26,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/fd_passing.hpp"
 #include "sandbox/app_filter.hpp"
 #include "sandbox/cgroups.hpp"
 #include "sandbox/landlock.hpp"
@@ -48,22 +49,7 @@ std::unexpected<Error> StepError(std::string_view step, int error, ErrorCode cod
 
 // Sends one status message; best effort (the reader may be gone).
 void SendStatus(std::string_view text, int fd_to_pass = -1) {
-  msghdr message{};
-  iovec data{const_cast<char*>(text.data()), text.size()};
-  message.msg_iov = &data;
-  message.msg_iovlen = 1;
-  alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int))> control{};
-  if (fd_to_pass >= 0) {
-    message.msg_control = control.data();
-    message.msg_controllen = control.size();
-    cmsghdr* header = CMSG_FIRSTHDR(&message);
-    header->cmsg_level = SOL_SOCKET;
-    header->cmsg_type = SCM_RIGHTS;
-    header->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(header), &fd_to_pass, sizeof(int));
-  }
-  while (::sendmsg(kStatusFd, &message, MSG_NOSIGNAL) < 0 && errno == EINTR) {
-  }
+  (void)SendWithFd(kStatusFd, text, fd_to_pass, MSG_NOSIGNAL);
 }
 
 [[noreturn]] void Fail(const Error& error) {

@@ -4,6 +4,7 @@
 // reports. Raw-channel tests speak the wire protocol directly to check the
 // broker's handling of hostile input.
 #include "broker/broker.hpp"
+#include "common/fd_passing.hpp"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -182,21 +183,7 @@ std::string RunApp(int channel, const std::function<std::string()>& body) {
 // ---- raw protocol -----------------------------------------------------------
 
 bool SendRaw(int fd, std::string_view text, int pass_fd = -1) {
-  iovec iov{const_cast<char*>(text.data()), text.size()};
-  msghdr message{};
-  message.msg_iov = &iov;
-  message.msg_iovlen = 1;
-  alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int))> control{};
-  if (pass_fd >= 0) {
-    message.msg_control = control.data();
-    message.msg_controllen = control.size();
-    cmsghdr* header = CMSG_FIRSTHDR(&message);
-    header->cmsg_level = SOL_SOCKET;
-    header->cmsg_type = SCM_RIGHTS;
-    header->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(header), &pass_fd, sizeof(int));
-  }
-  return ::sendmsg(fd, &message, MSG_NOSIGNAL) == static_cast<ssize_t>(text.size());
+  return SendWithFd(fd, text, pass_fd, MSG_NOSIGNAL) == static_cast<ssize_t>(text.size());
 }
 
 // Reads one response within 5 s; a JSON null when none came.

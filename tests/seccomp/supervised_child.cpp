@@ -14,6 +14,7 @@
 #include <cstring>
 #include <thread>
 
+#include "common/fd_passing.hpp"
 #include "seccomp/seccomp_filter.hpp"
 
 namespace citadel::seccomp::testing {
@@ -30,22 +31,7 @@ void WriteAll(int fd, const std::string& text) {
   }
 }
 
-bool SendFd(int socket, int fd) {
-  char byte = 'F';
-  iovec io{&byte, 1};
-  alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int))> control{};
-  msghdr message{};
-  message.msg_iov = &io;
-  message.msg_iovlen = 1;
-  message.msg_control = control.data();
-  message.msg_controllen = control.size();
-  cmsghdr* header = CMSG_FIRSTHDR(&message);
-  header->cmsg_level = SOL_SOCKET;
-  header->cmsg_type = SCM_RIGHTS;
-  header->cmsg_len = CMSG_LEN(sizeof(int));
-  std::memcpy(CMSG_DATA(header), &fd, sizeof(int));
-  return ::sendmsg(socket, &message, 0) == 1;
-}
+bool SendFd(int socket, int fd) { return SendWithFd(socket, "F", fd, 0) == 1; }
 
 int ReceiveFd(int socket) {
   pollfd waiting{socket, POLLIN, 0};
