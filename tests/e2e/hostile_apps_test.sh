@@ -49,7 +49,11 @@ app_lines() {  # app_lines CID: the app's log text, one line each
 import json, sys
 for line in json.load(sys.stdin)['lines']: print(line['text'])"
 }
-verdict_of() { app_lines "$1" | grep -E '^(DENIED|ESCAPED|ERROR) ' | head -n 1 || true; }
+# app_has_line CID GREP-ARGS...: whether the app's log has a matching line.
+# The log is read whole first: with pipefail, `app_lines | grep -q` fails
+# whenever grep stops reading early, which would hide a match.
+app_has_line() { local lines; lines=$(app_lines "$1"); grep -q "${@:2}" <<<"$lines"; }
+verdict_of() { local lines; lines=$(app_lines "$1"); grep -E '^(DENIED|ESCAPED|ERROR) ' <<<"$lines" | head -n 1 || true; }
 has_verdict() { [ -n "$(verdict_of "$1")" ]; }
 is_running() { [ "$(app_field "$1" state)" = running ]; }
 # The highest "toggle N" blink has logged.
@@ -353,7 +357,7 @@ case $ATTEMPT in
       has_verdict "$CID" && break
       sleep 0.2
     done
-    app_lines "$CID" | grep -qx "ATTEMPT fork-bomb" || fail "fork-bomb did not print its ATTEMPT line"
+    app_has_line "$CID" -x "ATTEMPT fork-bomb" || fail "fork-bomb did not print its ATTEMPT line"
     line=$(wait_verdict "$CID")
     CHECK_VIOLATION=no  # the pids controller refuses forks with EAGAIN: a limit, not a policy violation
     check_verdict "$line" "fork=EAGAIN\(after-[1-7]-processes\)"
@@ -364,7 +368,7 @@ case $ATTEMPT in
     CID=$(install_hostile "$TEMPLATES/limits.json.in" '"memory-bomb", "16"' MEMORY_MB=16 MAX_PROCESSES=8)
     oom_seen() { app_field "$CID" last_exit | grep -q "out of memory"; }
     wait_until "$VERDICT_TIMEOUT" "the memory bomb's OOM kill in last_exit" oom_seen
-    app_lines "$CID" | grep -qx "ATTEMPT memory-bomb" || fail "memory-bomb did not print its ATTEMPT line"
+    app_has_line "$CID" -x "ATTEMPT memory-bomb" || fail "memory-bomb did not print its ATTEMPT line"
     line=$(verdict_of "$CID")
     [ -z "$line" ] || fail "memory-bomb was not killed by the OOM killer: $line"
     line="(killed) last_exit: $(app_field "$CID" last_exit)"
@@ -427,7 +431,7 @@ esac
 
 # ---- what must hold after every attempt ------------------------------------
 [ "$CHECK_VIOLATION" = yes ] && expect_violation "$CID"
-app_lines "$CID" | grep -q '^ESCAPED ' && fail "$ATTEMPT escaped: $(app_lines "$CID" | grep '^ESCAPED ' | head -n 1)"
+app_has_line "$CID" '^ESCAPED ' && fail "$ATTEMPT escaped: $(app_lines "$CID" | grep '^ESCAPED ' | head -n 1)"
 listeners_saw_nothing
 
 kill -0 "$CITADELD_PID" 2>/dev/null || fail "citadeld died"
@@ -445,7 +449,7 @@ for f in "$STATE"/rot/*; do
   while read -r body; do
     [ ${#body} -ge 16 ] || continue
     grep -qF -- "$body" "$WORK/citadeld.log" && fail "RoT key text from $f is in citadeld's log"
-    { app_lines "$CID"; app_lines "$BLINK_CID"; } | grep -qF -- "$body" && fail "RoT key text from $f is in an app log"
+    { app_has_line "$CID" -F -- "$body" || app_has_line "$BLINK_CID" -F -- "$body"; } && fail "RoT key text from $f is in an app log"
   done < <(grep -v -- '-----' "$f")
   grep -q "PRIVATE KEY" "$WORK/citadeld.log" && fail "citadeld's log holds a PEM private key"
 done

@@ -83,7 +83,9 @@ grep -q "published seq 3" "$WORK/thermostat-app.log" || fail "the app's log does
 pass "3 readings (21.5 C) arrived at Mosquitto over TLS, authenticated by the device certificate"
 
 # The key never left citadeld: the app's log and tree hold no private key.
-if "$BIN/citadel" device app logs Thermostat --device "$(device_dir 1)" -n 256 2>&1 | grep -q "PRIVATE KEY"; then
+# (Read whole, then searched: with pipefail, `logs | grep -q` can fail when grep stops early.)
+"$BIN/citadel" device app logs Thermostat --device "$(device_dir 1)" -n 256 >"$WORK/thermostat-app.log" 2>&1
+if grep -q "PRIVATE KEY" "$WORK/thermostat-app.log"; then
   fail "a private key reached the app's log"
 fi
 
@@ -99,7 +101,9 @@ CITADEL_BIN_DIR="$BIN" "$ROOT/scripts/pack-sample" thermostat "$WORK/rogue-img" 
   --file "$WORK/broker-ca.pem:etc/broker-ca.pem" --key "$WORK/keys/publisher.key" -o "$WORK/rogue.img" >/dev/null
 "$BIN/citadel" device app install "$WORK/rogue.img" --device "$(device_dir 1)" --json >/dev/null
 logs_mention_eacces() {
-  "$BIN/citadel" device app logs Thermostat --device "$(device_dir 1)" -n 256 2>&1 | grep -q "127.0.0.2"
+  local logs
+  logs=$("$BIN/citadel" device app logs Thermostat --device "$(device_dir 1)" -n 256 2>&1) || return 1
+  grep -q "127.0.0.2" <<<"$logs"
 }
 wait_until 30 "the runtime refused and reported the connection to 127.0.0.2" logs_mention_eacces
 "$BIN/citadel" device app logs Thermostat --device "$(device_dir 1)" -n 256 >"$WORK/rogue-app.log" 2>&1 || true
