@@ -57,6 +57,8 @@ std::string_view DeniedFeatureName(DeniedFeature feature) {
       return "no setting the system time";
     case DeniedFeature::kReboot:
       return "no reboot or power-off";
+    case DeniedFeature::kAddressedSends:
+      return "no sendmsg/sendmmsg or sendto with an address";
   }
   return "unknown";
 }
@@ -64,6 +66,10 @@ std::string_view DeniedFeatureName(DeniedFeature feature) {
 bool Policy::HasNetworkAccess() const {
   return !allowed_hosts.empty() || !allowed_ip_addresses.empty() || !tcp_server_ports.empty() ||
          !udp_server_ports.empty();
+}
+
+bool Policy::MayHoldDeviceDatagramSockets() const {
+  return !allowed_hosts.empty() || !allowed_ip_addresses.empty() || !udp_server_ports.empty();
 }
 
 Expected<Policy> BuildPolicy(const Manifest& manifest, const BoardDefinition& board, const DevicePolicy& device) {
@@ -153,6 +159,7 @@ Expected<Policy> BuildPolicy(const Manifest& manifest, const BoardDefinition& bo
   if (policy.udp_server_ports.empty()) policy.denied_features.insert(DeniedFeature::kInboundUdp);
   if (!policy.system_time) policy.denied_features.insert(DeniedFeature::kSetSystemTime);
   if (!policy.power_controls) policy.denied_features.insert(DeniedFeature::kReboot);
+  if (policy.MayHoldDeviceDatagramSockets()) policy.denied_features.insert(DeniedFeature::kAddressedSends);
 
   // Always a private network namespace (loopback only): an app with network
   // capabilities gets its connections made for it by the runtime, in the

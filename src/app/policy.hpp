@@ -49,6 +49,11 @@ enum class DeniedFeature {
   kBpf,                 // no bpf()
   kSetSystemTime,       // no settimeofday / clock_settime (no SystemTime)
   kReboot,              // no reboot (no PowerControls)
+  // No sendmsg/sendmmsg, and no sendto with an address: an app that may
+  // hold a UDP socket in the device's network (AllowedConnections or
+  // AllowedUdpServerPorts) could otherwise name a destination per datagram
+  // that no check sees. It sends with send()/write() on a connected socket.
+  kAddressedSends,
 };
 
 std::string_view DeniedFeatureName(DeniedFeature feature);
@@ -86,6 +91,9 @@ struct Policy {
 
   // True when the app may open any outbound or listening internet socket.
   bool HasNetworkAccess() const;
+  // Whether the runtime may hand the app a UDP socket in the device's
+  // network: a connect() to an allowed address or a UDP server port.
+  bool MayHoldDeviceDatagramSockets() const;
 };
 
 // Resolves a manifest on a board within a device policy. Fails, naming the

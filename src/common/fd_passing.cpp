@@ -1,6 +1,8 @@
 #include "common/fd_passing.hpp"
 
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <array>
 #include <cerrno>
@@ -9,6 +11,14 @@
 namespace citadel {
 
 ssize_t SendWithFd(int socket, std::string_view bytes, int fd_to_pass, int flags) {
+  if (fd_to_pass < 0) {
+    // send(2), not sendmsg(2): an app's seccomp filter may refuse sendmsg,
+    // and the sandbox helper reports its last steps under that filter.
+    while (true) {
+      ssize_t sent = ::send(socket, bytes.data(), bytes.size(), flags);
+      if (sent >= 0 || errno != EINTR) return sent;
+    }
+  }
   iovec data{const_cast<char*>(bytes.data()), bytes.size()};
   msghdr message{};
   message.msg_iov = &data;
@@ -28,5 +38,7 @@ ssize_t SendWithFd(int socket, std::string_view bytes, int fd_to_pass, int flags
     if (sent >= 0 || errno != EINTR) return sent;
   }
 }
+
+int CopyFdFromProcess(int pidfd, int fd) { return static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd, fd, 0)); }
 
 }  // namespace citadel

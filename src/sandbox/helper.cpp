@@ -392,8 +392,21 @@ Error RunApp(const LaunchSpec& spec) {
 
   auto filter = LoadFilterForApp(spec.policy);
   if (!filter) return filter.error().Wrap("seccomp");
-  // From here on only syscalls the filter allows: sendmsg, close, execve.
-  SendStatus("ready", filter->get());
+  // From here on only what the filter allows, which may exclude sendmsg:
+  // send, read, close and execve. citadeld copies the listener out of this
+  // process (pidfd_getfd) before it answers; closing it earlier would leave
+  // the filter without a listener.
+  if (*filter) {
+    SendStatus("ready " + std::to_string(filter->get()));
+    char answer = 0;
+    ssize_t got = 0;
+    do {
+      got = ::read(kStatusFd, &answer, 1);
+    } while (got < 0 && errno == EINTR);
+    if (got != 1) ::_exit(127);  // citadeld gave up on this launch
+  } else {
+    SendStatus("ready");
+  }
   filter->Reset();
   ::execve(argv[0], argv.data(), envp.data());
   return StepError("execve " + entry, errno).error();

@@ -9,11 +9,18 @@
 //   fd 4  a SOCK_SEQPACKET socket, the status channel
 // and an empty environment. Messages on the status channel:
 //   "pid <n>"          citadel-sandbox: the app's pid in the caller's namespace
-//   "ready"            the app process, with the seccomp listener attached
-//                      (SCM_RIGHTS), just before execve
+//   "ready <fd>"       the app process, just before execve: its seccomp
+//                      listener is fd <fd>; it then waits for one byte back
+//                      (any value) before it closes the listener and execs
+//   "ready"            the same in a test build without seccomp (no wait)
 //   "error <code> <step>: <reason>"  a step failed; the sender exits 127
-// The app's copy of the channel is close-on-exec, so EOF after "ready"
-// means execve succeeded. Launch() reads the senders' pids from
+// Launch() takes the listener out of the app with pidfd_getfd(2) and only
+// then answers: once the filter is loaded the app may not call sendmsg(2)
+// (an app allowed a UDP destination must not be able to name another one,
+// seccomp_filter.hpp), so the listener cannot travel as SCM_RIGHTS, and
+// closing it before citadeld holds a copy would leave the filter without a
+// listener. The app's copy of the channel is close-on-exec, so EOF after
+// "ready" means execve succeeded. Launch() reads the senders' pids from
 // SCM_CREDENTIALS (SO_PASSCRED) and checks them against "pid <n>".
 //
 // SECURITY: every step runs before any app code; a failing step ends the

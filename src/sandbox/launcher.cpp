@@ -8,12 +8,15 @@
 #include <unistd.h>
 
 #include <array>
+#include <charconv>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "common/fd_passing.hpp"
 #include "sandbox/app_filter.hpp"
 #include "sandbox/helper.hpp"
 #include "sandbox/sandbox.hpp"
@@ -45,6 +48,21 @@ Expected<UniqueFd> DupHigh(int fd, std::string_view what) {
 }
 
 UniqueFd PidfdOpen(pid_t pid) { return UniqueFd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0))); }
+
+// The app's seccomp listener, copied out of the app process ("ready <fd>").
+Expected<UniqueFd> TakeListener(const UniqueFd& app_pidfd, std::string_view fd_text) {
+  int fd_number = -1;
+  auto [end, error] = std::from_chars(fd_text.data(), fd_text.data() + fd_text.size(), fd_number);
+  if (error != std::errc() || end != fd_text.data() + fd_text.size() || fd_number < 0 || !app_pidfd) {
+    return MakeError(ErrorCode::kInternal, "launch: a malformed \"ready\" status from the sandbox");
+  }
+  UniqueFd listener(CopyFdFromProcess(app_pidfd.get(), fd_number));
+  if (!listener) {
+    return MakeError(ErrorCode::kIo, "launch: taking the seccomp listener from the app (pidfd_getfd): " +
+                                         ErrnoText(errno) + "; citadeld needs CAP_SYS_PTRACE over its apps");
+  }
+  return listener;
+}
 
 // Kills (when asked) and reaps a child of ours, waiting at most until
 // deadline. Returns how it ended, for messages.
@@ -254,8 +272,19 @@ Expected<LaunchedApp> Launch(const LaunchSpec& spec) {
     if (text.starts_with("pid ")) {
       reported_pid = static_cast<pid_t>(std::atoi(std::string(text.substr(4)).c_str()));
     } else if (text == "ready") {
-      ready = true;
-      launched.notify_fd = std::move(status->fd);
+      ready = true;  // a test build without seccomp
+    } else if (text.starts_with("ready ") && !failure) {
+      auto listener = TakeListener(launched.pidfd, text.substr(6));
+      if (!listener) {
+        failure = listener.error();
+      } else {
+        launched.notify_fd = std::move(*listener);
+        ready = true;
+        // The app waits for this byte before it closes its listener and execs.
+        if (::send(status_ours.get(), "1", 1, MSG_NOSIGNAL) != 1) {
+          failure = Error(ErrorCode::kIo, "launch: answering the sandbox: " + ErrnoText(errno));
+        }
+      }
     } else if (text.starts_with("error ")) {
       if (!failure) failure = ParseErrorStatus(text);
     } else if (!failure) {

@@ -12,7 +12,7 @@ using app::Namespace;
 using app::PeripheralKind;
 
 // Stable wire names; never reuse one for another meaning.
-constexpr std::array<std::pair<DeniedFeature, std::string_view>, 13> kDeniedFeatureNames{{
+constexpr std::array<std::pair<DeniedFeature, std::string_view>, 14> kDeniedFeatureNames{{
     {DeniedFeature::kWriteExecuteMemory, "WriteExecuteMemory"},
     {DeniedFeature::kRawSockets, "RawSockets"},
     {DeniedFeature::kNetworkSockets, "NetworkSockets"},
@@ -26,6 +26,7 @@ constexpr std::array<std::pair<DeniedFeature, std::string_view>, 13> kDeniedFeat
     {DeniedFeature::kBpf, "Bpf"},
     {DeniedFeature::kSetSystemTime, "SetSystemTime"},
     {DeniedFeature::kReboot, "Reboot"},
+    {DeniedFeature::kAddressedSends, "AddressedSends"},
 }};
 
 constexpr std::array<std::pair<Namespace, std::string_view>, 6> kNamespaceNames{{

@@ -401,8 +401,11 @@ Expected<void> AddSocketRules(FilterBuilder& filter, bool network) {
 
 // connect()/bind() always go to the Supervisor (it proxies AF_INET/AF_INET6
 // and lets AF_UNIX through). sendto() with an address goes there too;
-// MSG_FASTOPEN is refused in every send call.
-Expected<void> AddNetworkRules(FilterBuilder& filter, bool network) {
+// MSG_FASTOPEN is refused in every send call. With addressed_sends_denied
+// (DeniedFeature::kAddressedSends) every sendmsg/sendmmsg goes there and is
+// refused: the destination sits in the app's memory, where a second thread
+// can change it after any check, so only the kernel could check it.
+Expected<void> AddNetworkRules(FilterBuilder& filter, bool network, bool addressed_sends_denied) {
   CITADEL_TRY_VOID(AddSocketRules(filter, network));
   CITADEL_TRY_VOID(filter.Add(SCMP_ACT_NOTIFY, "connect"));
   CITADEL_TRY_VOID(filter.Add(SCMP_ACT_NOTIFY, "bind"));
@@ -415,6 +418,11 @@ Expected<void> AddNetworkRules(FilterBuilder& filter, bool network) {
                               {Arg(3, SCMP_CMP_MASKED_EQ, kFastOpen, kFastOpen), Arg(4, SCMP_CMP_EQ, 0)}));
   CITADEL_TRY_VOID(filter.Add(SCMP_ACT_NOTIFY, "sendto", {Arg(4, SCMP_CMP_NE, 0)}));
   // sendmsg(fd, msg, flags), sendmmsg(fd, msgvec, vlen, flags)
+  if (addressed_sends_denied) {
+    CITADEL_TRY_VOID(filter.Add(SCMP_ACT_NOTIFY, "sendmsg"));
+    CITADEL_TRY_VOID(filter.Add(SCMP_ACT_NOTIFY, "sendmmsg"));
+    return kOk;
+  }
   CITADEL_TRY_VOID(filter.Add(SCMP_ACT_ALLOW, "sendmsg", {Arg(2, SCMP_CMP_MASKED_EQ, kFastOpen, 0)}));
   CITADEL_TRY_VOID(filter.Add(SCMP_ACT_NOTIFY, "sendmsg", {Arg(2, SCMP_CMP_MASKED_EQ, kFastOpen, kFastOpen)}));
   CITADEL_TRY_VOID(filter.Add(SCMP_ACT_ALLOW, "sendmmsg", {Arg(3, SCMP_CMP_MASKED_EQ, kFastOpen, 0)}));
@@ -436,7 +444,10 @@ Expected<UniqueFd> LoadAppFilter(const app::Policy& policy) {
   CITADEL_TRY_VOID(filter.Init());
   CITADEL_TRY_VOID(AddAllowList(filter));
   CITADEL_TRY_VOID(AddDeniedRules(filter));
-  CITADEL_TRY_VOID(AddNetworkRules(filter, policy.HasNetworkAccess()));
+  // The grants decide (a hand-built Policy may not list the feature).
+  CITADEL_TRY_VOID(AddNetworkRules(
+      filter, policy.HasNetworkAccess(),
+      policy.MayHoldDeviceDatagramSockets() || policy.denied_features.contains(app::DeniedFeature::kAddressedSends)));
 
   if (int rc = seccomp_load(filter.get()); rc != 0) {
     return MakeError(ErrorCode::kFailedPrecondition,

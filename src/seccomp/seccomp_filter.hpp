@@ -16,7 +16,8 @@
 // The app must never hold it: the caller sends it to citadeld and closes it
 // before exec. Until the Supervisor reads the fd, every reported syscall of
 // the app blocks, so the caller must not make one between LoadAppFilter and
-// handing the fd over (execve, sendmsg and close are allowed).
+// handing the fd over (execve, send, read and close are allowed; sendmsg
+// may not be, see DeniedFeature::kAddressedSends).
 // Argument checks compare full 64-bit registers; a value the kernel would
 // truncate (e.g. a socket family with high bits set) matches no allow rule
 // and is refused.

@@ -12,11 +12,15 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <sys/un.h>
 #include <unistd.h>
+
+#include <linux/openat2.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <expected>
@@ -30,6 +34,7 @@
 
 #include <fmt/format.h>
 
+#include "common/fd_passing.hpp"
 #include "common/log.hpp"
 
 namespace citadel::seccomp {
@@ -49,7 +54,6 @@ constexpr unsigned kPidfdThread = O_EXCL;
 
 // Raw syscalls: glibc 2.36's <sys/pidfd.h> lacks extern "C" for C++.
 int PidfdOpen(int pid, unsigned flags) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, flags)); }
-int PidfdGetfd(int pidfd, int fd) { return static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd, fd, 0)); }
 
 struct AppEntry {
   std::string component_id;
@@ -57,6 +61,13 @@ struct AppEntry {
   UniqueFd notify_fd;
   NetworkRules rules;
   std::atomic<bool> removed{false};
+
+  // Whether a connect() or bind() can give the app a UDP socket in the
+  // device's network (its filter then refuses addressed sends, see
+  // DeniedFeature::kAddressedSends).
+  bool MayHoldDeviceDatagramSockets() const {
+    return !rules.allowed_addresses.empty() || !rules.udp_server_ports.empty();
+  }
 };
 
 // The app's socket, seen through a duplicate of its descriptor.
@@ -249,6 +260,8 @@ struct Supervisor::State {
   void HandleConnect(const std::shared_ptr<AppEntry>& app, const seccomp_notif& request);
   void HandleBind(const std::shared_ptr<AppEntry>& app, const seccomp_notif& request);
   void HandleSendtoWithAddress(const std::shared_ptr<AppEntry>& app, const seccomp_notif& request);
+  void RefuseUnixConnect(const std::shared_ptr<AppEntry>& app, const seccomp_notif& request);
+  void HandleMessageSend(const std::shared_ptr<AppEntry>& app, const seccomp_notif& request, const std::string& name);
   void FinishPendingConnect(std::uint64_t key, bool timed_out);
   void DropPendingConnects(bool only_removed_apps);
   int NextTimeoutMs() const;
@@ -318,7 +331,7 @@ ErrnoOr<TargetSocket> Supervisor::State::InspectTargetSocket(const AppEntry& app
   if (::ioctl(app.notify_fd.get(), SECCOMP_IOCTL_NOTIF_ID_VALID, &request.id) != 0) return std::unexpected(ESRCH);
 
   TargetSocket target;
-  target.fd.Reset(PidfdGetfd(pidfd.get(), fd_number));
+  target.fd.Reset(CopyFdFromProcess(pidfd.get(), fd_number));
   if (!target.fd) return std::unexpected(errno == EBADF ? EBADF : EPERM);
   target.domain = GetIntOption(target.fd.get(), SOL_SOCKET, SO_DOMAIN);
   target.type = GetIntOption(target.fd.get(), SOL_SOCKET, SO_TYPE);
@@ -370,7 +383,12 @@ void Supervisor::State::HandleConnect(const std::shared_ptr<AppEntry>& app, cons
   auto target = InspectTargetSocket(*app, request);
   if (!target) return Respond(*app, request.id, target.error());
   if (target->domain != AF_INET && target->domain != AF_INET6) {
-    return Respond(*app, request.id, 0, SECCOMP_USER_NOTIF_FLAG_CONTINUE);
+    // Letting the call continue is safe only while no descriptor of the app
+    // can be a device-network datagram socket: between this check and the
+    // call a second thread may dup2() one over the number and rewrite the
+    // address.
+    if (!app->MayHoldDeviceDatagramSockets()) return Respond(*app, request.id, 0, SECCOMP_USER_NOTIF_FLAG_CONTINUE);
+    return RefuseUnixConnect(app, request);
   }
   auto bytes = ReadSocketAddress(*app, request);
   if (!bytes) return Respond(*app, request.id, bytes.error());
@@ -464,11 +482,22 @@ void Supervisor::State::HandleBind(const std::shared_ptr<AppEntry>& app, const s
 void Supervisor::State::HandleSendtoWithAddress(const std::shared_ptr<AppEntry>& app, const seccomp_notif& request) {
   auto target = InspectTargetSocket(*app, request);
   if (!target) return Respond(*app, request.id, target.error());
-  if (target->domain == AF_UNIX) return Respond(*app, request.id, 0, SECCOMP_USER_NOTIF_FLAG_CONTINUE);
+  // Letting the call continue is safe only while no descriptor of the app
+  // can be a device-network datagram socket: between this check and the
+  // call a second thread may dup2() another socket over the number.
+  if (target->domain == AF_UNIX && !app->MayHoldDeviceDatagramSockets()) {
+    return Respond(*app, request.id, 0, SECCOMP_USER_NOTIF_FLAG_CONTINUE);
+  }
   seccomp_notif address_request = request;  // sendto's address is args[4], length args[5]
   address_request.data.args[1] = request.data.args[4];
   address_request.data.args[2] = request.data.args[5];
   auto bytes = ReadSocketAddress(*app, address_request);
+  if (target->domain == AF_UNIX) {
+    return Deny(*app, request.id, EACCES, "sendto",
+                "sendto with an address is refused to apps with AllowedConnections or AllowedUdpServerPorts, "
+                "also on unix sockets (the descriptor could be swapped for a UDP socket mid-call); connect() the "
+                "socket and use send()");
+  }
   std::string where = "an address";
   if (bytes) {
     if (auto address = ParseSocketAddress(*bytes)) where = address->ToString();
@@ -476,6 +505,45 @@ void Supervisor::State::HandleSendtoWithAddress(const std::shared_ptr<AppEntry>&
   Deny(*app, request.id, EACCES, "sendto",
        fmt::format("sendto {} on an {} socket (datagrams must connect() to an allowed address first)", where,
                    FamilyName(static_cast<std::uint64_t>(target->domain))));
+}
+
+void Supervisor::State::RefuseUnixConnect(const std::shared_ptr<AppEntry>& app, const seccomp_notif& request) {
+  auto bytes = ReadSocketAddress(*app, request);
+  if (!bytes) return Respond(*app, request.id, bytes.error());
+  std::string path;
+  if (bytes->size() > offsetof(sockaddr_un, sun_path)) {
+    const auto* text = reinterpret_cast<const char*>(bytes->data()) + offsetof(sockaddr_un, sun_path);
+    path.assign(text, strnlen(text, bytes->size() - offsetof(sockaddr_un, sun_path)));
+  }
+  if (!path.empty()) {
+    // A path that does not exist in the app's view fails as it would have
+    // (glibc probes the nscd socket on every name lookup): no report.
+    UniqueFd root(::open(fmt::format("/proc/{}/root", request.pid).c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    open_how how{};
+    how.flags = O_PATH | O_CLOEXEC;
+    how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+    UniqueFd found(root ? static_cast<int>(::syscall(SYS_openat2, root.get(), path.c_str(), &how, sizeof how)) : -1);
+    if (root && !found && errno == ENOENT) return Respond(*app, request.id, ENOENT);
+  }
+  Deny(*app, request.id, EACCES, "connect",
+       fmt::format("connect to the unix socket {} is refused to apps with AllowedConnections or "
+                   "AllowedUdpServerPorts (use Application_Connect to reach another app)",
+                   path.empty() ? std::string("(abstract or unnamed)") : "\"" + path + "\""));
+}
+
+void Supervisor::State::HandleMessageSend(const std::shared_ptr<AppEntry>& app, const seccomp_notif& request,
+                                          const std::string& name) {
+  // The filter notifies sendmsg/sendmmsg only with MSG_FASTOPEN or when the
+  // policy denies addressed sends; the flags are the last argument.
+  std::uint64_t flags = request.data.args[name == "sendmsg" ? 2 : 3];
+  if ((flags & MSG_FASTOPEN) != 0) {
+    return Deny(*app, request.id, EACCES, name, fmt::format("{}: TCP Fast Open (connect() first)", name));
+  }
+  Deny(*app, request.id, EACCES, name,
+       fmt::format("{} is refused to apps with AllowedConnections or AllowedUdpServerPorts: a datagram's "
+                   "destination in the app's memory cannot be checked safely; use send() or write() on a socket "
+                   "connected to an allowed address",
+                   name));
 }
 
 void Supervisor::State::HandleNotification(const std::shared_ptr<AppEntry>& app) {
@@ -490,6 +558,7 @@ void Supervisor::State::HandleNotification(const std::shared_ptr<AppEntry>& app)
   if (name == "connect") return HandleConnect(app, request);
   if (name == "bind") return HandleBind(app, request);
   if (name == "sendto" && request.data.args[4] != 0) return HandleSendtoWithAddress(app, request);
+  if (name == "sendmsg" || name == "sendmmsg") return HandleMessageSend(app, request, name);
   if (name == "socket") return Deny(*app, request.id, EACCES, name, SocketDetail(request.data));
   if (auto denied = FindDeniedSyscall(name)) {
     return Deny(*app, request.id, denied->error, name, DeniedDetail(*denied, request.data));

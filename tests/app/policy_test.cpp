@@ -160,6 +160,26 @@ TEST(PolicyTest, OnlyOutboundConnectionsKeepInboundDenied) {
   EXPECT_FALSE(policy->denied_features.contains(DeniedFeature::kNetworkSockets));
   EXPECT_TRUE(policy->denied_features.contains(DeniedFeature::kInboundTcp));
   EXPECT_TRUE(policy->denied_features.contains(DeniedFeature::kInboundUdp));
+  // A UDP socket connected to ::1 could name other destinations per
+  // datagram: addressed sends are denied.
+  EXPECT_TRUE(policy->MayHoldDeviceDatagramSockets());
+  EXPECT_TRUE(policy->denied_features.contains(DeniedFeature::kAddressedSends));
+}
+
+TEST(PolicyTest, AddressedSendsAreDeniedExactlyWhenDeviceDatagramSocketsArePossible) {
+  struct Case {
+    const char* capabilities;
+    bool denied;
+  };
+  for (const Case& c : {Case{R"({})", false}, Case{R"({"AllowedTcpServerPorts": [8080]})", false},
+                        Case{R"({"AllowedUdpServerPorts": [5683]})", true},
+                        Case{R"({"AllowedConnections": ["broker.example.com"]})", true}}) {
+    const std::string patch = std::string(R"({"Capabilities": )") + c.capabilities + "}";
+    auto policy = BuildPolicy(Patched(patch.c_str()), testing::SimulatedBoard(), DevicePolicy{});
+    ASSERT_TRUE(policy) << c.capabilities << ": " << policy.error().message();
+    EXPECT_EQ(policy->MayHoldDeviceDatagramSockets(), c.denied) << c.capabilities;
+    EXPECT_EQ(policy->denied_features.contains(DeniedFeature::kAddressedSends), c.denied) << c.capabilities;
+  }
 }
 
 }  // namespace

@@ -112,8 +112,11 @@ install_hostile() {
 
 # Real listeners on forbidden destinations; each writes what it saw.
 LISTENER_PIDS=()
+# A listener the app may reach is started with LISTENER_ROLE=allowed; only
+# the forbidden ones ("listener-*") must see nothing.
 listen() {  # listen tcp|udp|unix-abstract ADDRESS PORT_OR_NAME
-  python3 - "$@" "$WORK/listener-$1-${2//[^0-9a-z]/_}-$3.log" <<'EOF' &
+  local log="$WORK/${LISTENER_ROLE:-listener}-$1-${2//[^0-9a-z]/_}-$3.log"
+  python3 - "$@" "$log" <<'EOF' &
 import socket, sys, time
 kind, address, port, log = sys.argv[1:5]
 with open(log, "w") as out:
@@ -147,7 +150,7 @@ with open(log, "w") as out:
 EOF
   LISTENER_PIDS+=($!)
   PIDS+=($!)
-  wait_until 10 "listener $*" grep -q READY "$WORK/listener-$1-${2//[^0-9a-z]/_}-$3.log"
+  wait_until 10 "listener $*" grep -q READY "$log"
 }
 listeners_saw_nothing() {
   local f
@@ -264,6 +267,18 @@ case $ATTEMPT in
     CID=$(install_hostile "$TEMPLATES/network.json.in" "\"$ATTEMPT\", \"$port_a\"" "ALLOWED_TCP_PORT=$port_b")
     line=$(wait_verdict "$CID")
     check_verdict "$line" "*=EACCES" "udp-connect:127.0.0.2=EACCES" "udp-sendto:127.0.0.2=EACCES"
+    ;;
+  udp-redirect)
+    listen udp 127.0.0.2 "$port_a"
+    LISTENER_ROLE=allowed listen udp 127.0.0.1 "$port_b"
+    CID=$(install_hostile "$TEMPLATES/network.json.in" "\"$ATTEMPT\", \"$port_b\", \"$port_a\"" "ALLOWED_TCP_PORT=$port_b")
+    line=$(wait_verdict "$CID")
+    check_verdict "$line" "*=EACCES" "sendto-redirect:127.0.0.2=EACCES" "sendmsg-redirect:127.0.0.2=EACCES" \
+      "sendmmsg-redirect:127.0.0.2=EACCES" "unix-sendto-with-address=EACCES"
+    wait_until 10 "the app's send() on its allowed UDP socket" app_has_line "$CID" '^ALLOWED-SEND '
+    app_has_line "$CID" -x 'ALLOWED-SEND ok' || fail "send() on the allowed UDP socket failed: $(app_lines "$CID" | grep '^ALLOWED-SEND')"
+    wait_until 10 "the allowed datagram at 127.0.0.1:$port_b" grep -q "DATAGRAM b'allowed'" "$WORK/allowed-udp-127_0_0_1-$port_b.log"
+    pass "send() on the connected UDP socket still reaches the allowed address"
     ;;
   connect-ipv6)
     listen tcp ::1 "$port_a"

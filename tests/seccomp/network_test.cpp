@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/fd_passing.hpp"
 #include "seccomp/supervisor.hpp"
 #include "supervised_child.hpp"
 
@@ -92,6 +93,30 @@ struct Listener {
   bool HasPendingConnection() const {
     pollfd waiting{fd.get(), POLLIN, 0};
     return ::poll(&waiting, 1, 0) == 1;
+  }
+};
+
+// A UDP socket on an ephemeral port of a loopback address.
+struct DatagramReceiver {
+  UniqueFd fd;
+  std::uint16_t port = 0;
+  explicit DatagramReceiver(const char* address) {
+    Endpoint endpoint(address, 0);
+    fd.Reset(::socket(endpoint.family(), SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    EXPECT_EQ(::bind(fd.get(), endpoint.get(), endpoint.length), 0) << address << ": " << std::strerror(errno);
+    sockaddr_in bound{};
+    socklen_t length = sizeof(bound);
+    ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&bound), &length);
+    port = ntohs(bound.sin_port);
+  }
+  // Everything that arrived (checked after the child is done), "" if none.
+  std::string Receive() const {
+    std::string all;
+    std::array<char, 256> buffer{};
+    ssize_t got = 0;
+    while ((got = ::recv(fd.get(), buffer.data(), buffer.size(), 0)) > 0)
+      all.append(buffer.data(), static_cast<std::size_t>(got));
+    return all;
   }
 };
 
@@ -171,6 +196,10 @@ TEST(SeccompNetwork, ConnectAndBindFollowThePolicy) {
   const std::string unix_path = ::testing::TempDir() + "/citadel-seccomp-" + std::to_string(::getpid()) + ".sock";
   (void)::unlink(unix_path.c_str());
   const app::Policy policy = NetworkPolicy(server_port);
+  DatagramReceiver udp_receiver("127.0.0.1");
+  DatagramReceiver udp_forbidden("127.0.0.2");
+  const std::uint16_t udp_receiver_port = udp_receiver.port;
+  const std::uint16_t udp_forbidden_port = udp_forbidden.port;
 
   SupervisedChild child = SupervisedChild::Start(policy, [&](const Reporter& report) {
     ConnectAndPing(report, "connect_allowed", "127.0.0.1", allowed.port);
@@ -198,7 +227,29 @@ TEST(SeccompNetwork, ConnectAndBindFollowThePolicy) {
     report.Report("nonblocking_still_nonblocking", std::to_string((::fcntl(nonblocking, F_GETFL) & O_NONBLOCK) != 0));
     ::close(nonblocking);
 
-    // AF_UNIX is not proxied: it passes through.
+    // A UDP socket connected to the allowed address cannot name another
+    // destination per datagram; send() on it still works.
+    int connected_udp = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    Endpoint allowed_udp("127.0.0.1", udp_receiver_port);
+    report.ReportResult("udp_connect_allowed", ::connect(connected_udp, allowed_udp.get(), allowed_udp.length));
+    Endpoint elsewhere("127.0.0.2", udp_forbidden_port);
+    char payload[] = "redirected";
+    iovec data{payload, sizeof(payload) - 1};
+    msghdr message{};
+    message.msg_name = const_cast<sockaddr*>(elsewhere.get());
+    message.msg_namelen = elsewhere.length;
+    message.msg_iov = &data;
+    message.msg_iovlen = 1;
+    report.ReportResult("udp_sendmsg_redirect", ::sendmsg(connected_udp, &message, 0));
+    mmsghdr messages{message, 0};
+    report.ReportResult("udp_sendmmsg_redirect", ::sendmmsg(connected_udp, &messages, 1, 0));
+    report.ReportResult("udp_sendto_redirect", ::sendto(connected_udp, "x", 1, 0, elsewhere.get(), elsewhere.length));
+    report.Report("udp_send_allowed", std::to_string(::send(connected_udp, "allowed", 7, 0)));
+    ::close(connected_udp);
+
+    // Unix sockets: bind passes through; connect is refused to an app that
+    // may hold device-network datagram sockets (a descriptor swap between
+    // check and call could aim it elsewhere); a missing path is ENOENT.
     int unix_server = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_un unix_address{};
     unix_address.sun_family = AF_UNIX;
@@ -208,6 +259,11 @@ TEST(SeccompNetwork, ConnectAndBindFollowThePolicy) {
     ::listen(unix_server, 1);
     int unix_client = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     report.ReportResult("unix_connect", ::connect(unix_client, unix_sockaddr, sizeof(unix_address)));
+    sockaddr_un missing{};
+    missing.sun_family = AF_UNIX;
+    std::strncpy(missing.sun_path, "/nonexistent/citadel.sock", sizeof(missing.sun_path) - 1);
+    report.ReportResult("unix_connect_missing",
+                        ::connect(unix_client, reinterpret_cast<sockaddr*>(&missing), sizeof(missing)));
     ::close(unix_client);
     ::close(unix_server);
 
@@ -276,8 +332,16 @@ TEST(SeccompNetwork, ConnectAndBindFollowThePolicy) {
       << results["nonblocking_connect"];
   EXPECT_EQ(results["nonblocking_so_error"], "0");
   EXPECT_EQ(results["nonblocking_still_nonblocking"], "1");
+  EXPECT_EQ(results["udp_connect_allowed"], "0");
+  EXPECT_EQ(results["udp_sendmsg_redirect"], kEacces);
+  EXPECT_EQ(results["udp_sendmmsg_redirect"], kEacces);
+  EXPECT_EQ(results["udp_sendto_redirect"], kEacces);
+  EXPECT_EQ(results["udp_send_allowed"], "7");
+  EXPECT_EQ(udp_receiver.Receive(), "allowed");
+  EXPECT_EQ(udp_forbidden.Receive(), "") << "a datagram reached 127.0.0.2";
   EXPECT_EQ(results["unix_bind"], "0");
-  EXPECT_EQ(results["unix_connect"], "0");
+  EXPECT_EQ(results["unix_connect"], kEacces);
+  EXPECT_EQ(results["unix_connect_missing"], std::to_string(ENOENT));
   EXPECT_EQ(results["bind_refused_port"], kEacces);
   EXPECT_EQ(results["bind_allowed_raw_return"], "0");
   EXPECT_EQ(results["listen"], "0");
@@ -299,7 +363,54 @@ TEST(SeccompNetwork, ConnectAndBindFollowThePolicy) {
   EXPECT_TRUE(reported("bind: bind TCP 127.0.0.1:" + std::to_string(refused_port)));
   EXPECT_TRUE(reported("sendto: sendto 127.0.0.1:"));
   EXPECT_TRUE(reported("socket: socket(AF_INET, SOCK_RAW"));
-  EXPECT_EQ(details.size(), 6U) << ::testing::PrintToString(details);
+  EXPECT_TRUE(reported("sendmsg: sendmsg is refused to apps with AllowedConnections"));
+  EXPECT_TRUE(reported("sendmmsg: sendmmsg is refused to apps with AllowedConnections"));
+  EXPECT_TRUE(reported("sendto: sendto 127.0.0.2:" + std::to_string(udp_forbidden_port)));
+  EXPECT_TRUE(reported("connect: connect to the unix socket \"" + unix_path + "\" is refused"));
+  EXPECT_EQ(details.size(), 10U) << ::testing::PrintToString(details);
+}
+
+// An app that can never hold a device-network datagram socket (here: a TCP
+// server port only) keeps sendmsg, fd passing and unix connects.
+TEST(SeccompNetwork, AppsWithoutDatagramGrantsKeepSendmsgAndUnixSockets) {
+  const std::string unix_path = ::testing::TempDir() + "/citadel-seccomp-tcp-" + std::to_string(::getpid()) + ".sock";
+  (void)::unlink(unix_path.c_str());
+  app::Policy policy = NetworkPolicy(FreeTcpPort());
+  policy.allowed_ip_addresses.clear();
+  ASSERT_FALSE(policy.MayHoldDeviceDatagramSockets());
+
+  SupervisedChild child = SupervisedChild::Start(policy, [&](const Reporter& report) {
+    std::array<int, 2> pair{-1, -1};
+    report.ReportResult("socketpair", ::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair.data()));
+    report.Report("sendmsg_with_fd", std::to_string(SendWithFd(pair[0], "x", pair[1], 0)));
+    int server = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    std::strncpy(address.sun_path, unix_path.c_str(), sizeof(address.sun_path) - 1);
+    auto* named = reinterpret_cast<sockaddr*>(&address);
+    report.ReportResult("unix_bind", ::bind(server, named, sizeof(address)));
+    int client = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    report.Report("unix_sendto_address", std::to_string(::sendto(client, "y", 1, 0, named, sizeof(address))));
+    report.ReportResult("unix_connect", ::connect(client, named, sizeof(address)));
+    ::close(client);
+    ::close(server);
+  });
+  ViolationLog log;
+  Supervisor supervisor(log.Sink());
+  UniqueFd listener = child.TakeListener();
+  ASSERT_TRUE(listener.valid());
+  ASSERT_TRUE(supervisor.Add(kComponent, child.pid(), std::move(listener), RulesFor(policy)).has_value());
+  child.Go();
+  auto results = child.Finish();
+  supervisor.Remove(kComponent);
+  (void)::unlink(unix_path.c_str());
+  ASSERT_EQ(results["done"], "1") << "child status " << child.exit_status();
+  EXPECT_EQ(results["socketpair"], "0");
+  EXPECT_EQ(results["sendmsg_with_fd"], "1");
+  EXPECT_EQ(results["unix_bind"], "0");
+  EXPECT_EQ(results["unix_sendto_address"], "1");
+  EXPECT_EQ(results["unix_connect"], "0");
+  EXPECT_TRUE(log.Take().empty());
 }
 
 TEST(SeccompNetwork, InjectedSocketWorksFromAnIsolatedNetworkNamespace) {

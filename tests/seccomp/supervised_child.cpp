@@ -6,12 +6,15 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <array>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 #include <thread>
 
 #include "common/fd_passing.hpp"
@@ -31,27 +34,6 @@ void WriteAll(int fd, const std::string& text) {
   }
 }
 
-bool SendFd(int socket, int fd) { return SendWithFd(socket, "F", fd, 0) == 1; }
-
-int ReceiveFd(int socket) {
-  pollfd waiting{socket, POLLIN, 0};
-  if (::poll(&waiting, 1, 20000) != 1) return -1;
-  char byte = 0;
-  iovec io{&byte, 1};
-  alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int))> control{};
-  msghdr message{};
-  message.msg_iov = &io;
-  message.msg_iovlen = 1;
-  message.msg_control = control.data();
-  message.msg_controllen = control.size();
-  if (::recvmsg(socket, &message, MSG_CMSG_CLOEXEC) != 1) return -1;
-  cmsghdr* header = CMSG_FIRSTHDR(&message);
-  if (header == nullptr || header->cmsg_type != SCM_RIGHTS) return -1;
-  int fd = -1;
-  std::memcpy(&fd, CMSG_DATA(header), sizeof(int));
-  return fd;
-}
-
 [[noreturn]] void RunChild(const app::Policy& policy, const SupervisedChild::Body& body, ChildOptions options,
                            int control, int reports) {
   Reporter reporter(reports);
@@ -68,10 +50,13 @@ int ReceiveFd(int socket) {
     reporter.Report("setup_error", "LoadAppFilter");
     ::_exit(4);
   }
-  if (!SendFd(control, listener->get())) ::_exit(5);
-  listener->Reset();  // the app must never hold its own listener
+  // As citadel-sandbox does: the parent copies the listener out of this
+  // process (the filter may refuse sendmsg), then says go.
+  std::string number = std::to_string(listener->get());
+  if (::send(control, number.data(), number.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(number.size())) ::_exit(5);
   char go = 0;
   if (::read(control, &go, 1) != 1) ::_exit(6);
+  listener->Reset();  // the app must never hold its own listener
   body(reporter);
   reporter.Report("done", "1");
   ::_exit(0);
@@ -116,7 +101,16 @@ SupervisedChild::~SupervisedChild() {
   }
 }
 
-UniqueFd SupervisedChild::TakeListener() { return UniqueFd(ReceiveFd(control_.get())); }
+UniqueFd SupervisedChild::TakeListener() {
+  pollfd waiting{control_.get(), POLLIN, 0};
+  if (::poll(&waiting, 1, 20000) != 1) return {};
+  std::array<char, 16> number{};
+  ssize_t got = ::recv(control_.get(), number.data(), number.size() - 1, 0);
+  if (got <= 0) return {};
+  UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0)));
+  if (!pidfd) return {};
+  return UniqueFd(CopyFdFromProcess(pidfd.get(), std::atoi(number.data())));
+}
 
 void SupervisedChild::Go() {
   char go = 'G';

@@ -635,6 +635,84 @@ static void AttemptConnectUdp(struct Outcome* outcome, int argc, char** argv) {
   (void)close(fd);
 }
 
+/* argv: ALLOWED_PORT FORBIDDEN_PORT. A UDP socket the runtime connected to
+ * an allowed address (127.0.0.1:ALLOWED_PORT), then every way of naming
+ * another destination per datagram: sendto, sendmsg and sendmmsg with
+ * 127.0.0.2:FORBIDDEN_PORT, and sendto with an address on a unix socket (the
+ * descriptor-swap route: between a check and the call another thread could
+ * dup2 the UDP socket over it). Then a plain send() on the connected socket
+ * must still work: "ALLOWED-SEND ok" or "ALLOWED-SEND <errno>". */
+static void AttemptUdpRedirect(struct Outcome* outcome, int argc, char** argv) {
+  if (argc < 2) {
+    DeniedBecause(outcome, "arguments", "missing-ALLOWED_PORT-FORBIDDEN_PORT");
+    return;
+  }
+  long allowed_port = ParseLong(argv[0], 1, 65535);
+  long forbidden_port = ParseLong(argv[1], 1, 65535);
+  if (allowed_port < 0 || forbidden_port < 0) {
+    DeniedBecause(outcome, "arguments", "bad-port");
+    return;
+  }
+  struct sockaddr_storage allowed, forbidden;
+  socklen_t allowed_length = MakeAddress("127.0.0.1", (uint16_t)allowed_port, &allowed);
+  socklen_t forbidden_length = MakeAddress("127.0.0.2", (uint16_t)forbidden_port, &forbidden);
+
+  current_step = "udp-connect:allowed";
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0 || connect(fd, (struct sockaddr*)&allowed, allowed_length) != 0) {
+    PrintLine("ERROR %s the allowed UDP connect failed: %s", current_attempt, ErrnoName(errno));
+    if (fd >= 0) (void)close(fd);
+    return;
+  }
+  static const char kPayload[] = "redirected";
+  struct iovec data = {.iov_base = (void*)kPayload, .iov_len = sizeof kPayload - 1};
+
+  current_step = "sendto-redirect:127.0.0.2";
+  if (sendto(fd, kPayload, data.iov_len, 0, (struct sockaddr*)&forbidden, forbidden_length) >= 0) {
+    Escaped(outcome, "sendto redirected a connected UDP socket to 127.0.0.2");
+  } else {
+    Denied(outcome, current_step, errno);
+  }
+
+  current_step = "sendmsg-redirect:127.0.0.2";
+  struct msghdr message = {.msg_name = &forbidden, .msg_namelen = forbidden_length, .msg_iov = &data, .msg_iovlen = 1};
+  if (sendmsg(fd, &message, 0) >= 0) {
+    Escaped(outcome, "sendmsg redirected a connected UDP socket to 127.0.0.2");
+  } else {
+    Denied(outcome, current_step, errno);
+  }
+
+  current_step = "sendmmsg-redirect:127.0.0.2";
+  struct mmsghdr messages[1] = {{.msg_hdr = message, .msg_len = 0}};
+  if (sendmmsg(fd, messages, 1, 0) > 0) {
+    Escaped(outcome, "sendmmsg redirected a connected UDP socket to 127.0.0.2");
+  } else {
+    Denied(outcome, current_step, errno);
+  }
+
+  /* The path need not exist: let through, this would fail with ENOENT. */
+  current_step = "unix-sendto-with-address";
+  int unix_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_un unix_address = {.sun_family = AF_UNIX};
+  (void)snprintf(unix_address.sun_path, sizeof unix_address.sun_path, "/tmp/hostile-dgram");
+  if (unix_fd < 0) {
+    Denied(outcome, current_step, errno);
+  } else if (sendto(unix_fd, "x", 1, 0, (struct sockaddr*)&unix_address, sizeof unix_address) >= 0) {
+    Escaped(outcome, "sendto with an address was let through on a unix socket (descriptor-swap race open)");
+  } else {
+    Denied(outcome, current_step, errno);
+  }
+  if (unix_fd >= 0) (void)close(unix_fd);
+
+  current_step = "allowed-send";
+  if (send(fd, "allowed", 7, 0) == 7) {
+    PrintLine("ALLOWED-SEND ok");
+  } else {
+    PrintLine("ALLOWED-SEND %s", ErrnoName(errno));
+  }
+  (void)close(fd);
+}
+
 /* argv: PORT */
 static void AttemptConnectIpv6(struct Outcome* outcome, int argc, char** argv) {
   int port = PortArgument(argc, argv, outcome);
@@ -1026,6 +1104,7 @@ static const struct Attempt kAttempts[] = {
     {"connect-unlisted-ip", AttemptConnectUnlistedIp, "PORT", false, false},
     {"connect-unlisted-host", AttemptConnectUnlistedHost, "PORT", false, false},
     {"connect-udp", AttemptConnectUdp, "PORT", false, false},
+    {"udp-redirect", AttemptUdpRedirect, "ALLOWED_PORT FORBIDDEN_PORT", false, false},
     {"connect-ipv6", AttemptConnectIpv6, "PORT", false, false},
     {"raw-socket", AttemptRawSocket, "", false, false},
     {"own-resolver", AttemptOwnResolver, "", false, false},
