@@ -103,6 +103,16 @@ std::string_view PeripheralKindName(PeripheralKind kind) {
   return "unknown";
 }
 
+std::string_view BoardBackendName(BoardBackend backend) {
+  switch (backend) {
+    case BoardBackend::kLinux:
+      return "linux";
+    case BoardBackend::kSimulated:
+      return "simulated";
+  }
+  return "unknown";
+}
+
 std::string Peripheral::ResourceKey() const {
   std::string key;
   switch (kind) {
@@ -155,7 +165,7 @@ Expected<BoardDefinition> ParseBoardDefinition(std::string_view json) {
   if (!parsed) return WrapError(parsed.error(), "board definition");
   const Json& root = *parsed;
   CITADEL_TRY_VOID(detail::ExpectObject(
-      root, "", {"SchemaVersion", "Name", "Gpio", "Uart", "I2cMaster", "SpiMaster", "Pwm", "Adc"}));
+      root, "", {"SchemaVersion", "Name", "Backend", "Gpio", "Uart", "I2cMaster", "SpiMaster", "Pwm", "Adc"}));
   CITADEL_TRY(const Json* version, detail::Require(root, "", "SchemaVersion"));
   if (!version->is_number_integer() || *version != 1) {
     return FieldError("SchemaVersion", version->dump().substr(0, 32) + " is not supported (expected 1)");
@@ -163,6 +173,16 @@ Expected<BoardDefinition> ParseBoardDefinition(std::string_view json) {
   BoardDefinition board;
   CITADEL_TRY(const Json* name, detail::Require(root, "", "Name"));
   CITADEL_TRY(board.name, detail::ReadString(*name, "Name", kMaxBoardNameBytes));
+  if (const Json* backend = detail::Find(root, "Backend")) {
+    CITADEL_TRY(auto backend_name, detail::ReadString(*backend, "Backend", 16));
+    if (backend_name == BoardBackendName(BoardBackend::kLinux)) {
+      board.backend = BoardBackend::kLinux;
+    } else if (backend_name == BoardBackendName(BoardBackend::kSimulated)) {
+      board.backend = BoardBackend::kSimulated;
+    } else {
+      return FieldError("Backend", Quote(backend_name) + " is not a backend (expected \"linux\" or \"simulated\")");
+    }
+  }
   std::set<std::string, std::less<>> resources;
   for (const KindFormat& format : kKinds) {
     const std::string_view key = PeripheralKindName(format.kind);

@@ -47,8 +47,18 @@ struct Peripheral {
   bool operator==(const Peripheral&) const = default;
 };
 
+// Which implementation serves the board's peripherals (the broker picks it,
+// src/broker/peripheral_backend.hpp): the real Linux device interfaces, or
+// the simulation (boards/simulated.json, tests, `make run`).
+enum class BoardBackend { kLinux, kSimulated };
+
+// The board-definition value of a backend: "linux", "simulated".
+std::string_view BoardBackendName(BoardBackend backend);
+
 struct BoardDefinition {
   std::string name;
+  // "Backend" in the file; absent means a real board (kLinux).
+  BoardBackend backend = BoardBackend::kLinux;
   std::vector<Peripheral> peripherals;  // grouped by kind, sorted by name
 
   // The peripheral of that kind and name, or nullptr.

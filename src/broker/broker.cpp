@@ -5,12 +5,14 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <array>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -19,6 +21,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "broker/peripheral_backend.hpp"
 #include "broker/protocol.hpp"
 #include "broker/request.hpp"
 #include "common/fd_passing.hpp"
@@ -31,13 +34,12 @@ namespace {
 constexpr std::uint64_t kWakeToken = 0;
 constexpr int kMaxEvents = 64;
 constexpr std::size_t kMaxComponentIdBytes = 64;
-// UART loopback: bytes the broker holds for an app that does not read them,
-// and the most it reads per round (bounded work per event).
+// UART relay: bytes the broker holds in each direction for a side that does
+// not take them, and the most it reads per event (bounded work per event).
 constexpr std::size_t kUartBufferBytes = 64 * 1024;
 constexpr std::size_t kUartChunkBytes = 4096;
 // Descriptors an app may (wrongly) attach to a request; they are closed.
 constexpr std::size_t kMaxReceivedFds = 8;
-constexpr std::string_view kSimulatedBoardName = "citadel-simulated";
 
 std::string ErrnoText(int error_number) { return std::strerror(error_number); }  // NOLINT(concurrency-mt-unsafe)
 
@@ -99,11 +101,51 @@ struct Success {
   UniqueFd fd;
 };
 
+// One step of the UART relay on one descriptor.
+enum class RelayStep { kMoved, kIdle, kEnd, kFailed };
+
+bool TransientErrno(int error_number) {
+  return error_number == EAGAIN || error_number == EWOULDBLOCK || error_number == EINTR;
+}
+
+// Reads at most one chunk from fd into buffer, never past kUartBufferBytes.
+RelayStep ReadChunk(int fd, std::string& buffer) {
+  if (buffer.size() >= kUartBufferBytes) return RelayStep::kIdle;
+  std::array<char, kUartChunkBytes> chunk{};
+  const std::size_t room = std::min(chunk.size(), kUartBufferBytes - buffer.size());
+  ssize_t got = ::read(fd, chunk.data(), room);
+  if (got > 0) {
+    buffer.append(chunk.data(), static_cast<std::size_t>(got));
+    return RelayStep::kMoved;
+  }
+  if (got == 0) return RelayStep::kEnd;
+  return TransientErrno(errno) ? RelayStep::kIdle : RelayStep::kFailed;
+}
+
+// Writes what fd takes of buffer without blocking; *moved counts the bytes.
+RelayStep WriteSome(int fd, std::string& buffer, bool socket, std::size_t* moved = nullptr) {
+  if (buffer.empty()) return RelayStep::kIdle;
+  ssize_t put = socket ? ::send(fd, buffer.data(), buffer.size(), MSG_DONTWAIT | MSG_NOSIGNAL)
+                       : ::write(fd, buffer.data(), buffer.size());
+  if (put > 0) {
+    buffer.erase(0, static_cast<std::size_t>(put));
+    if (moved != nullptr) *moved = static_cast<std::size_t>(put);
+    return RelayStep::kMoved;
+  }
+  if (put == 0 || TransientErrno(errno)) return RelayStep::kIdle;
+  return RelayStep::kFailed;
+}
+
+bool Ended(RelayStep step) { return step == RelayStep::kEnd || step == RelayStep::kFailed; }
+
 }  // namespace
 
 class Broker::Impl {
  public:
-  explicit Impl(BrokerOptions options) : options_(std::move(options)), board_(options_.board) {}
+  explicit Impl(BrokerOptions options)
+      : options_(std::move(options)),
+        backend_(CreatePeripheralBackend(options_.board, options_.linux_board)),
+        simulated_(dynamic_cast<SimulatedBoard*>(backend_.get())) {}
 
   ~Impl() {
     if (thread_.joinable()) {
@@ -112,6 +154,10 @@ class Broker::Impl {
       if (::write(wake_.get(), &one, sizeof(one)) != sizeof(one)) log::Error("broker: cannot wake the event loop");
       thread_.join();
     }
+    // Close every handle the way the loop would, so the backend releases
+    // its peripherals and no tty close waits for its output to drain.
+    std::lock_guard lock(mutex_);
+    while (!endpoints_.empty()) CloseEndpoint(endpoints_.begin()->first);
   }
   Impl(const Impl&) = delete;
   Impl& operator=(const Impl&) = delete;
@@ -127,10 +173,8 @@ class Broker::Impl {
     if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, wake_.get(), &event) != 0) {
       return MakeError(ErrorCode::kIo, "broker: epoll_ctl failed: " + ErrnoText(errno));
     }
-    if (options_.board.name != kSimulatedBoardName) {
-      log::Warn("broker: no hardware backend in this version; peripherals of this board are simulated",
-                {{"board", options_.board.name}});
-    }
+    log::Info("broker: serving the board's peripherals",
+              {{"board", options_.board.name}, {"backend", backend_->name()}});
     thread_ = std::thread([this] { Run(); });
     return kOk;
   }
@@ -164,7 +208,14 @@ class Broker::Impl {
     apps_.erase(it);
   }
 
-  SimulatedBoard& board() { return board_; }
+  SimulatedBoard& simulated() {
+    if (simulated_ == nullptr) {
+      log::Error("broker: simulated() called for a board whose backend is not simulated",
+                 {{"board", options_.board.name}, {"backend", backend_->name()}});
+      std::abort();
+    }
+    return *simulated_;
+  }
 
  private:
   enum class EndpointType { kAppChannel, kPeripheral, kUart };
@@ -176,7 +227,20 @@ class Broker::Impl {
     std::uint32_t events = 0;
     app::Peripheral peripheral;  // kPeripheral, kUart
     bool gpio_output = false;
-    std::string uart_pending;
+    bool backend_open = false;  // the backend holds `peripheral` for this endpoint until it closes
+    // kUart: the device its bytes are relayed to and from (none: loopback),
+    // registered under device_token, and the bytes in flight each way. In a
+    // loopback the app's bytes wait in to_app.
+    UniqueFd uart_device;
+    std::uint64_t device_token = 0;
+    std::uint32_t device_events = 0;
+    std::string to_app;
+    std::string to_device;
+    // The app closed its UART descriptor while bytes it wrote were still on
+    // their way: its socket is out of the event loop and the device's
+    // writability drives the rest out (app_eof: nothing left to read).
+    bool draining = false;
+    bool app_eof = false;
   };
 
   struct AppState {
@@ -216,10 +280,36 @@ class Broker::Impl {
     return token;
   }
 
+  // Registers a UART endpoint's device descriptor with the event loop.
+  Checked<void> RegisterUartDevice(std::uint64_t token, Endpoint& endpoint, UniqueFd device) {
+    std::uint64_t device_token = next_token_++;
+    epoll_event event{};
+    event.events = EPOLLIN;
+    event.data.u64 = device_token;
+    if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, device.get(), &event) != 0) {
+      return Fail(EIO, "epoll_ctl failed: " + ErrnoText(errno));
+    }
+    endpoint.uart_device = std::move(device);
+    endpoint.device_token = device_token;
+    endpoint.device_events = event.events;
+    device_tokens_[device_token] = token;
+    return {};
+  }
+
   void CloseEndpoint(std::uint64_t token) {
     auto it = endpoints_.find(token);
     if (it == endpoints_.end()) return;
     (void)::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, it->second.fd.get(), nullptr);
+    if (it->second.uart_device) {
+      (void)::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, it->second.uart_device.get(), nullptr);
+      device_tokens_.erase(it->second.device_token);
+      // Not the tty's last close (the backend keeps its own descriptor), so
+      // it neither blocks this thread until the port drains nor discards
+      // what the port still has to send.
+      it->second.uart_device.Reset();
+    }
+    // Tell the backend last, once nothing of the handle is left open.
+    if (it->second.backend_open) backend_->Close(it->second.peripheral);
     auto app = apps_.find(it->second.component_id);
     if (app != apps_.end()) {
       app->second.tokens.erase(token);
@@ -231,13 +321,12 @@ class Broker::Impl {
     endpoints_.erase(it);
   }
 
-  void UpdateEvents(std::uint64_t token, Endpoint& endpoint, std::uint32_t events) {
-    events |= EPOLLRDHUP;
-    if (events == endpoint.events) return;
+  void UpdateEvents(std::uint64_t token, int fd, std::uint32_t& current, std::uint32_t events) {
+    if (events == current) return;
     epoll_event event{};
     event.events = events;
     event.data.u64 = token;
-    if (::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, endpoint.fd.get(), &event) == 0) endpoint.events = events;
+    if (::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, fd, &event) == 0) current = events;
   }
 
   // ---- event loop ------------------------------------------------------
@@ -267,11 +356,16 @@ class Broker::Impl {
   }
 
   void Serve(std::uint64_t token, std::uint32_t events) {
+    if (auto device = device_tokens_.find(token); device != device_tokens_.end()) {
+      auto it = endpoints_.find(device->second);
+      if (it != endpoints_.end()) ServeUart(device->second, it->second, events, /*device_side=*/true);
+      return;
+    }
     auto it = endpoints_.find(token);
     if (it == endpoints_.end()) return;  // closed earlier in this round
     Endpoint& endpoint = it->second;
     if (endpoint.type == EndpointType::kUart) {
-      ServeUart(token, endpoint, events);
+      ServeUart(token, endpoint, events, /*device_side=*/false);
       return;
     }
     bool hung_up = (events & (EPOLLHUP | EPOLLRDHUP | EPOLLERR)) != 0;
@@ -353,36 +447,136 @@ class Broker::Impl {
     return received;
   }
 
-  void ServeUart(std::uint64_t token, Endpoint& endpoint, std::uint32_t events) {
+  // One UART event, on the app's socket or (device_side) on the device.
+  // Each call moves at most one chunk in from the side that is ready and
+  // forwards what the other side takes without blocking; interest follows
+  // the buffers, so a side that does not read stops the other being read
+  // once kUartBufferBytes wait (backpressure, never unbounded memory).
+  // Bytes still in flight when either side goes away are dropped.
+  void ServeUart(std::uint64_t token, Endpoint& endpoint, std::uint32_t events, bool device_side) {
+    const bool readable = (events & EPOLLIN) != 0;
+    const bool writable = (events & EPOLLOUT) != 0;
+    const bool hung_up = (events & (EPOLLHUP | EPOLLERR)) != 0;
+    const int app = endpoint.fd.get();
     bool closed = false;
-    if ((events & EPOLLIN) != 0 && endpoint.uart_pending.size() < kUartBufferBytes) {
-      std::array<char, kUartChunkBytes> chunk{};
-      std::size_t room = std::min(chunk.size(), kUartBufferBytes - endpoint.uart_pending.size());
-      ssize_t got = ::read(endpoint.fd.get(), chunk.data(), room);
-      if (got > 0) {
-        endpoint.uart_pending.append(chunk.data(), static_cast<std::size_t>(got));
-      } else if (got == 0 || (errno != EAGAIN && errno != EINTR)) {
+    if (!endpoint.uart_device) {
+      // Loopback (the simulated board): the app's bytes come straight back.
+      if (readable) closed = Ended(ReadChunk(app, endpoint.to_app));
+      std::size_t moved = 0;
+      if (!closed) closed = WriteSome(app, endpoint.to_app, true, &moved) == RelayStep::kFailed;
+      if (moved > 0 && simulated_ != nullptr) simulated_->AddUartBytesLooped(endpoint.peripheral.name, moved);
+      closed = closed || (hung_up && !readable);
+    } else if (endpoint.draining) {
+      ServeUartDrain(token, endpoint, hung_up);
+      return;
+    } else if (!device_side) {
+      const int device = endpoint.uart_device.get();
+      const RelayStep from_app = readable ? ReadChunk(app, endpoint.to_device) : RelayStep::kIdle;
+      bool app_gone = Ended(from_app) || (hung_up && !readable);
+      if (writable && !app_gone && WriteSome(app, endpoint.to_app, true) == RelayStep::kFailed) app_gone = true;
+      // Forward at once, also the last bytes of an app that just closed.
+      if (WriteSome(device, endpoint.to_device, false) == RelayStep::kFailed) {
+        const int error_number = errno;
+        LogUartFailure(endpoint, "writing the device: " + ErrnoText(error_number));
         closed = true;
       }
-    }
-    if (!closed && !endpoint.uart_pending.empty()) {
-      ssize_t put = ::send(endpoint.fd.get(), endpoint.uart_pending.data(), endpoint.uart_pending.size(),
-                           MSG_DONTWAIT | MSG_NOSIGNAL);
-      if (put > 0) {
-        endpoint.uart_pending.erase(0, static_cast<std::size_t>(put));
-        board_.AddUartBytesLooped(endpoint.peripheral.name, static_cast<std::uint64_t>(put));
-      } else if (put < 0 && errno != EAGAIN && errno != EINTR) {
+      if (!closed && app_gone) {
+        StartUartDrain(token, endpoint, Ended(from_app));
+        return;
+      }
+    } else {
+      const int device = endpoint.uart_device.get();
+      std::string failure;
+      if (readable) {
+        const RelayStep step = ReadChunk(device, endpoint.to_app);
+        const int error_number = errno;
+        if (step == RelayStep::kEnd) failure = "the device reported end of file";
+        if (step == RelayStep::kFailed) failure = "reading the device: " + ErrnoText(error_number);
+      }
+      if (failure.empty() && writable && WriteSome(device, endpoint.to_device, false) == RelayStep::kFailed) {
+        const int error_number = errno;
+        failure = "writing the device: " + ErrnoText(error_number);
+      }
+      if (failure.empty() && hung_up) failure = "the device hung up";
+      // What was read still reaches the app, even when the device failed.
+      const bool app_gone = WriteSome(app, endpoint.to_app, true) == RelayStep::kFailed;
+      if (!failure.empty()) {
+        LogUartFailure(endpoint, failure);
         closed = true;
+      } else if (app_gone) {
+        StartUartDrain(token, endpoint, false);
+        return;
       }
     }
-    if ((events & (EPOLLHUP | EPOLLERR)) != 0 && (events & EPOLLIN) == 0) closed = true;
     if (closed) {
       CloseEndpoint(token);
       return;
     }
-    std::uint32_t wanted = (endpoint.uart_pending.size() < kUartBufferBytes ? EPOLLIN : 0U) |
-                           (endpoint.uart_pending.empty() ? 0U : EPOLLOUT);
-    UpdateEvents(token, endpoint, wanted);
+    if (!endpoint.uart_device) {
+      const std::uint32_t wanted =
+          (endpoint.to_app.size() < kUartBufferBytes ? EPOLLIN : 0U) | (endpoint.to_app.empty() ? 0U : EPOLLOUT);
+      UpdateEvents(token, app, endpoint.events, wanted | EPOLLRDHUP);
+      return;
+    }
+    const std::uint32_t app_wanted =
+        (endpoint.to_device.size() < kUartBufferBytes ? EPOLLIN : 0U) | (endpoint.to_app.empty() ? 0U : EPOLLOUT);
+    const std::uint32_t device_wanted =
+        (endpoint.to_app.size() < kUartBufferBytes ? EPOLLIN : 0U) | (endpoint.to_device.empty() ? 0U : EPOLLOUT);
+    UpdateEvents(token, app, endpoint.events, app_wanted | EPOLLRDHUP);
+    UpdateEvents(endpoint.device_token, endpoint.uart_device.get(), endpoint.device_events, device_wanted);
+  }
+
+  // The app closed its UART descriptor (or can no longer be written to).
+  // What it wrote before still goes to the device; the handle closes once
+  // that is done, when the device fails, or when the app opens the UART
+  // again or is removed (both drop what is left).
+  void StartUartDrain(std::uint64_t token, Endpoint& endpoint, bool app_eof) {
+    if (app_eof && endpoint.to_device.empty()) {
+      CloseEndpoint(token);
+      return;
+    }
+    (void)::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, endpoint.fd.get(), nullptr);
+    endpoint.events = 0;
+    endpoint.draining = true;
+    endpoint.app_eof = app_eof;
+    endpoint.to_app.clear();  // nobody left to read it
+    UpdateEvents(endpoint.device_token, endpoint.uart_device.get(), endpoint.device_events, EPOLLOUT);
+  }
+
+  // A device event while draining: move what the device takes, then refill
+  // from the app's socket (data it wrote before closing, then end of file).
+  void ServeUartDrain(std::uint64_t token, Endpoint& endpoint, bool hung_up) {
+    const int device = endpoint.uart_device.get();
+    std::string failure;
+    if (WriteSome(device, endpoint.to_device, false) == RelayStep::kFailed) {
+      const int error_number = errno;
+      failure = "writing the device: " + ErrnoText(error_number);
+    }
+    if (failure.empty() && !endpoint.app_eof && endpoint.to_device.size() < kUartBufferBytes) {
+      const RelayStep step = ReadChunk(endpoint.fd.get(), endpoint.to_device);
+      // A closed peer's socket has data or end of file; "nothing yet" with
+      // nothing buffered would only spin, so it ends the drain as well.
+      if (Ended(step) || (step == RelayStep::kIdle && endpoint.to_device.empty())) endpoint.app_eof = true;
+      if (WriteSome(device, endpoint.to_device, false) == RelayStep::kFailed) {
+        const int error_number = errno;
+        failure = "writing the device: " + ErrnoText(error_number);
+      }
+    }
+    if (failure.empty() && hung_up) failure = "the device hung up";
+    if (!failure.empty()) LogUartFailure(endpoint, failure);
+    if (!failure.empty() || (endpoint.app_eof && endpoint.to_device.empty())) {
+      CloseEndpoint(token);
+      return;
+    }
+    UpdateEvents(endpoint.device_token, device, endpoint.device_events, EPOLLOUT);
+  }
+
+  // The device side of a UART failed: the app's handle is closed (it reads
+  // end-of-file) and the operator learns why.
+  static void LogUartFailure(const Endpoint& endpoint, const std::string& failure) {
+    log::Warn(
+        "broker: UART failed; closing the app's handle",
+        {{"component_id", endpoint.component_id}, {"peripheral", endpoint.peripheral.Describe()}, {"error", failure}});
   }
 
   // ---- policy ----------------------------------------------------------
@@ -418,7 +612,7 @@ class Broker::Impl {
                     "reboot refused: the app manifest does not grant PowerControls");
       }
       log::Info("broker: reboot requested by app", {{"component_id", component_id}});
-      board_.RecordReboot();
+      if (simulated_ != nullptr) simulated_->RecordReboot();
       if (options_.reboot_requested) options_.reboot_requested();
       return Success{};
     }
@@ -474,19 +668,55 @@ class Broker::Impl {
       }
     }
     bool uart = *kind == app::PeripheralKind::kUart;
+    UniqueFd uart_device;
+    if (uart) {
+      auto device = backend_->OpenUart(*peripheral);
+      if (!device) return OpenFailed(state.policy.component_id, *peripheral, device.error());
+      uart_device = std::move(*device);
+    } else {
+      OpenRequest request;
+      request.gpio_output = gpio_output;
+      request.gpio_initial_value = initial_value;
+      request.consumer = "citadel:" + state.policy.component_id;
+      auto opened = backend_->Open(*peripheral, request);
+      if (!opened) return OpenFailed(state.policy.component_id, *peripheral, opened.error());
+    }
+    // The backend holds the peripheral now: every way out below releases it.
     auto pair = MakeSocketPair(uart ? SOCK_STREAM : SOCK_SEQPACKET);
-    if (!pair) return std::unexpected(pair.error());
+    if (!pair) {
+      backend_->Close(*peripheral);
+      return std::unexpected(pair.error());
+    }
     auto token = Register(uart ? EndpointType::kUart : EndpointType::kPeripheral, state.policy.component_id,
                           std::move(pair->broker_end), EPOLLIN);
-    if (!token) return std::unexpected(token.error());
+    if (!token) {
+      backend_->Close(*peripheral);
+      return std::unexpected(token.error());
+    }
     Endpoint& endpoint = endpoints_[*token];
     endpoint.peripheral = *peripheral;
     endpoint.gpio_output = gpio_output;
+    endpoint.backend_open = true;
+    if (uart_device) {
+      auto registered = RegisterUartDevice(*token, endpoint, std::move(uart_device));
+      if (!registered) {
+        CloseEndpoint(*token);
+        return std::unexpected(registered.error());
+      }
+    }
     state.open_resources[resource] = *token;
-    if (gpio_output) (void)board_.SetGpioLevel(peripheral->name, initial_value);
     Success success;
     success.fd = std::move(pair->app_end);
     return success;
+  }
+
+  // The backend could not open a peripheral the policy grants: the app gets
+  // the reason (EIO, EBUSY...), the operator a log line naming the app.
+  static std::unexpected<Failure> OpenFailed(const std::string& component_id, const app::Peripheral& peripheral,
+                                             const Error& error) {
+    log::Warn("broker: a peripheral could not be opened",
+              {{"component_id", component_id}, {"peripheral", peripheral.Describe()}, {"error", error.message()}});
+    return Fail(ErrnoForBackendError(error), error.message());
   }
 
   Checked<Success> DeviceAuth(AppState& state, const Request& request) {
@@ -605,15 +835,22 @@ class Broker::Impl {
     // Bound so the nanosecond arithmetic below cannot overflow.
     constexpr std::int64_t kMaxSeconds = std::int64_t{1} << 33;
     if (*seconds < 0 || *seconds > kMaxSeconds) return Fail(EINVAL, "field \"seconds\" is out of range");
-    auto requested = std::chrono::seconds(*seconds) + std::chrono::nanoseconds(*nanoseconds);
-    auto now =
-        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch());
-    board_.SetClockOffset(std::chrono::duration_cast<std::chrono::nanoseconds>(requested) - now);
-    log::Info("broker: system time set by app (simulated clock offset)", {{"component_id", state.policy.component_id}});
+    std::chrono::system_clock::time_point requested(std::chrono::duration_cast<std::chrono::system_clock::duration>(
+        std::chrono::seconds(*seconds) + std::chrono::nanoseconds(*nanoseconds)));
+    if (auto set = backend_->SetSystemTime(requested); !set) {
+      return Fail(set.error().code() == ErrorCode::kPermissionDenied ? EPERM : EIO, set.error().message());
+    }
+    log::Info("broker: system time set by app",
+              {{"component_id", state.policy.component_id}, {"backend", std::string(backend_->name())}});
     return Success{};
   }
 
   // ---- peripheral handles ----------------------------------------------
+
+  // A backend error as the app sees it; the message names the peripheral.
+  static std::unexpected<Failure> BackendFailed(const Error& error) {
+    return Fail(ErrnoForBackendError(error), error.message());
+  }
 
   Checked<Success> HandleHandleRequest(const Endpoint& endpoint, const Request& request) {
     const app::Peripheral& peripheral = endpoint.peripheral;
@@ -626,11 +863,14 @@ class Broker::Impl {
           if (!endpoint.gpio_output) return Fail(EPERM, peripheral.name + " was opened as an input");
           auto value = UnsignedField(body, "value", 1);
           if (!value) return std::unexpected(value.error());
-          (void)board_.SetGpioLevel(peripheral.name, static_cast<int>(*value));
+          auto written = backend_->WriteGpio(peripheral, static_cast<int>(*value));
+          if (!written) return BackendFailed(written.error());
           return success;
         }
         if (op == protocol::kOpGpioGet) {
-          success.results["value"] = board_.GpioLevel(peripheral.name).value_or(0);
+          auto level = backend_->ReadGpio(peripheral);
+          if (!level) return BackendFailed(level.error());
+          success.results["value"] = *level;
           return success;
         }
         break;
@@ -642,12 +882,9 @@ class Broker::Impl {
           if (!write) return std::unexpected(write.error());
           auto read_length = UnsignedField(body, "read_length", protocol::kMaxTransferBytes);
           if (!read_length) return std::unexpected(read_length.error());
-          auto data = board_.I2cTransfer(peripheral.name, static_cast<std::uint16_t>(*address), *write,
-                                         static_cast<std::size_t>(*read_length));
-          if (!data) {
-            int error_number = data.error().code() == ErrorCode::kInvalidArgument ? EINVAL : EIO;
-            return Fail(error_number, peripheral.name + ": " + data.error().message());
-          }
+          auto data = backend_->TransferI2c(peripheral, static_cast<std::uint16_t>(*address), *write,
+                                            static_cast<std::size_t>(*read_length));
+          if (!data) return BackendFailed(data.error());
           success.results["data"] = HexEncode(*data);
           return success;
         }
@@ -660,7 +897,9 @@ class Broker::Impl {
           if (!tx) return std::unexpected(tx.error());
           if (tx->empty()) tx->assign(static_cast<std::size_t>(*length), 0);  // no tx: the bus clocks out zeros
           if (tx->size() != *length) return Fail(EINVAL, "field \"tx\" does not have \"length\" bytes");
-          success.results["data"] = HexEncode(board_.SpiTransfer(peripheral.name, *tx));
+          auto data = backend_->TransferSpi(peripheral, *tx);
+          if (!data) return BackendFailed(data.error());
+          success.results["data"] = HexEncode(*data);
           return success;
         }
         break;
@@ -674,18 +913,23 @@ class Broker::Impl {
           if (!enabled) return std::unexpected(enabled.error());
           if (*duty > *period) return Fail(EINVAL, "the duty cycle exceeds the period");
           if (*enabled && *period == 0) return Fail(EINVAL, "an enabled PWM needs a period");
-          board_.ApplyPwm(peripheral.name,
-                          PwmState{static_cast<std::uint32_t>(*period), static_cast<std::uint32_t>(*duty), *enabled});
+          auto applied = backend_->ConfigurePwm(
+              peripheral, PwmState{static_cast<std::uint32_t>(*period), static_cast<std::uint32_t>(*duty), *enabled});
+          if (!applied) return BackendFailed(applied.error());
           return success;
         }
         break;
       case app::PeripheralKind::kAdc:
         if (op == protocol::kOpAdcSample) {
-          success.results["value"] = board_.AdcSample(peripheral.name);
+          auto sample = backend_->ReadAdc(peripheral);
+          if (!sample) return BackendFailed(sample.error());
+          success.results["value"] = *sample;
           return success;
         }
         if (op == protocol::kOpAdcBits) {
-          success.results["bits"] = kAdcBits;
+          auto bits = backend_->AdcBits(peripheral);
+          if (!bits) return BackendFailed(bits.error());
+          success.results["bits"] = *bits;
           return success;
         }
         break;
@@ -697,7 +941,10 @@ class Broker::Impl {
   }
 
   BrokerOptions options_;
-  SimulatedBoard board_;
+  // Declared before the endpoints so it outlives them; simulated_ is
+  // backend_ when the board is simulated, else null.
+  std::unique_ptr<PeripheralBackend> backend_;
+  SimulatedBoard* simulated_ = nullptr;
   UniqueFd epoll_;
   UniqueFd wake_;
   std::atomic<bool> stopping_{false};
@@ -706,6 +953,7 @@ class Broker::Impl {
   std::mutex mutex_;  // guards everything below
   std::map<std::string, AppState, std::less<>> apps_;
   std::unordered_map<std::uint64_t, Endpoint> endpoints_;
+  std::unordered_map<std::uint64_t, std::uint64_t> device_tokens_;  // UART device token -> endpoint token
   std::uint64_t next_token_ = kWakeToken + 1;
   // Receive buffer; one extra byte so an oversized message is detectable
   // even where MSG_TRUNC is not reported. Only the loop thread uses it.
@@ -723,6 +971,6 @@ Broker::~Broker() = default;
 
 Expected<UniqueFd> Broker::AddApp(const app::Policy& policy) { return impl_->AddApp(policy); }
 void Broker::RemoveApp(std::string_view component_id) { impl_->RemoveApp(component_id); }
-SimulatedBoard& Broker::simulated() { return impl_->board(); }
+SimulatedBoard& Broker::simulated() { return impl_->simulated(); }
 
 }  // namespace citadel::broker

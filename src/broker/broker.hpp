@@ -19,8 +19,16 @@
 //     signatures over digests, only with DeviceAuthentication for the
 //     device's own tenant.
 //
-// Backend: peripherals are simulated (SimulatedBoard) on every board in this
-// version; a board other than "citadel-simulated" logs a warning at Create.
+// Backend: the board definition's Backend field picks what serves the
+// peripherals (CreatePeripheralBackend, peripheral_backend.hpp): the Linux
+// device interfaces (LinuxBoard, the default for a real board) or the
+// simulation (SimulatedBoard). A peripheral the backend cannot open is
+// refused to the app (EIO/EBUSY with the reason) and logged; nothing falls
+// back to the simulation. UART bytes are relayed by the event loop between
+// the app's stream socket and the tty (bounded buffers both ways), so the
+// app never holds the tty itself and cannot issue tty ioctls. When the app
+// closes a UART descriptor, what it wrote before is still relayed (the
+// handle drains); RemoveApp and a new open of the UART drop what is left.
 //
 // Threading: one internal thread runs the epoll loop. AddApp, RemoveApp and
 // simulated() may be called from any thread. Callbacks in BrokerOptions are
@@ -34,6 +42,7 @@
 
 #include "app/board.hpp"
 #include "app/policy.hpp"
+#include "broker/peripheral_backend.hpp"
 #include "broker/simulated_board.hpp"
 #include "common/encoding.hpp"
 #include "common/error.hpp"
@@ -67,6 +76,7 @@ struct BrokerOptions {
   std::function<bool()> network_ready;        // null: never ready
   std::function<void()> reboot_requested;     // called for PowerManagement_ForceSystemReboot
   ViolationCallback violations;               // every EACCES result is reported here
+  LinuxBoardOptions linux_board;              // roots for the linux backend (tests use a temporary tree)
 };
 
 class Broker {
@@ -84,6 +94,9 @@ class Broker {
   // connections. Unknown ids are ignored.
   void RemoveApp(std::string_view component_id);
 
+  // The simulated board, for tests and diagnostics. Only for a board whose
+  // Backend is "simulated": on any other board this is a programming error
+  // and the process aborts.
   SimulatedBoard& simulated();
 
   class Impl;

@@ -50,6 +50,53 @@ SimulatedBoard::SimulatedBoard(const app::BoardDefinition& board) {
   }
 }
 
+Expected<void> SimulatedBoard::Open(const app::Peripheral& peripheral, const OpenRequest& request) {
+  if (peripheral.kind == app::PeripheralKind::kGpio && request.gpio_output) {
+    (void)SetGpioLevel(peripheral.name, request.gpio_initial_value);
+  }
+  return kOk;
+}
+
+Expected<UniqueFd> SimulatedBoard::OpenUart(const app::Peripheral& /*uart*/) { return UniqueFd(); }
+
+void SimulatedBoard::Close(const app::Peripheral& /*peripheral*/) {}
+
+Expected<int> SimulatedBoard::ReadGpio(const app::Peripheral& gpio) {
+  auto level = GpioLevel(gpio.name);
+  if (!level) return MakeError(ErrorCode::kNotFound, gpio.Describe() + " is not simulated");
+  return *level;
+}
+
+Expected<void> SimulatedBoard::WriteGpio(const app::Peripheral& gpio, int level) {
+  if (!SetGpioLevel(gpio.name, level)) return MakeError(ErrorCode::kNotFound, gpio.Describe() + " is not simulated");
+  return kOk;
+}
+
+Expected<Bytes> SimulatedBoard::TransferI2c(const app::Peripheral& bus, std::uint16_t address,
+                                            std::span<const std::uint8_t> write, std::size_t read_length) {
+  auto data = I2cTransfer(bus.name, address, write, read_length);
+  if (!data) return WrapError(data.error(), bus.name);
+  return data;
+}
+
+Expected<Bytes> SimulatedBoard::TransferSpi(const app::Peripheral& bus, std::span<const std::uint8_t> tx) {
+  return SpiTransfer(bus.name, tx);
+}
+
+Expected<void> SimulatedBoard::ConfigurePwm(const app::Peripheral& pwm, const PwmState& state) {
+  ApplyPwm(pwm.name, state);
+  return kOk;
+}
+
+Expected<std::uint32_t> SimulatedBoard::ReadAdc(const app::Peripheral& adc) { return AdcSample(adc.name); }
+
+Expected<std::uint32_t> SimulatedBoard::AdcBits(const app::Peripheral& /*adc*/) { return kAdcBits; }
+
+Expected<void> SimulatedBoard::SetSystemTime(std::chrono::system_clock::time_point time) {
+  SetClockOffset(std::chrono::duration_cast<std::chrono::nanoseconds>(time - std::chrono::system_clock::now()));
+  return kOk;
+}
+
 std::optional<int> SimulatedBoard::GpioLevel(std::string_view name) const {
   std::lock_guard lock(mutex_);
   auto it = gpio_levels_.find(name);

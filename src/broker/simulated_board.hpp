@@ -13,6 +13,11 @@
 // Plus the effects of privileged calls: reboot requests and the simulated
 // clock offset set through Clock_SetSystemTime.
 //
+// It is the PeripheralBackend of boards whose definition says "Backend":
+// "simulated"; the by-name methods below are for tests and diagnostics.
+// Unlike LinuxBoard it does not refuse a second open of one peripheral
+// (exclusivity between apps is decided at install).
+//
 // Threading: every method is thread-safe (one internal mutex); tests and the
 // runtime read and change state while the broker thread serves apps.
 #pragma once
@@ -27,6 +32,7 @@
 #include <string_view>
 
 #include "app/board.hpp"
+#include "broker/peripheral_backend.hpp"
 #include "common/encoding.hpp"
 #include "common/error.hpp"
 
@@ -37,21 +43,30 @@ inline constexpr double kDefaultTemperatureCelsius = 21.5;
 inline constexpr std::uint32_t kAdcBits = 12;
 inline constexpr std::uint32_t kDefaultAdcSample = 2048;
 
-struct PwmState {
-  std::uint32_t period_ns = 0;
-  std::uint32_t duty_cycle_ns = 0;
-  bool enabled = false;
-  bool operator==(const PwmState&) const = default;
-};
-
 // The TMP102 temperature register for a temperature (clamped to the
 // sensor's range), and back.
 std::uint16_t Tmp102Register(double celsius);
 double Tmp102Celsius(std::uint16_t register_value);
 
-class SimulatedBoard {
+class SimulatedBoard final : public PeripheralBackend {
  public:
   explicit SimulatedBoard(const app::BoardDefinition& board);
+
+  // PeripheralBackend. Opening a GPIO output sets its level; OpenUart
+  // returns no descriptor (loopback).
+  std::string_view name() const override { return "simulated"; }
+  Expected<void> Open(const app::Peripheral& peripheral, const OpenRequest& request) override;
+  Expected<UniqueFd> OpenUart(const app::Peripheral& uart) override;
+  void Close(const app::Peripheral& peripheral) override;
+  Expected<int> ReadGpio(const app::Peripheral& gpio) override;
+  Expected<void> WriteGpio(const app::Peripheral& gpio, int level) override;
+  Expected<Bytes> TransferI2c(const app::Peripheral& bus, std::uint16_t address, std::span<const std::uint8_t> write,
+                              std::size_t read_length) override;
+  Expected<Bytes> TransferSpi(const app::Peripheral& bus, std::span<const std::uint8_t> tx) override;
+  Expected<void> ConfigurePwm(const app::Peripheral& pwm, const PwmState& state) override;
+  Expected<std::uint32_t> ReadAdc(const app::Peripheral& adc) override;
+  Expected<std::uint32_t> AdcBits(const app::Peripheral& adc) override;
+  Expected<void> SetSystemTime(std::chrono::system_clock::time_point time) override;
 
   // GPIO levels (0 or 1) by peripheral name; nullopt / false for a name that
   // is not a GPIO of the board.

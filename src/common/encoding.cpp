@@ -4,30 +4,6 @@
 
 namespace citadel {
 
-std::string HexEncode(std::span<const std::uint8_t> bytes) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(bytes.size() * 2);
-  for (auto b : bytes) {
-    out += kHex[b >> 4];
-    out += kHex[b & 0xF];
-  }
-  return out;
-}
-
-Expected<Bytes> HexDecode(std::string_view hex) {
-  if (hex.size() % 2 != 0) return MakeError(ErrorCode::kParse, "hex string has odd length");
-  Bytes out;
-  out.reserve(hex.size() / 2);
-  for (std::size_t i = 0; i < hex.size(); i += 2) {
-    int hi = HexDigitValue(hex[i]);
-    int lo = HexDigitValue(hex[i + 1]);
-    if (hi < 0 || lo < 0) return MakeError(ErrorCode::kParse, "not a hex string");
-    out.push_back(static_cast<std::uint8_t>((hi << 4) | lo));
-  }
-  return out;
-}
-
 // Base64 goes through OpenSSL's EVP encoder rather than a hand-written table.
 std::string Base64Encode(std::span<const std::uint8_t> bytes) {
   std::string out(4 * ((bytes.size() + 2) / 3) + 1, '\0');

@@ -17,13 +17,20 @@ bool SeccompFilterBuiltIn() {
 #endif
 }
 
-Expected<UniqueFd> LoadFilterForApp(const app::Policy& policy) {
-#ifdef CITADEL_SANDBOX_HAVE_SECCOMP
-  return seccomp::LoadAppFilter(policy);
-#else
-  (void)policy;
+bool TestModeWithoutSeccomp() {
   const char* test_mode = std::getenv(kWithoutSeccompVariable);
-  if (test_mode != nullptr && std::string_view(test_mode) == "1") return UniqueFd();
+  return !SeccompFilterBuiltIn() && test_mode != nullptr && std::string_view(test_mode) == "1";
+}
+
+Expected<UniqueFd> LoadFilterForApp(std::string_view program) {
+#ifdef CITADEL_SANDBOX_HAVE_SECCOMP
+  if (program.empty()) {
+    return MakeError(ErrorCode::kFailedPrecondition, "the launch spec carries no seccomp program: refusing to start");
+  }
+  return seccomp::LoadFilterProgram(program);
+#else
+  (void)program;
+  if (TestModeWithoutSeccomp()) return UniqueFd();
   return MakeError(ErrorCode::kFailedPrecondition,
                    "this build has no seccomp filter (citadel_seccomp was not built): refusing to start apps");
 #endif

@@ -7,8 +7,17 @@
 // CITADEL_SANDBOX_TEST_WITHOUT_SECCOMP=1 (Launch forwards that variable in
 // such builds only); otherwise the step fails and the app never runs.
 //
-// Threading: filters the calling thread (citadel-sandbox is single-threaded).
+// Two halves, in two files so that citadel-sandbox links no libseccomp:
+// AppFilterProgram (filter_program.cpp) compiles in the caller of Launch()
+// (cached per distinct filter); LoadFilterForApp (app_filter.cpp) loads the
+// compiled program in citadel-sandbox.
+//
+// Threading: AppFilterProgram is thread-safe; LoadFilterForApp filters the
+// calling thread (citadel-sandbox is single-threaded).
 #pragma once
+
+#include <string>
+#include <string_view>
 
 #include "app/policy.hpp"
 #include "common/error.hpp"
@@ -20,9 +29,16 @@ inline constexpr const char* kWithoutSeccompVariable = "CITADEL_SANDBOX_TEST_WIT
 
 // True when this build links the seccomp filter.
 bool SeccompFilterBuiltIn();
+// The test mode above: no filter built and the variable set.
+bool TestModeWithoutSeccomp();
 
-// Loads the app's filter; returns the user-notification fd (invalid only in
-// the test mode described above).
-[[nodiscard]] Expected<UniqueFd> LoadFilterForApp(const app::Policy& policy);
+// The app's filter as compiled BPF (seccomp::BuildAppFilterProgram); empty
+// only in the test mode described above.
+[[nodiscard]] Expected<std::string> AppFilterProgram(const app::Policy& policy);
+
+// Loads a program from AppFilterProgram; returns the user-notification fd
+// (invalid only in the test mode described above). An empty program fails
+// outside that mode.
+[[nodiscard]] Expected<UniqueFd> LoadFilterForApp(std::string_view program);
 
 }  // namespace citadel::sandbox

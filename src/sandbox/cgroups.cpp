@@ -247,8 +247,11 @@ Expected<Cgroups::Stats> Cgroups::Read(std::string_view component_id) const {
   return stats;
 }
 
-Expected<void> JoinCgroup(std::string_view create_result) {
-  std::string pid = std::to_string(::getpid());
+namespace {
+
+// Calls visit(leaf directory) for each line of Create()'s result.
+template <typename Visit>
+Expected<void> ForEachLeaf(std::string_view create_result, Visit visit) {
   std::size_t start = 0;
   while (start <= create_result.size()) {
     std::size_t end = create_result.find('\n', start);
@@ -257,10 +260,33 @@ Expected<void> JoinCgroup(std::string_view create_result) {
     if (dir.empty() || dir.front() != '/') {
       return MakeError(ErrorCode::kInvalidArgument, "cgroup: \"" + std::string(dir) + "\" is not an absolute path");
     }
-    CITADEL_TRY_VOID(WriteControl(fs::path(dir) / "cgroup.procs", pid));
+    CITADEL_TRY_VOID(visit(fs::path(dir)));
     start = end + 1;
   }
   return kOk;
+}
+
+}  // namespace
+
+Expected<void> MoveToCgroup(std::string_view create_result, pid_t pid) {
+  std::string pid_text = std::to_string(pid);
+  return ForEachLeaf(create_result,
+                     [&](const fs::path& leaf) { return WriteControl(leaf / "cgroup.procs", pid_text); });
+}
+
+Expected<void> JoinCgroup(std::string_view create_result) { return MoveToCgroup(create_result, ::getpid()); }
+
+Expected<void> CheckInCgroup(std::string_view create_result, pid_t pid) {
+  std::string pid_text = std::to_string(pid);
+  return ForEachLeaf(create_result, [&](const fs::path& leaf) -> Expected<void> {
+    CITADEL_TRY(std::string members, ReadControl(leaf / "cgroup.procs"));
+    std::istringstream lines(members);
+    std::string member;
+    while (std::getline(lines, member)) {
+      if (member == pid_text) return kOk;
+    }
+    return MakeError(ErrorCode::kFailedPrecondition, "process " + pid_text + " is not in " + leaf.string());
+  });
 }
 
 }  // namespace citadel::sandbox

@@ -13,6 +13,8 @@
 // must not Create/Remove the same component at once.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <filesystem>
 #include <string>
@@ -65,9 +67,17 @@ class Cgroups {
   std::string root_name_;
 };
 
-// Joins the calling process to the groups named by Create()'s result
-// (writes its pid to each cgroup.procs). Used by citadel-sandbox before it
-// clones the app, so that the app starts inside its limits.
+// Moves process `pid` into the groups named by Create()'s result (writes
+// it to each cgroup.procs). Launch() moves citadel-sandbox while it is
+// still starting up, so that the move (on cgroup v1 it waits for an RCU
+// grace period per hierarchy) overlaps the exec instead of delaying the app.
+[[nodiscard]] Expected<void> MoveToCgroup(std::string_view create_result, pid_t pid);
+// The calling process joins the groups (MoveToCgroup of its own pid).
 [[nodiscard]] Expected<void> JoinCgroup(std::string_view create_result);
+// Whether process `pid` (as the caller's pid namespace sees it) is in every
+// group named by Create()'s result; kFailedPrecondition naming the group
+// where it is not. citadel-sandbox checks itself before it clones the app,
+// so that the app never starts outside its limits.
+[[nodiscard]] Expected<void> CheckInCgroup(std::string_view create_result, pid_t pid);
 
 }  // namespace citadel::sandbox

@@ -390,7 +390,7 @@ Error RunApp(const LaunchSpec& spec) {
   if (auto fds = SetupFds(); !fds) return fds.error();
   if (auto checked = CheckEntryPoint(entry); !checked) return checked.error();
 
-  auto filter = LoadFilterForApp(spec.policy);
+  auto filter = LoadFilterForApp(spec.seccomp_program);
   if (!filter) return filter.error().Wrap("seccomp");
   // From here on only what the filter allows, which may exclude sendmsg:
   // send, read, close and execve. citadeld copies the listener out of this
@@ -422,8 +422,9 @@ int RunSandboxHelper() {
   auto spec = LaunchSpecFromJson(*text);
   if (!spec) Fail(spec.error().Wrap("spec"));
   if (auto checked = CheckSpec(*spec); !checked) Fail(checked.error());
-  // Joined before the clone so the app starts inside its limits.
-  if (auto joined = JoinCgroup(spec->cgroup.string()); !joined) Fail(joined.error().Wrap("cgroup"));
+  // Launch() moved this process into the app's groups before it sent the
+  // spec; checked before the clone so the app starts inside its limits.
+  if (auto joined = CheckInCgroup(spec->cgroup.string(), ::getpid()); !joined) Fail(joined.error().Wrap("cgroup"));
 
   constexpr unsigned long kFlags =
       CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET | CLONE_NEWCGROUP | CLONE_PARENT;

@@ -18,6 +18,7 @@
 
 #include "common/fd_passing.hpp"
 #include "sandbox/app_filter.hpp"
+#include "sandbox/cgroups.hpp"
 #include "sandbox/helper.hpp"
 #include "sandbox/sandbox.hpp"
 #include "sandbox/spec_json.hpp"
@@ -189,7 +190,11 @@ Expected<void> CheckLaunchSpec(const LaunchSpec& spec) {
 
 Expected<LaunchedApp> Launch(const LaunchSpec& spec) {
   CITADEL_TRY_VOID(CheckLaunchSpec(spec));
-  CITADEL_TRY(std::string spec_text, LaunchSpecToJson(spec));
+  // The filter is compiled here, once per distinct filter, not by the
+  // helper at every start.
+  LaunchSpec sent_spec = spec;
+  CITADEL_TRY(sent_spec.seccomp_program, AppFilterProgram(spec.policy));
+  CITADEL_TRY(std::string spec_text, LaunchSpecToJson(sent_spec));
   auto deadline = Clock::now() + kLaunchTimeout;
 
   // A stream socket rather than a pipe: send(MSG_NOSIGNAL) cannot raise
@@ -252,7 +257,14 @@ Expected<LaunchedApp> Launch(const LaunchSpec& spec) {
   pid_t reported_pid = 0;  // what citadel-sandbox said it cloned
   std::optional<Error> failure;
   bool ready = false;
-  if (auto sent = WriteAll(spec_write.get(), spec_text, deadline); !sent) failure = sent.error();
+  // The app's groups first (the helper checks), while the helper execs.
+  bool move_failed = false;
+  if (auto moved = MoveToCgroup(spec.cgroup.string(), helper); !moved) {
+    failure = moved.error().Wrap("launch: moving citadel-sandbox into the app's cgroup");
+    move_failed = true;
+  } else if (auto sent = WriteAll(spec_write.get(), spec_text, deadline); !sent) {
+    failure = sent.error();
+  }
   spec_write.Reset();
   // Read until EOF (every writer, citadel-sandbox and the app at execve,
   // has closed its end), also after an error: the app's messages name the
@@ -293,6 +305,8 @@ Expected<LaunchedApp> Launch(const LaunchSpec& spec) {
   }
 
   std::string helper_end = KillAndReap(helper, helper_pidfd, failure.has_value(), Clock::now() + kReapTimeout);
+  // A helper that could not start at all often dies before the move.
+  if (move_failed) failure = Error(failure->code(), failure->message() + " (citadel-sandbox: " + helper_end + ")");
   if (app_pid == 0 && reported_pid > 0) {
     // The app died before it said anything; it is still ours to reap.
     app_pid = reported_pid;

@@ -43,6 +43,9 @@ struct LaunchSpec {
   int broker_fd = -1;                                  // becomes fd 3 (the caller keeps its copy)
   int log_fd = -1;                                     // becomes fd 1 and 2 (the caller keeps its copy)
   std::filesystem::path sandbox_exe;                   // bin/citadel-sandbox
+  // Set by Launch(), not the caller: the app's seccomp filter as compiled
+  // BPF (AppFilterProgram), so the helper compiles nothing.
+  std::string seccomp_program;
 };
 
 struct LaunchedApp {

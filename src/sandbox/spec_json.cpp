@@ -2,7 +2,10 @@
 
 #include <array>
 #include <cstdint>
+#include <span>
 #include <utility>
+
+#include "common/encoding.hpp"
 
 namespace citadel::sandbox {
 namespace {
@@ -159,6 +162,10 @@ Expected<std::string> LaunchSpecToJson(const LaunchSpec& spec) {
                {"gid", spec.gid},
                {"cgroup", spec.cgroup.string()}};
   if (spec.storage_image) json["storage_image"] = spec.storage_image->string();
+  if (!spec.seccomp_program.empty()) {
+    json["seccomp_program"] = HexEncode(
+        std::span(reinterpret_cast<const std::uint8_t*>(spec.seccomp_program.data()), spec.seccomp_program.size()));
+  }
   auto text = CanonicalJson(json);
   if (!text) return WrapError(text.error(), "launch spec");
   return text;
@@ -176,6 +183,11 @@ Expected<LaunchSpec> LaunchSpecFromJson(std::string_view text) {
     spec.gid = json.at("gid").get<gid_t>();
     spec.cgroup = json.at("cgroup").get<std::string>();
     if (json.contains("storage_image")) spec.storage_image = json.at("storage_image").get<std::string>();
+    if (json.contains("seccomp_program")) {
+      auto program = HexDecode(json.at("seccomp_program").get<std::string>());
+      if (!program) return WrapError(program.error(), "launch spec: seccomp_program");
+      spec.seccomp_program.assign(program->begin(), program->end());
+    }
     return spec;
   } catch (const Json::exception& e) {
     return MakeError(ErrorCode::kParse, std::string("launch spec: ") + e.what());

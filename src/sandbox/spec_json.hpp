@@ -1,7 +1,7 @@
 // The launch spec as it crosses from Launch() to citadel-sandbox: JSON on a
-// pipe. PolicyToJson/PolicyFromJson carry every Policy field, so the filter
-// citadel-sandbox builds (seccomp::LoadAppFilter) sees the same Policy the
-// caller built.
+// pipe. PolicyToJson/PolicyFromJson carry every Policy field, so
+// citadel-sandbox enforces the same Policy the caller built; the seccomp
+// filter travels compiled (hex), built from that Policy by Launch().
 //
 // Threading: pure functions.
 #pragma once

@@ -1,15 +1,21 @@
 #include "seccomp/seccomp_filter.hpp"
 
+#include <linux/filter.h>
 #include <linux/netlink.h>
 #include <netinet/in.h>
 #include <sched.h>
 #include <seccomp.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
+#include <array>
+#include <cerrno>
 #include <cstdint>
+#include <cstring>
 #include <initializer_list>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -439,28 +445,53 @@ std::optional<DeniedSyscall> FindDeniedSyscall(std::string_view name) {
   return std::nullopt;
 }
 
-Expected<UniqueFd> LoadAppFilter(const app::Policy& policy) {
+namespace {
+
+// seccomp_export_bpf writes to a descriptor: a memfd, read back.
+Expected<std::string> ExportProgram(const FilterBuilder& filter) {
+  UniqueFd memory(::memfd_create("citadel-seccomp-program", MFD_CLOEXEC));
+  if (!memory)
+    return MakeError(ErrorCode::kIo, std::string("memfd_create for the seccomp program: ") + std::strerror(errno));
+  if (int rc = seccomp_export_bpf(filter.get(), memory.get()); rc != 0) {
+    return MakeError(ErrorCode::kInternal, "exporting the seccomp program failed (error " + std::to_string(-rc) + ")");
+  }
+  off_t size = ::lseek(memory.get(), 0, SEEK_END);
+  if (size <= 0 || size % static_cast<off_t>(sizeof(sock_filter)) != 0 || size > (1 << 20)) {
+    return MakeError(ErrorCode::kInternal, "the exported seccomp program has a bad size");
+  }
+  std::string program(static_cast<std::size_t>(size), '\0');
+  if (::pread(memory.get(), program.data(), program.size(), 0) != size) {
+    return MakeError(ErrorCode::kIo, std::string("reading the exported seccomp program: ") + std::strerror(errno));
+  }
+  return program;
+}
+
+}  // namespace
+
+Expected<std::string> BuildAppFilterProgram(const app::Policy& policy) {
+  // Everything else in the filter is the same for every app.
+  const bool network = policy.HasNetworkAccess();
+  const bool addressed_sends_denied =
+      policy.MayHoldDeviceDatagramSockets() || policy.denied_features.contains(app::DeniedFeature::kAddressedSends);
+  const int key = (network ? 1 : 0) | (addressed_sends_denied ? 2 : 0);
+  static std::mutex cache_mutex;
+  static std::array<std::string, 4> cache;
+  std::lock_guard lock(cache_mutex);
+  std::string& cached = cache.at(static_cast<std::size_t>(key));
+  if (!cached.empty()) return cached;
+
   FilterBuilder filter;
   CITADEL_TRY_VOID(filter.Init());
   CITADEL_TRY_VOID(AddAllowList(filter));
   CITADEL_TRY_VOID(AddDeniedRules(filter));
-  // The grants decide (a hand-built Policy may not list the feature).
-  CITADEL_TRY_VOID(AddNetworkRules(
-      filter, policy.HasNetworkAccess(),
-      policy.MayHoldDeviceDatagramSockets() || policy.denied_features.contains(app::DeniedFeature::kAddressedSends)));
+  CITADEL_TRY_VOID(AddNetworkRules(filter, network, addressed_sends_denied));
+  CITADEL_TRY(cached, ExportProgram(filter));
+  return cached;
+}
 
-  if (int rc = seccomp_load(filter.get()); rc != 0) {
-    return MakeError(ErrorCode::kFailedPrecondition,
-                     "loading the seccomp filter failed (error " + std::to_string(-rc) +
-                         "); the kernel needs seccomp user notification (Linux >= 5.0) and no_new_privs or "
-                         "CAP_SYS_ADMIN");
-  }
-  int listener = seccomp_notify_fd(filter.get());
-  if (listener < 0) {
-    return MakeError(ErrorCode::kInternal, "the seccomp filter was loaded but has no notification listener (error " +
-                                               std::to_string(-listener) + ")");
-  }
-  return UniqueFd(listener);
+Expected<UniqueFd> LoadAppFilter(const app::Policy& policy) {
+  CITADEL_TRY(std::string program, BuildAppFilterProgram(policy));
+  return LoadFilterProgram(program);
 }
 
 }  // namespace citadel::seccomp

@@ -133,10 +133,21 @@ inline constexpr std::array kDeniedSyscalls = {
 // The table entry for a syscall name, if it is denied under some arguments.
 std::optional<DeniedSyscall> FindDeniedSyscall(std::string_view name);
 
-// Builds the filter for policy and loads it on the calling thread. Returns
-// the user-notification listener. Fails (and loads nothing) if a rule
-// cannot be built or the kernel refuses the filter: the caller must then
-// exit without running app code.
+// The filter for policy as a classic BPF program (an array of struct
+// sock_filter, as bytes), built with libseccomp. Built once per distinct
+// filter and cached (the filter depends on a few grants only), so that an
+// app start costs no compilation: Launch() hands the bytes to
+// citadel-sandbox. Thread-safe.
+[[nodiscard]] Expected<std::string> BuildAppFilterProgram(const app::Policy& policy);
+
+// Loads a program from BuildAppFilterProgram on the calling thread with a
+// new user-notification listener (sets no_new_privs first). Uses no
+// libseccomp, so citadel-sandbox does not load it. Fails (and loads
+// nothing) on a malformed program or a kernel refusal: the caller must then
+// exit without running app code. (seccomp_program_loader.cpp)
+[[nodiscard]] Expected<UniqueFd> LoadFilterProgram(std::string_view program);
+
+// BuildAppFilterProgram + LoadFilterProgram.
 [[nodiscard]] Expected<UniqueFd> LoadAppFilter(const app::Policy& policy);
 
 }  // namespace citadel::seccomp

@@ -13,6 +13,7 @@ TEST(BoardTest, SimulatedBoardParses) {
   auto board = LoadBoardDefinition(testing::kSimulatedBoardPath);
   ASSERT_TRUE(board) << board.error().message();
   EXPECT_EQ(board->name, "citadel-simulated");
+  EXPECT_EQ(board->backend, BoardBackend::kSimulated);
   for (const char* led : {"LED1", "LED2", "LED3", "LED4", "BUTTON_A"}) {
     EXPECT_NE(board->Find(PeripheralKind::kGpio, led), nullptr) << led;
   }
@@ -56,6 +57,25 @@ TEST(BoardTest, RefusesMalformedDefinitions) {
   ExpectBoardError(R"({"SchemaVersion":1,"Name":"b","Uart":{"U":{"Device":"/dev/ttyS0","Line":1}}})",
                    "Uart.U.Line: unknown field");
   ExpectBoardError(R"({"SchemaVersion":1,"Name":"b","Gpio":{"1LED":{"Device":"gpiochip0","Line":0}}})", "Gpio.1LED");
+}
+
+TEST(BoardTest, BackendDefaultsToLinuxAndIsStrict) {
+  auto real = ParseBoardDefinition(R"({"SchemaVersion":1,"Name":"b"})");
+  ASSERT_TRUE(real) << real.error().message();
+  EXPECT_EQ(real->backend, BoardBackend::kLinux);  // absent: a real board
+  auto linux_board = ParseBoardDefinition(R"({"SchemaVersion":1,"Name":"b","Backend":"linux"})");
+  ASSERT_TRUE(linux_board) << linux_board.error().message();
+  EXPECT_EQ(linux_board->backend, BoardBackend::kLinux);
+  auto simulated = ParseBoardDefinition(R"({"SchemaVersion":1,"Name":"b","Backend":"simulated"})");
+  ASSERT_TRUE(simulated) << simulated.error().message();
+  EXPECT_EQ(simulated->backend, BoardBackend::kSimulated);
+  EXPECT_EQ(BoardBackendName(BoardBackend::kLinux), "linux");
+  EXPECT_EQ(BoardBackendName(BoardBackend::kSimulated), "simulated");
+  ExpectBoardError(R"({"SchemaVersion":1,"Name":"b","Backend":"Simulated"})",
+                   "Backend: \"Simulated\" is not a backend");
+  ExpectBoardError(R"({"SchemaVersion":1,"Name":"b","Backend":"tpm"})", "Backend");
+  ExpectBoardError(R"({"SchemaVersion":1,"Name":"b","Backend":1})", "Backend");
+  ExpectBoardError(R"({"SchemaVersion":1,"Name":"b","Backend":""})", "Backend");
 }
 
 TEST(BoardTest, RefusesTwoNamesForOneResource) {

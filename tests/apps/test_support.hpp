@@ -72,7 +72,7 @@ inline void WriteText(const fs::path& path, const std::string& text, fs::perms p
   fs::permissions(path, perms);
 }
 
-inline const char* kBoardJson = R"({"SchemaVersion":1,"Name":"citadel-simulated",
+inline const char* kBoardJson = R"({"SchemaVersion":1,"Name":"citadel-simulated","Backend":"simulated",
   "Gpio":{"LED1":{"Device":"gpiochip0","Line":0},"LED2":{"Device":"gpiochip0","Line":1}},
   "Uart":{"UART0":{"Device":"/dev/ttyS0"}}})";
 

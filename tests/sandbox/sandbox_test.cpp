@@ -230,17 +230,44 @@ TEST_F(SandboxTest, BadImageRootFailsAndLeavesNoProcess) {
 }
 
 TEST_F(SandboxTest, AMissingHelperBinaryFailsAndLeavesNoProcess) {
+  auto cgroups = Cgroups::Detect();
+  ASSERT_TRUE(cgroups.has_value()) << cgroups.error().message();
+  const std::string id = test_support::UniqueComponentId("missing-helper");
+  auto cgroup = cgroups->Create(id, 16ull << 20, 4);
+  ASSERT_TRUE(cgroup.has_value()) << cgroup.error().message();
   LaunchSpec spec;
-  spec.policy = test_support::ProbePolicy("test-missing-helper", {});
+  spec.policy = test_support::ProbePolicy(id, {});
   spec.image_root = image_.path();
   spec.uid = spec.gid = kFirstAppId + 3;
-  spec.cgroup = "/nonexistent";
+  spec.cgroup = *cgroup;
   spec.log_fd = 2;
   spec.broker_fd = 2;
   spec.sandbox_exe = image_.path() / "no-such-citadel-sandbox";
   auto launched = Launch(spec);
   ASSERT_FALSE(launched.has_value());
   EXPECT_NE(launched.error().message().find("exit status 127"), std::string::npos) << launched.error().message();
+  siginfo_t info{};
+  EXPECT_EQ(::waitid(P_ALL, 0, &info, WEXITED | WNOHANG), -1);
+  EXPECT_TRUE(cgroups->Remove(id).has_value());
+}
+
+// Launch() moves citadel-sandbox into the app's groups before it sends the
+// spec; a group it cannot join ends the launch before the app exists.
+TEST_F(SandboxTest, AGroupThatCannotBeJoinedFailsTheLaunchAndLeavesNoProcess) {
+  LaunchSpec spec;
+  spec.policy = test_support::ProbePolicy("test-no-cgroup", {});
+  spec.image_root = image_.path();
+  spec.uid = spec.gid = kFirstAppId + 3;
+  spec.cgroup = "/nonexistent";
+  spec.log_fd = 2;
+  spec.broker_fd = 2;
+  spec.sandbox_exe = CITADEL_SANDBOX_EXE;
+  auto launched = Launch(spec);
+  ASSERT_FALSE(launched.has_value());
+  EXPECT_NE(launched.error().message().find("moving citadel-sandbox into the app's cgroup: opening "
+                                            "/nonexistent/cgroup.procs"),
+            std::string::npos)
+      << launched.error().message();
   siginfo_t info{};
   EXPECT_EQ(::waitid(P_ALL, 0, &info, WEXITED | WNOHANG), -1);
 }
