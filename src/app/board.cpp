@@ -4,16 +4,16 @@
 #include <array>
 #include <set>
 
-#include "app/json_fields.hpp"
 #include "common/canonical_json.hpp"
 #include "common/file.hpp"
+#include "common/json_fields.hpp"
 
 namespace citadel::app {
 namespace {
 
-using detail::Child;
-using detail::FieldError;
-using detail::Quote;
+using json_fields::Child;
+using json_fields::FieldError;
+using json_fields::Quote;
 
 constexpr std::size_t kMaxBoardDepth = 6;
 constexpr std::size_t kMaxBoardNameBytes = 64;
@@ -41,7 +41,7 @@ bool IsNameChar(char c) {
 }
 
 Expected<std::string> ReadDevice(const Json& value, std::string_view path, bool is_path) {
-  CITADEL_TRY(auto device, detail::ReadString(value, path, kMaxDeviceBytes));
+  CITADEL_TRY(auto device, json_fields::ReadString(value, path, kMaxDeviceBytes));
   const bool chars_ok = std::all_of(device.begin(), device.end(), [is_path](char c) {
     return IsNameChar(c) || c == '.' || c == '-' || c == ':' || (is_path && c == '/');
   });
@@ -62,23 +62,23 @@ Expected<std::string> ReadDevice(const Json& value, std::string_view path, bool 
 Expected<Peripheral> ReadPeripheral(const KindFormat& format, std::string_view name, const Json& value,
                                     std::string_view path) {
   if (format.index_field.empty()) {
-    CITADEL_TRY_VOID(detail::ExpectObject(value, path, {"Device", "Description"}));
+    CITADEL_TRY_VOID(json_fields::ExpectObject(value, path, {"Device", "Description"}));
   } else {
-    CITADEL_TRY_VOID(detail::ExpectObject(value, path, {"Device", format.index_field, "Description"}));
+    CITADEL_TRY_VOID(json_fields::ExpectObject(value, path, {"Device", format.index_field, "Description"}));
   }
   Peripheral peripheral;
   peripheral.kind = format.kind;
   peripheral.name = std::string(name);
-  CITADEL_TRY(const Json* device, detail::Require(value, path, "Device"));
+  CITADEL_TRY(const Json* device, json_fields::Require(value, path, "Device"));
   CITADEL_TRY(peripheral.device, ReadDevice(*device, Child(path, "Device"), format.device_is_path));
   if (!format.index_field.empty()) {
-    CITADEL_TRY(const Json* index, detail::Require(value, path, format.index_field));
-    CITADEL_TRY(auto number, detail::ReadInteger(*index, Child(path, format.index_field), 0, kMaxIndex));
+    CITADEL_TRY(const Json* index, json_fields::Require(value, path, format.index_field));
+    CITADEL_TRY(auto number, json_fields::ReadInteger(*index, Child(path, format.index_field), 0, kMaxIndex));
     peripheral.index = static_cast<std::uint32_t>(number);
   }
-  if (const Json* description = detail::Find(value, "Description")) {
+  if (const Json* description = json_fields::Find(value, "Description")) {
     CITADEL_TRY(peripheral.description,
-                detail::ReadString(*description, Child(path, "Description"), kMaxDescriptionBytes));
+                json_fields::ReadString(*description, Child(path, "Description"), kMaxDescriptionBytes));
   }
   return peripheral;
 }
@@ -164,17 +164,17 @@ Expected<BoardDefinition> ParseBoardDefinition(std::string_view json) {
   auto parsed = ParseJsonStrict(json, kMaxBoardDepth);
   if (!parsed) return WrapError(parsed.error(), "board definition");
   const Json& root = *parsed;
-  CITADEL_TRY_VOID(detail::ExpectObject(
+  CITADEL_TRY_VOID(json_fields::ExpectObject(
       root, "", {"SchemaVersion", "Name", "Backend", "Gpio", "Uart", "I2cMaster", "SpiMaster", "Pwm", "Adc"}));
-  CITADEL_TRY(const Json* version, detail::Require(root, "", "SchemaVersion"));
+  CITADEL_TRY(const Json* version, json_fields::Require(root, "", "SchemaVersion"));
   if (!version->is_number_integer() || *version != 1) {
     return FieldError("SchemaVersion", version->dump().substr(0, 32) + " is not supported (expected 1)");
   }
   BoardDefinition board;
-  CITADEL_TRY(const Json* name, detail::Require(root, "", "Name"));
-  CITADEL_TRY(board.name, detail::ReadString(*name, "Name", kMaxBoardNameBytes));
-  if (const Json* backend = detail::Find(root, "Backend")) {
-    CITADEL_TRY(auto backend_name, detail::ReadString(*backend, "Backend", 16));
+  CITADEL_TRY(const Json* name, json_fields::Require(root, "", "Name"));
+  CITADEL_TRY(board.name, json_fields::ReadString(*name, "Name", kMaxBoardNameBytes));
+  if (const Json* backend = json_fields::Find(root, "Backend")) {
+    CITADEL_TRY(auto backend_name, json_fields::ReadString(*backend, "Backend", 16));
     if (backend_name == BoardBackendName(BoardBackend::kLinux)) {
       board.backend = BoardBackend::kLinux;
     } else if (backend_name == BoardBackendName(BoardBackend::kSimulated)) {
@@ -186,7 +186,7 @@ Expected<BoardDefinition> ParseBoardDefinition(std::string_view json) {
   std::set<std::string, std::less<>> resources;
   for (const KindFormat& format : kKinds) {
     const std::string_view key = PeripheralKindName(format.kind);
-    const Json* group = detail::Find(root, key);
+    const Json* group = json_fields::Find(root, key);
     if (group == nullptr) continue;
     if (!group->is_object()) return FieldError(key, "expected an object mapping peripheral names to resources");
     if (group->size() > kMaxBoardPeripheralsPerKind) {

@@ -7,17 +7,17 @@
 #include <cctype>
 #include <set>
 
-#include "app/json_fields.hpp"
 #include "common/canonical_json.hpp"
 #include "common/encoding.hpp"
+#include "common/json_fields.hpp"
 
 namespace citadel::app {
 namespace {
 
-using detail::Child;
-using detail::Element;
-using detail::FieldError;
-using detail::Quote;
+using json_fields::Child;
+using json_fields::Element;
+using json_fields::FieldError;
+using json_fields::Quote;
 
 // Root object -> Capabilities/Resources -> arrays, plus headroom.
 constexpr std::size_t kMaxManifestDepth = 6;
@@ -28,7 +28,7 @@ bool IsAsciiDigit(char c) { return c >= '0' && c <= '9'; }
 char ToLowerAscii(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
 
 Expected<std::string> ReadName(const Json& value, std::string_view path) {
-  CITADEL_TRY(auto name, detail::ReadString(value, path, kMaxNameBytes));
+  CITADEL_TRY(auto name, json_fields::ReadString(value, path, kMaxNameBytes));
   for (char c : name) {
     const auto byte = static_cast<unsigned char>(c);
     if (byte < 0x20 || byte >= 0x7f) return FieldError(path, "only printable ASCII characters are allowed");
@@ -38,7 +38,7 @@ Expected<std::string> ReadName(const Json& value, std::string_view path) {
 }
 
 Expected<std::string> ReadEntryPoint(const Json& value, std::string_view path) {
-  CITADEL_TRY(auto entry, detail::ReadString(value, path, kMaxEntryPointBytes));
+  CITADEL_TRY(auto entry, json_fields::ReadString(value, path, kMaxEntryPointBytes));
   if (entry.front() != '/') return FieldError(path, Quote(entry) + " is not an absolute path inside the image");
   if (entry.size() == 1 || entry.back() == '/') return FieldError(path, Quote(entry) + " does not name a file");
   for (char c : entry) {
@@ -61,7 +61,7 @@ Expected<std::string> ReadEntryPoint(const Json& value, std::string_view path) {
 }
 
 Expected<std::vector<std::string>> ReadCmdArgs(const Json& value, std::string_view path) {
-  CITADEL_TRY_VOID(detail::ExpectArray(value, path, kMaxCmdArgs));
+  CITADEL_TRY_VOID(json_fields::ExpectArray(value, path, kMaxCmdArgs));
   std::vector<std::string> args;
   for (std::size_t i = 0; i < value.size(); ++i) {
     const std::string element = Element(path, i);
@@ -78,11 +78,11 @@ Expected<std::vector<std::string>> ReadCmdArgs(const Json& value, std::string_vi
 }
 
 Expected<std::vector<std::string>> ReadPeripheralNames(const Json& value, std::string_view path) {
-  CITADEL_TRY_VOID(detail::ExpectArray(value, path, kMaxCapabilityEntries));
+  CITADEL_TRY_VOID(json_fields::ExpectArray(value, path, kMaxCapabilityEntries));
   std::vector<std::string> names;
   for (std::size_t i = 0; i < value.size(); ++i) {
     const std::string element = Element(path, i);
-    CITADEL_TRY(auto name, detail::ReadString(value[i], element, kMaxPeripheralNameBytes));
+    CITADEL_TRY(auto name, json_fields::ReadString(value[i], element, kMaxPeripheralNameBytes));
     const bool valid = IsAsciiAlpha(name.front()) && std::all_of(name.begin(), name.end(), [](char c) {
                          return IsAsciiAlpha(c) || IsAsciiDigit(c) || c == '_';
                        });
@@ -98,11 +98,11 @@ Expected<std::vector<std::string>> ReadPeripheralNames(const Json& value, std::s
 }
 
 Expected<std::vector<std::string>> ReadHosts(const Json& value, std::string_view path) {
-  CITADEL_TRY_VOID(detail::ExpectArray(value, path, kMaxCapabilityEntries));
+  CITADEL_TRY_VOID(json_fields::ExpectArray(value, path, kMaxCapabilityEntries));
   std::vector<std::string> hosts;
   for (std::size_t i = 0; i < value.size(); ++i) {
     const std::string element = Element(path, i);
-    CITADEL_TRY(auto text, detail::ReadString(value[i], element, kMaxHostNameBytes + 2));
+    CITADEL_TRY(auto text, json_fields::ReadString(value[i], element, kMaxHostNameBytes + 2));
     CITADEL_TRY(auto host, ParseHost(text, element));
     if (std::find(hosts.begin(), hosts.end(), host.text) != hosts.end()) {
       return FieldError(element, Quote(text) + " is listed twice");
@@ -113,7 +113,7 @@ Expected<std::vector<std::string>> ReadHosts(const Json& value, std::string_view
 }
 
 Expected<std::vector<std::uint16_t>> ReadPorts(const Json& value, std::string_view path) {
-  CITADEL_TRY_VOID(detail::ExpectArray(value, path, kMaxCapabilityEntries));
+  CITADEL_TRY_VOID(json_fields::ExpectArray(value, path, kMaxCapabilityEntries));
   std::vector<std::uint16_t> ports;
   for (std::size_t i = 0; i < value.size(); ++i) {
     const std::string element = Element(path, i);
@@ -133,7 +133,7 @@ Expected<std::vector<std::uint16_t>> ReadPorts(const Json& value, std::string_vi
 }
 
 Expected<std::vector<std::string>> ReadGuids(const Json& value, std::string_view path) {
-  CITADEL_TRY_VOID(detail::ExpectArray(value, path, kMaxCapabilityEntries));
+  CITADEL_TRY_VOID(json_fields::ExpectArray(value, path, kMaxCapabilityEntries));
   std::vector<std::string> guids;
   for (std::size_t i = 0; i < value.size(); ++i) {
     const std::string element = Element(path, i);
@@ -148,7 +148,7 @@ Expected<std::vector<std::string>> ReadGuids(const Json& value, std::string_view
 }
 
 Expected<std::string> ReadTenant(const Json& value, std::string_view path) {
-  CITADEL_TRY(auto tenant, detail::ReadString(value, path, kMaxTenantIdBytes));
+  CITADEL_TRY(auto tenant, json_fields::ReadString(value, path, kMaxTenantIdBytes));
   const bool valid = std::all_of(tenant.begin(), tenant.end(),
                                  [](char c) { return IsAsciiAlpha(c) || IsAsciiDigit(c) || c == '_' || c == '-'; });
   if (!valid) return FieldError(path, Quote(tenant) + " is not a tenant id (letters, digits, _ and -)");
@@ -157,10 +157,10 @@ Expected<std::string> ReadTenant(const Json& value, std::string_view path) {
 
 Expected<Capabilities> ReadCapabilities(const Json& value, std::string_view path) {
   CITADEL_TRY_VOID(
-      detail::ExpectObject(value, path,
-                           {"Gpio", "Uart", "I2cMaster", "SpiMaster", "Pwm", "Adc", "AllowedConnections",
-                            "AllowedTcpServerPorts", "AllowedUdpServerPorts", "AllowedApplicationConnections",
-                            "MutableStorage", "DeviceAuthentication", "SystemTime", "PowerControls"}));
+      json_fields::ExpectObject(value, path,
+                                {"Gpio", "Uart", "I2cMaster", "SpiMaster", "Pwm", "Adc", "AllowedConnections",
+                                 "AllowedTcpServerPorts", "AllowedUdpServerPorts", "AllowedApplicationConnections",
+                                 "MutableStorage", "DeviceAuthentication", "SystemTime", "PowerControls"}));
   Capabilities caps;
   const std::array<std::pair<std::string_view, std::vector<std::string>*>, 6> peripherals = {{
       {"Gpio", &caps.gpio},
@@ -171,50 +171,50 @@ Expected<Capabilities> ReadCapabilities(const Json& value, std::string_view path
       {"Adc", &caps.adc},
   }};
   for (const auto& [key, target] : peripherals) {
-    if (const Json* field = detail::Find(value, key)) {
+    if (const Json* field = json_fields::Find(value, key)) {
       CITADEL_TRY(*target, ReadPeripheralNames(*field, Child(path, key)));
     }
   }
-  if (const Json* field = detail::Find(value, "AllowedConnections")) {
+  if (const Json* field = json_fields::Find(value, "AllowedConnections")) {
     CITADEL_TRY(caps.allowed_connections, ReadHosts(*field, Child(path, "AllowedConnections")));
   }
-  if (const Json* field = detail::Find(value, "AllowedTcpServerPorts")) {
+  if (const Json* field = json_fields::Find(value, "AllowedTcpServerPorts")) {
     CITADEL_TRY(caps.allowed_tcp_server_ports, ReadPorts(*field, Child(path, "AllowedTcpServerPorts")));
   }
-  if (const Json* field = detail::Find(value, "AllowedUdpServerPorts")) {
+  if (const Json* field = json_fields::Find(value, "AllowedUdpServerPorts")) {
     CITADEL_TRY(caps.allowed_udp_server_ports, ReadPorts(*field, Child(path, "AllowedUdpServerPorts")));
   }
-  if (const Json* field = detail::Find(value, "AllowedApplicationConnections")) {
+  if (const Json* field = json_fields::Find(value, "AllowedApplicationConnections")) {
     CITADEL_TRY(caps.allowed_application_connections, ReadGuids(*field, Child(path, "AllowedApplicationConnections")));
   }
-  if (const Json* field = detail::Find(value, "MutableStorage")) {
+  if (const Json* field = json_fields::Find(value, "MutableStorage")) {
     const std::string storage_path = Child(path, "MutableStorage");
-    CITADEL_TRY_VOID(detail::ExpectObject(*field, storage_path, {"SizeKB"}));
-    CITADEL_TRY(const Json* size, detail::Require(*field, storage_path, "SizeKB"));
-    CITADEL_TRY(auto size_kb, detail::ReadInteger(*size, Child(storage_path, "SizeKB"), 1, kMaxMutableStorageKb));
+    CITADEL_TRY_VOID(json_fields::ExpectObject(*field, storage_path, {"SizeKB"}));
+    CITADEL_TRY(const Json* size, json_fields::Require(*field, storage_path, "SizeKB"));
+    CITADEL_TRY(auto size_kb, json_fields::ReadInteger(*size, Child(storage_path, "SizeKB"), 1, kMaxMutableStorageKb));
     caps.mutable_storage_kb = static_cast<std::uint64_t>(size_kb);
   }
-  if (const Json* field = detail::Find(value, "DeviceAuthentication")) {
+  if (const Json* field = json_fields::Find(value, "DeviceAuthentication")) {
     CITADEL_TRY(caps.device_authentication, ReadTenant(*field, Child(path, "DeviceAuthentication")));
   }
-  if (const Json* field = detail::Find(value, "SystemTime")) {
-    CITADEL_TRY(caps.system_time, detail::ReadBool(*field, Child(path, "SystemTime")));
+  if (const Json* field = json_fields::Find(value, "SystemTime")) {
+    CITADEL_TRY(caps.system_time, json_fields::ReadBool(*field, Child(path, "SystemTime")));
   }
-  if (const Json* field = detail::Find(value, "PowerControls")) {
-    CITADEL_TRY(caps.power_controls, detail::ReadBool(*field, Child(path, "PowerControls")));
+  if (const Json* field = json_fields::Find(value, "PowerControls")) {
+    CITADEL_TRY(caps.power_controls, json_fields::ReadBool(*field, Child(path, "PowerControls")));
   }
   return caps;
 }
 
 Expected<ResourceRequest> ReadResources(const Json& value, std::string_view path) {
-  CITADEL_TRY_VOID(detail::ExpectObject(value, path, {"MemoryMB", "MaxProcesses"}));
+  CITADEL_TRY_VOID(json_fields::ExpectObject(value, path, {"MemoryMB", "MaxProcesses"}));
   ResourceRequest request;
-  if (const Json* field = detail::Find(value, "MemoryMB")) {
-    CITADEL_TRY(auto mb, detail::ReadInteger(*field, Child(path, "MemoryMB"), 1, kMaxMemoryMb));
+  if (const Json* field = json_fields::Find(value, "MemoryMB")) {
+    CITADEL_TRY(auto mb, json_fields::ReadInteger(*field, Child(path, "MemoryMB"), 1, kMaxMemoryMb));
     request.memory_mb = static_cast<std::uint64_t>(mb);
   }
-  if (const Json* field = detail::Find(value, "MaxProcesses")) {
-    CITADEL_TRY(auto count, detail::ReadInteger(*field, Child(path, "MaxProcesses"), 1, kMaxProcessesLimit));
+  if (const Json* field = json_fields::Find(value, "MaxProcesses")) {
+    CITADEL_TRY(auto count, json_fields::ReadInteger(*field, Child(path, "MaxProcesses"), 1, kMaxProcessesLimit));
     request.max_processes = static_cast<std::uint32_t>(count);
   }
   return request;
@@ -320,40 +320,40 @@ Expected<Manifest> ParseManifest(std::string_view json) {
   auto parsed = ParseJsonStrict(json, kMaxManifestDepth);
   if (!parsed) return WrapError(parsed.error(), "manifest");
   const Json& root = *parsed;
-  CITADEL_TRY_VOID(detail::ExpectObject(root, "",
-                                        {"SchemaVersion", "Name", "ComponentId", "EntryPoint", "CmdArgs",
-                                         "ApplicationType", "Capabilities", "Resources"}));
+  CITADEL_TRY_VOID(json_fields::ExpectObject(root, "",
+                                             {"SchemaVersion", "Name", "ComponentId", "EntryPoint", "CmdArgs",
+                                              "ApplicationType", "Capabilities", "Resources"}));
   Manifest manifest;
-  CITADEL_TRY(const Json* version, detail::Require(root, "", "SchemaVersion"));
+  CITADEL_TRY(const Json* version, json_fields::Require(root, "", "SchemaVersion"));
   if (!version->is_number_integer() || *version != kManifestSchemaVersion) {
     return FieldError("SchemaVersion", version->dump().substr(0, 32) + " is not supported (expected " +
                                            std::to_string(kManifestSchemaVersion) + ")");
   }
-  CITADEL_TRY(const Json* name, detail::Require(root, "", "Name"));
+  CITADEL_TRY(const Json* name, json_fields::Require(root, "", "Name"));
   CITADEL_TRY(manifest.name, ReadName(*name, "Name"));
-  CITADEL_TRY(const Json* component_id, detail::Require(root, "", "ComponentId"));
+  CITADEL_TRY(const Json* component_id, json_fields::Require(root, "", "ComponentId"));
   if (!component_id->is_string()) return FieldError("ComponentId", "expected a string");
   CITADEL_TRY(manifest.component_id, NormaliseGuid(component_id->get_ref<const std::string&>(), "ComponentId"));
-  CITADEL_TRY(const Json* entry_point, detail::Require(root, "", "EntryPoint"));
+  CITADEL_TRY(const Json* entry_point, json_fields::Require(root, "", "EntryPoint"));
   CITADEL_TRY(manifest.entry_point, ReadEntryPoint(*entry_point, "EntryPoint"));
-  if (const Json* args = detail::Find(root, "CmdArgs")) {
+  if (const Json* args = json_fields::Find(root, "CmdArgs")) {
     CITADEL_TRY(manifest.cmd_args, ReadCmdArgs(*args, "CmdArgs"));
   }
-  CITADEL_TRY(const Json* type, detail::Require(root, "", "ApplicationType"));
+  CITADEL_TRY(const Json* type, json_fields::Require(root, "", "ApplicationType"));
   if (!type->is_string()) return FieldError("ApplicationType", "expected a string");
   if (type->get_ref<const std::string&>() != "Default") {
     return FieldError("ApplicationType",
                       Quote(type->get_ref<const std::string&>()) + " is not supported (only \"Default\")");
   }
   manifest.application_type = ApplicationType::kDefault;
-  CITADEL_TRY(const Json* capabilities, detail::Require(root, "", "Capabilities"));
+  CITADEL_TRY(const Json* capabilities, json_fields::Require(root, "", "Capabilities"));
   CITADEL_TRY(manifest.capabilities, ReadCapabilities(*capabilities, "Capabilities"));
   for (std::size_t i = 0; i < manifest.capabilities.allowed_application_connections.size(); ++i) {
     if (manifest.capabilities.allowed_application_connections[i] == manifest.component_id) {
       return FieldError(Element("Capabilities.AllowedApplicationConnections", i), "an app cannot connect to itself");
     }
   }
-  if (const Json* resources = detail::Find(root, "Resources")) {
+  if (const Json* resources = json_fields::Find(root, "Resources")) {
     CITADEL_TRY(manifest.resources, ReadResources(*resources, "Resources"));
   }
   return manifest;

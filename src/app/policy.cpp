@@ -3,14 +3,14 @@
 #include <array>
 #include <utility>
 
-#include "app/json_fields.hpp"
+#include "common/json_fields.hpp"
 
 namespace citadel::app {
 namespace {
 
-using detail::Element;
-using detail::FieldError;
-using detail::Quote;
+using json_fields::Element;
+using json_fields::FieldError;
+using json_fields::Quote;
 
 std::string Mib(std::uint64_t bytes) {
   if (bytes % kMiB == 0) return std::to_string(bytes / kMiB) + " MiB";

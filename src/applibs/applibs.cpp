@@ -33,9 +33,11 @@
 
 #include "applibs/channel.hpp"
 #include "broker/protocol.hpp"
+#include "common/fd_passing.hpp"
 
 namespace {
 
+using citadel::ReceiveWithFds;
 using citadel::applibs::CallBroker;
 using citadel::applibs::CallHandle;
 using citadel::applibs::HexDecode;
@@ -451,26 +453,17 @@ int Application_Accept(int timeout_ms) {
         return -1;
       }
       std::array<char, 512> text{};
-      iovec iov{text.data(), text.size()};
-      msghdr message{};
-      message.msg_iov = &iov;
-      message.msg_iovlen = 1;
-      alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int))> control{};
-      message.msg_control = control.data();
-      message.msg_controllen = control.size();
-      ssize_t size = ::recvmsg(listen_fd, &message, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-      if (size < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) continue;  // another thread won
-      if (size <= 0) {
+      auto received = ReceiveWithFds(listen_fd, text, MSG_DONTWAIT, 1);
+      if (!received && (received.error() == EAGAIN || received.error() == EWOULDBLOCK)) continue;  // another thread won
+      if (!received || received->end_of_stream) {
         ForgetListenSocket(listen_fd);  // the runtime closed it; the next call asks again
         errno = EIO;
         return -1;
       }
-      cmsghdr* header = CMSG_FIRSTHDR(&message);
-      if (header != nullptr && header->cmsg_level == SOL_SOCKET && header->cmsg_type == SCM_RIGHTS &&
-          header->cmsg_len == CMSG_LEN(sizeof(int))) {
-        int fd = -1;
-        std::memcpy(&fd, CMSG_DATA(header), sizeof(int));
-        return fd;
+      // Exactly one connection per announcement; with any other number the
+      // message is not one (its descriptors are already closed).
+      if (received->fds.size() == 1 && received->fds_discarded == 0 && !received->control_truncated) {
+        return received->fds.front().Release();
       }
       // An announcement without a connection: ignore it and keep waiting.
     }

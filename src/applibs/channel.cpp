@@ -2,19 +2,18 @@
 
 #include <poll.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
-#include <array>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <climits>
 #include <cstdlib>
-#include <cstring>
 #include <mutex>
 #include <string_view>
 
 #include "broker/protocol.hpp"
+#include "common/fd_passing.hpp"
+#include "common/unique_fd.hpp"
 
 namespace citadel::applibs {
 
@@ -23,7 +22,6 @@ namespace {
 // Long enough for a root-of-trust signature on a slow TPM; a broker that
 // does not answer within it is treated as gone.
 constexpr int kResponseTimeoutMs = 60'000;
-constexpr std::size_t kMaxFdsPerResponse = 4;
 constexpr int kMaxErrno = 4095;
 
 std::atomic<std::uint64_t> g_next_id{1};
@@ -47,32 +45,6 @@ bool IsSeqPacketSocket(int fd) {
   int type = 0;
   socklen_t length = sizeof(type);
   return fd >= 0 && ::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &length) == 0 && type == SOCK_SEQPACKET;
-}
-
-void CloseFds(const msghdr& message, int keep) {
-  for (const cmsghdr* header = CMSG_FIRSTHDR(&message); header != nullptr;
-       header = CMSG_NXTHDR(const_cast<msghdr*>(&message), const_cast<cmsghdr*>(header))) {
-    if (header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS) continue;
-    std::size_t count = (header->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (std::size_t i = 0; i < count; ++i) {
-      int fd = -1;
-      std::memcpy(&fd, CMSG_DATA(header) + i * sizeof(int), sizeof(int));
-      if (fd >= 0 && fd != keep) (void)::close(fd);
-    }
-  }
-}
-
-int FirstFd(const msghdr& message) {
-  for (const cmsghdr* header = CMSG_FIRSTHDR(&message); header != nullptr;
-       header = CMSG_NXTHDR(const_cast<msghdr*>(&message), const_cast<cmsghdr*>(header))) {
-    if (header->cmsg_level == SOL_SOCKET && header->cmsg_type == SCM_RIGHTS &&
-        header->cmsg_len >= CMSG_LEN(sizeof(int))) {
-      int fd = -1;
-      std::memcpy(&fd, CMSG_DATA(header), sizeof(int));
-      return fd;
-    }
-  }
-  return -1;
 }
 
 bool Exchange(Exchanger& exchanger, int fd, Json& request, Json* response, int* fd_out) {
@@ -105,33 +77,28 @@ bool Exchange(Exchanger& exchanger, int fd, Json& request, Json* response, int* 
     if (ready < 0 && errno == EINTR) continue;
     if (ready < 0) return false;
     if (ready == 0) continue;  // re-checks the deadline
-    iovec iov{exchanger.buffer.data(), exchanger.buffer.size()};
-    msghdr message{};
-    message.msg_iov = &iov;
-    message.msg_iovlen = 1;
-    alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int) * kMaxFdsPerResponse)> control{};
-    message.msg_control = control.data();
-    message.msg_controllen = control.size();
-    ssize_t size = ::recvmsg(fd, &message, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-    if (size < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) continue;
-    if (size <= 0) {
-      errno = size == 0 ? ENOTCONN : errno;
+    // At most one descriptor is ever meant; any other is closed.
+    auto received = ReceiveWithFds(fd, exchanger.buffer, MSG_DONTWAIT, 1);
+    if (!received && (received.error() == EAGAIN || received.error() == EWOULDBLOCK)) continue;
+    if (!received) {
+      errno = received.error();
       return false;
     }
-    int received_fd = FirstFd(message);
-    CloseFds(message, received_fd);  // at most one descriptor is ever meant
-    Json parsed =
-        Json::parse(std::string_view(exchanger.buffer.data(), static_cast<std::size_t>(size)), nullptr, false);
+    if (received->end_of_stream) {
+      errno = ENOTCONN;
+      return false;
+    }
+    UniqueFd received_fd;
+    if (!received->fds.empty()) received_fd = std::move(received->fds.front());
+    Json parsed = Json::parse(std::string_view(exchanger.buffer.data(), received->size), nullptr, false);
     auto id_field = parsed.is_object() ? parsed.find("id") : parsed.end();
     if (!parsed.is_object() || id_field == parsed.end() || !id_field->is_number_unsigned() ||
         id_field->get<std::uint64_t>() != id) {
-      // A response to an earlier, timed-out request, or noise: skip it.
-      if (received_fd >= 0) (void)::close(received_fd);
-      continue;
+      continue;  // a response to an earlier, timed-out request, or noise: skip it
     }
     auto ok = parsed.find("ok");
     if (ok == parsed.end() || !ok->is_boolean() || !ok->get<bool>()) {
-      if (received_fd >= 0) (void)::close(received_fd);
+      received_fd.Reset();  // before errno is set: nothing may overwrite it
       auto error_number = parsed.find("errno");
       int value = EIO;
       if (error_number != parsed.end() && error_number->is_number_integer()) {
@@ -143,15 +110,11 @@ bool Exchange(Exchanger& exchanger, int fd, Json& request, Json* response, int* 
     }
     auto has_fd = parsed.find("fd");
     bool expects_fd = has_fd != parsed.end() && has_fd->is_boolean() && has_fd->get<bool>();
-    if (expects_fd && received_fd < 0) {
+    if (expects_fd && !received_fd) {
       errno = EIO;
       return false;
     }
-    if (fd_out != nullptr) {
-      *fd_out = received_fd;
-    } else if (received_fd >= 0) {
-      (void)::close(received_fd);
-    }
+    if (fd_out != nullptr) *fd_out = received_fd.Release();
     *response = std::move(parsed);
     return true;
   }

@@ -38,8 +38,6 @@ constexpr std::size_t kMaxComponentIdBytes = 64;
 // not take them, and the most it reads per event (bounded work per event).
 constexpr std::size_t kUartBufferBytes = 64 * 1024;
 constexpr std::size_t kUartChunkBytes = 4096;
-// Descriptors an app may (wrongly) attach to a request; they are closed.
-constexpr std::size_t kMaxReceivedFds = 8;
 
 std::string ErrnoText(int error_number) { return std::strerror(error_number); }  // NOLINT(concurrency-mt-unsafe)
 
@@ -407,43 +405,23 @@ class Broker::Impl {
   }
 
   std::optional<Received> Receive(int fd, bool hung_up) {
-    iovec iov{buffer_.data(), buffer_.size()};
-    msghdr message{};
-    message.msg_iov = &iov;
-    message.msg_iovlen = 1;
-    alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int) * kMaxReceivedFds)> control{};
-    message.msg_control = control.data();
-    message.msg_controllen = control.size();
-    ssize_t size = -1;
-    do {
-      size = ::recvmsg(fd, &message, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-    } while (size < 0 && errno == EINTR);
+    // max_fds 0: any descriptor an app attached is closed at once.
+    auto message = ReceiveWithFds(fd, buffer_, MSG_DONTWAIT, 0);
     Received received;
-    if (size < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return std::nullopt;
+    if (!message) {
+      if (message.error() == EAGAIN || message.error() == EWOULDBLOCK) return std::nullopt;
       received.end_of_stream = true;
       return received;
     }
-    for (cmsghdr* header = CMSG_FIRSTHDR(&message); header != nullptr; header = CMSG_NXTHDR(&message, header)) {
-      if (header->cmsg_level == SOL_SOCKET && header->cmsg_type == SCM_RIGHTS) {
-        std::size_t count = (header->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (std::size_t i = 0; i < count; ++i) {
-          int passed = -1;
-          std::memcpy(&passed, CMSG_DATA(header) + i * sizeof(int), sizeof(int));
-          if (passed >= 0) (void)::close(passed);
-        }
-        received.carried_fds = true;
-      }
-    }
-    if ((message.msg_flags & MSG_CTRUNC) != 0) received.carried_fds = true;
+    received.carried_fds = message->CarriedFds();
     // A SOCK_SEQPACKET read of 0 bytes is either an empty message or the
     // peer's close; the hang-up flag tells which.
-    if (size == 0 && hung_up) {
+    if (message->end_of_stream && hung_up) {
       received.end_of_stream = true;
       return received;
     }
-    received.size = static_cast<std::size_t>(size);
-    received.truncated = (message.msg_flags & MSG_TRUNC) != 0 || received.size > protocol::kMaxMessageBytes;
+    received.size = message->size;
+    received.truncated = message->truncated || received.size > protocol::kMaxMessageBytes;
     return received;
   }
 

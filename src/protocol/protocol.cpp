@@ -2,11 +2,24 @@
 
 #include <algorithm>
 #include <array>
-#include <limits>
 
+#include "common/json_fields.hpp"
 #include "common/time.hpp"
 
 namespace citadel::protocol {
+
+using json_fields::Child;
+using json_fields::Element;
+using json_fields::ExpectArray;
+using json_fields::ExpectObject;
+using json_fields::FieldError;
+using json_fields::Find;
+using json_fields::Quote;
+using json_fields::ReadInteger;
+using json_fields::ReadString;
+using json_fields::Require;
+using json_fields::UnknownFields;
+
 namespace {
 
 constexpr std::int64_t kMaxSafeInteger = (std::int64_t{1} << 53) - 1;
@@ -19,29 +32,6 @@ constexpr std::size_t kMaxShortString = 256;
 constexpr std::size_t kMaxDetailBytes = 16 * 1024;
 constexpr std::array<std::string_view, 2> kRotBackends = {"software", "tpm2"};
 
-// --- Strict readers. Each names the value's path in its error, the way a
-// person would point at it: "evidence.measurements[3].digest". ---
-
-enum class UnknownFields { kRefuse, kIgnore };
-
-std::string Child(std::string_view path, std::string_view key) {
-  std::string out(path);
-  if (!out.empty()) out += '.';
-  out += key;
-  return out;
-}
-
-std::string Element(std::string_view path, std::size_t index) {
-  return std::string(path) + "[" + std::to_string(index) + "]";
-}
-
-std::unexpected<Error> FieldError(std::string_view path, std::string_view what) {
-  std::string message(path.empty() ? std::string_view("body") : path);
-  message += ": ";
-  message += what;
-  return MakeError(ErrorCode::kInvalidArgument, std::move(message));
-}
-
 Expected<Json> ParseBody(std::string_view body, std::size_t max_bytes, std::string_view what) {
   if (body.size() > max_bytes) {
     return MakeError(ErrorCode::kTooLarge, std::string(what) + " is " + std::to_string(body.size()) +
@@ -50,56 +40,6 @@ Expected<Json> ParseBody(std::string_view body, std::size_t max_bytes, std::stri
   auto parsed = ParseJsonStrict(body, kMaxMessageDepth);
   if (!parsed) return WrapError(parsed.error(), what);
   return std::move(*parsed);
-}
-
-Expected<void> ExpectObject(const Json& value, std::string_view path, std::initializer_list<std::string_view> known,
-                            UnknownFields unknown) {
-  if (!value.is_object()) return FieldError(path, "expected an object");
-  if (unknown == UnknownFields::kRefuse) {
-    for (const auto& [key, _] : value.items()) {
-      if (std::find(known.begin(), known.end(), key) == known.end()) {
-        return FieldError(Child(path, key), "unknown field");
-      }
-    }
-  }
-  return kOk;
-}
-
-const Json* Find(const Json& object, std::string_view key) {
-  auto it = object.find(std::string(key));
-  return it == object.end() ? nullptr : &*it;
-}
-
-Expected<const Json*> Require(const Json& object, std::string_view path, std::string_view key) {
-  const Json* value = Find(object, key);
-  if (value == nullptr) return FieldError(Child(path, key), "missing field");
-  return value;
-}
-
-Expected<std::string> ReadString(const Json& value, std::string_view path, std::size_t max_bytes, bool allow_empty) {
-  if (!value.is_string()) return FieldError(path, "expected a string");
-  const auto& text = value.get_ref<const std::string&>();
-  if (text.size() > max_bytes) return FieldError(path, "longer than " + std::to_string(max_bytes) + " bytes");
-  if (!allow_empty && text.empty()) return FieldError(path, "must not be empty");
-  return text;
-}
-
-Expected<std::int64_t> ReadInteger(const Json& value, std::string_view path, std::int64_t min, std::int64_t max) {
-  if (!value.is_number_integer()) return FieldError(path, "expected an integer");
-  std::int64_t n = 0;
-  if (value.is_number_unsigned()) {
-    auto u = value.get<std::uint64_t>();
-    if (u > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
-      return FieldError(path, "must be between " + std::to_string(min) + " and " + std::to_string(max));
-    }
-    n = static_cast<std::int64_t>(u);
-  } else {
-    n = value.get<std::int64_t>();
-  }
-  if (n < min || n > max) {
-    return FieldError(path, "must be between " + std::to_string(min) + " and " + std::to_string(max));
-  }
-  return n;
 }
 
 bool IsLowerHex(std::string_view text) {
@@ -122,14 +62,6 @@ Expected<crypto::Sha256Digest> ReadDigest(const Json& value, std::string_view pa
   crypto::Sha256Digest digest{};
   std::copy(bytes.begin(), bytes.end(), digest.begin());
   return digest;
-}
-
-Expected<const Json*> ReadArray(const Json& value, std::string_view path, std::size_t max_elements) {
-  if (!value.is_array()) return FieldError(path, "expected an array");
-  if (value.size() > max_elements) {
-    return FieldError(path, "more than " + std::to_string(max_elements) + " elements");
-  }
-  return &value;
 }
 
 // Field shorthands: look the key up in object (at path) and read it.
@@ -156,10 +88,10 @@ Expected<std::vector<std::string>> ReadPemArray(const Json& object, std::string_
                                                 std::size_t max_elements) {
   auto field_path = Child(path, key);
   CITADEL_TRY(const Json* value, Require(object, path, key));
-  CITADEL_TRY(const Json* array, ReadArray(*value, field_path, max_elements));
+  CITADEL_TRY_VOID(ExpectArray(*value, field_path, max_elements));
   std::vector<std::string> out;
-  for (std::size_t i = 0; i < array->size(); ++i) {
-    CITADEL_TRY(auto pem, ReadString((*array)[i], Element(field_path, i), kMaxPemBytes, /*allow_empty=*/false));
+  for (std::size_t i = 0; i < value->size(); ++i) {
+    CITADEL_TRY(auto pem, ReadString((*value)[i], Element(field_path, i), kMaxPemBytes, /*allow_empty=*/false));
     out.push_back(std::move(pem));
   }
   return out;
@@ -201,7 +133,7 @@ Expected<Evidence> EvidenceFromJson(const Json& value, std::string_view path) {
   CITADEL_TRY(evidence.rot_backend, RequiredString(value, path, "rot", 16, /*allow_empty=*/false));
   if (std::find(kRotBackends.begin(), kRotBackends.end(), evidence.rot_backend) == kRotBackends.end()) {
     return FieldError(Child(path, "rot"),
-                      "unknown root of trust \"" + evidence.rot_backend + "\" (expected \"software\" or \"tpm2\")");
+                      "unknown root of trust " + Quote(evidence.rot_backend) + " (expected \"software\" or \"tpm2\")");
   }
 
   CITADEL_TRY(const Json* nonce, Require(value, path, "nonce"));
@@ -210,8 +142,8 @@ Expected<Evidence> EvidenceFromJson(const Json& value, std::string_view path) {
   CITADEL_TRY(evidence.manufacturer_chain, ReadPemArray(value, path, "manufacturer_chain", kMaxManufacturerChain));
 
   auto measurements_path = Child(path, "measurements");
-  CITADEL_TRY(const Json* measurements_value, Require(value, path, "measurements"));
-  CITADEL_TRY(const Json* measurements, ReadArray(*measurements_value, measurements_path, kMaxMeasurements));
+  CITADEL_TRY(const Json* measurements, Require(value, path, "measurements"));
+  CITADEL_TRY_VOID(ExpectArray(*measurements, measurements_path, kMaxMeasurements));
   for (std::size_t i = 0; i < measurements->size(); ++i) {
     CITADEL_TRY(auto event, MeasurementFromJson((*measurements)[i], Element(measurements_path, i)));
     evidence.measurements.push_back(std::move(event));
@@ -367,7 +299,7 @@ Expected<AttestationResult> ParseAttestationResult(std::string_view body) {
     return result;
   }
   if (result.verdict != "accepted") {
-    return FieldError("verdict", "unknown verdict \"" + result.verdict + "\"");
+    return FieldError("verdict", "unknown verdict " + Quote(result.verdict));
   }
   CITADEL_TRY(result.tenant_id, RequiredString(json, "", "tenant_id", kMaxShortString, /*allow_empty=*/false));
   CITADEL_TRY(result.certificate, RequiredString(json, "", "certificate", kMaxPemBytes, /*allow_empty=*/false));
@@ -443,10 +375,10 @@ Expected<DevelopmentCapabilityClaims> ClaimsFromJson(const Json& value, std::str
   CITADEL_TRY(claims.capability_id, RequiredString(value, path, "CapabilityId", 64, /*allow_empty=*/false));
   if (const Json* keys = Find(value, "DeveloperKeys"); keys != nullptr) {
     auto keys_path = Child(path, "DeveloperKeys");
-    CITADEL_TRY(const Json* array, ReadArray(*keys, keys_path, kMaxDeveloperKeys));
-    for (std::size_t i = 0; i < array->size(); ++i) {
+    CITADEL_TRY_VOID(ExpectArray(*keys, keys_path, kMaxDeveloperKeys));
+    for (std::size_t i = 0; i < keys->size(); ++i) {
       auto element = Element(keys_path, i);
-      CITADEL_TRY(auto text, ReadString((*array)[i], element, 1024, /*allow_empty=*/false));
+      CITADEL_TRY(auto text, ReadString((*keys)[i], element, 1024, /*allow_empty=*/false));
       auto der = Base64Decode(text);
       if (!der) return FieldError(element, "expected base64 of a DER SubjectPublicKeyInfo");
       auto key = crypto::PublicKey::FromSpkiDer(*der);
@@ -483,9 +415,9 @@ Expected<CheckInReply> ParseCheckInReply(std::string_view body) {
     CITADEL_TRY(reply.next_check_in_seconds, ReadInteger(*next, "next_check_in_seconds", 0, kMaxSafeInteger));
   }
   if (const Json* keys = Find(json, "publisher_keys"); keys != nullptr) {
-    CITADEL_TRY(const Json* array, ReadArray(*keys, "publisher_keys", kMaxPublisherKeys));
-    for (std::size_t i = 0; i < array->size(); ++i) {
-      CITADEL_TRY(auto entry, PublisherKeyEntryFromJson((*array)[i], Element("publisher_keys", i)));
+    CITADEL_TRY_VOID(ExpectArray(*keys, "publisher_keys", kMaxPublisherKeys));
+    for (std::size_t i = 0; i < keys->size(); ++i) {
+      CITADEL_TRY(auto entry, PublisherKeyEntryFromJson((*keys)[i], Element("publisher_keys", i)));
       reply.publisher_keys.push_back(std::move(entry));
     }
   }

@@ -122,39 +122,15 @@ Expected<StatusMessage> ReceiveStatus(int socket, Clock::time_point deadline) {
     if (ready < 0) return MakeError(ErrorCode::kIo, "launch: waiting for the sandbox: " + ErrnoText(errno));
     if (ready == 0) return MakeError(ErrorCode::kUnavailable, "launch: the sandbox did not report within 15 s");
     std::array<char, 4096> buffer{};
-    iovec data{buffer.data(), buffer.size()};
-    alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(ucred)) + CMSG_SPACE(sizeof(int) * 4)> control{};
-    msghdr message{};
-    message.msg_iov = &data;
-    message.msg_iovlen = 1;
-    message.msg_control = control.data();
-    message.msg_controllen = control.size();
-    ssize_t got = ::recvmsg(socket, &message, MSG_CMSG_CLOEXEC);
-    if (got < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-    if (got < 0) return MakeError(ErrorCode::kIo, "launch: reading the sandbox status: " + ErrnoText(errno));
+    auto received = ReceiveWithFds(socket, buffer, 0, 1);
+    if (!received && received.error() == EAGAIN) continue;
+    if (!received)
+      return MakeError(ErrorCode::kIo, "launch: reading the sandbox status: " + ErrnoText(received.error()));
     StatusMessage status;
-    status.eof = got == 0;
-    status.text.assign(buffer.data(), static_cast<std::size_t>(got));
-    for (cmsghdr* header = CMSG_FIRSTHDR(&message); header != nullptr; header = CMSG_NXTHDR(&message, header)) {
-      if (header->cmsg_level != SOL_SOCKET) continue;
-      if (header->cmsg_type == SCM_CREDENTIALS && header->cmsg_len >= CMSG_LEN(sizeof(ucred))) {
-        ucred credentials{};
-        std::memcpy(&credentials, CMSG_DATA(header), sizeof credentials);
-        status.sender = credentials.pid;
-        continue;
-      }
-      if (header->cmsg_type != SCM_RIGHTS) continue;
-      std::size_t count = (header->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-      for (std::size_t i = 0; i < count; ++i) {
-        int fd = -1;
-        std::memcpy(&fd, CMSG_DATA(header) + i * sizeof(int), sizeof(int));
-        if (!status.fd) {
-          status.fd.Reset(fd);
-        } else {
-          (void)::close(fd);
-        }
-      }
-    }
+    status.eof = received->end_of_stream;
+    status.text.assign(buffer.data(), received->size);
+    if (received->credentials) status.sender = received->credentials->pid;
+    if (!received->fds.empty()) status.fd = std::move(received->fds.front());
     return status;
   }
 }

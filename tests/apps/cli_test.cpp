@@ -105,7 +105,7 @@ class DevServerCliTest : public ::testing::Test {
     return path.string();
   }
 
-  testing::TempDirectory dir_;
+  citadel::testing::TempDir dir_ = testing::StateTempDir();
   fs::path state_;
   crypto::PrivateKey publisher_ = testing::NewKey();
   testing::TestTenant tenant_;

@@ -89,7 +89,7 @@ class DevServerTest : public ::testing::Test {
     EXPECT_TRUE(listed) << listed.error().message();
   }
 
-  testing::TempDirectory dir_;
+  citadel::testing::TempDir dir_ = testing::StateTempDir();
   fs::path state_;
   crypto::PrivateKey publisher_ = testing::NewKey();
   testing::TestTenant tenant_;

@@ -70,7 +70,7 @@ TEST(DevelopmentTest, RefusedWithoutADeviceCertificate) {
 }
 
 TEST(FileTrustSourceTest, StoresOnlyVerifiedCapabilitiesAndReverifies) {
-  testing::TempDirectory dir;
+  citadel::testing::TempDir dir = testing::StateTempDir();
   TestTenant tenant;
   DeviceIdentity identity = tenant.Identity();
   FileTrustSource trust(dir.path(), [&]() -> Expected<DeviceIdentity> { return identity; });
@@ -99,7 +99,7 @@ TEST(FileTrustSourceTest, StoresOnlyVerifiedCapabilitiesAndReverifies) {
 }
 
 TEST(FileTrustSourceTest, ReadsPublisherKeysStrictly) {
-  testing::TempDirectory dir;
+  citadel::testing::TempDir dir = testing::StateTempDir();
   FileTrustSource trust(dir.path(), [] { return Expected<DeviceIdentity>(DeviceIdentity{}); });
   auto none = trust.PublisherKeys();
   ASSERT_TRUE(none);

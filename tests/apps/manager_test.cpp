@@ -51,7 +51,7 @@ class ManagerTest : public ::testing::Test {
   }
   RunState State(const char* app) { return manager_->Status(app)->state; }
 
-  testing::TempDirectory dir_;
+  citadel::testing::TempDir dir_ = testing::StateTempDir();
   crypto::PrivateKey publisher_ = testing::NewKey();
   testing::StaticTrust trust_;
   testing::FakeLauncher launcher_;

@@ -59,7 +59,7 @@ class StoreTest : public ::testing::Test {
     return store_->Install(bytes, "test.img", source);
   }
 
-  testing::TempDirectory dir_;
+  citadel::testing::TempDir dir_ = testing::StateTempDir();
   crypto::PrivateKey publisher_ = testing::NewKey();
   testing::StaticTrust trust_;
   std::unique_ptr<AppStore> store_;

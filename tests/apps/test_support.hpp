@@ -31,6 +31,7 @@
 #include "common/unique_fd.hpp"
 #include "crypto/crypto.hpp"
 #include "image/image.hpp"
+#include "support/temp_dir.hpp"
 
 namespace citadel::apps::testing {
 
@@ -41,30 +42,8 @@ inline fs::path TestTempRoot() {
   return CITADEL_APPS_TEST_TMP;
 }
 
-class TempDirectory {
- public:
-  TempDirectory() {
-    fs::create_directories(TestTempRoot());
-    std::string pattern = (TestTempRoot() / "t-XXXXXX").string();
-    char* made = ::mkdtemp(pattern.data());
-    EXPECT_NE(made, nullptr);
-    path_ = pattern;
-  }
-  ~TempDirectory() {
-    std::error_code ec;
-    for (fs::recursive_directory_iterator it(path_, ec), end; !ec && it != end; it.increment(ec)) {
-      if (it->is_directory(ec) && !it->is_symlink(ec))
-        fs::permissions(it->path(), fs::perms::owner_all, fs::perm_options::add, ec);
-    }
-    fs::remove_all(path_, ec);
-  }
-  TempDirectory(const TempDirectory&) = delete;
-  TempDirectory& operator=(const TempDirectory&) = delete;
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+// A state directory under TestTempRoot() (/tmp may be small).
+inline citadel::testing::TempDir StateTempDir() { return citadel::testing::TempDir("t", {.parent = TestTempRoot()}); }
 
 inline void WriteText(const fs::path& path, const std::string& text, fs::perms perms = fs::perms(0644)) {
   fs::create_directories(path.parent_path());

@@ -67,7 +67,7 @@ TEST(LogRingTest, KeepsAtMost64KiBAndCutsLinesWithoutNewlines) {
 }
 
 TEST(AppsStateTest, RoundTripsAndRefusesDamage) {
-  testing::TempDirectory dir;
+  citadel::testing::TempDir dir = testing::StateTempDir();
   auto path = dir.path() / "state.json";
   auto empty = LoadAppsState(path);
   ASSERT_TRUE(empty) << empty.error().message();

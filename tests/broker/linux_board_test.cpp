@@ -34,6 +34,7 @@
 #include "app/policy.hpp"
 #include "applibs/applibs.h"
 #include "broker/broker.hpp"
+#include "support/temp_dir.hpp"
 
 #include "app_process.hpp"
 
@@ -42,6 +43,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
+using citadel::testing::TempDir;
 using testing::RunApp;
 
 // A LinuxBoard over a temporary tree. Setting the time fails the test: no
@@ -61,25 +63,6 @@ LinuxBoardOptions TestOptions(const fs::path& dev_dir, const fs::path& sysfs_dir
 constexpr const char* kAppA = "aaaaaaaa-0000-4000-8000-00000000000a";
 
 // ---- helpers ------------------------------------------------------------------
-
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "citadel-linux-board-XXXXXX").string();
-    if (::mkdtemp(pattern.data()) == nullptr) std::abort();
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
 
 void WriteText(const fs::path& path, const std::string& text) {
   fs::create_directories(path.parent_path());

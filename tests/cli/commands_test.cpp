@@ -15,13 +15,13 @@
 #include "cli/manufacturer.hpp"
 #include "common/file.hpp"
 #include "crypto/crypto.hpp"
-#include "test_util.hpp"
+#include "support/temp_dir.hpp"
 
 namespace citadel::cli {
 namespace {
 
+using citadel::testing::TempDir;
 using nlohmann::json;
-using testing::TempDirectory;
 
 constexpr const char* kServer = "https://127.0.0.1:8443";
 const std::string kDeviceA = "3f2a9c0d17b4" + std::string(52, 'a');
@@ -123,7 +123,7 @@ class CliTest : public ::testing::Test {
     return parsed;
   }
 
-  TempDirectory dir_;
+  TempDir dir_;
   std::filesystem::path ca_file_;
   std::map<std::string, std::string> env_;
   std::ostringstream out_;

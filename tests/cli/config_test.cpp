@@ -7,12 +7,12 @@
 #include <map>
 
 #include "common/file.hpp"
-#include "test_util.hpp"
+#include "support/temp_dir.hpp"
 
 namespace citadel::cli {
 namespace {
 
-using testing::TempDirectory;
+using citadel::testing::TempDir;
 
 EnvLookup FakeEnv(std::map<std::string, std::string> values) {
   return [values = std::move(values)](std::string_view name) -> std::optional<std::string> {
@@ -39,7 +39,7 @@ TEST(ConfigPathTest, ExplicitThenXdgThenHome) {
 }
 
 TEST(ConfigFileTest, SaveWritesMode0600InA0700DirectoryAndLoadsBack) {
-  TempDirectory dir;
+  TempDir dir;
   auto path = dir.path() / "nested" / "citadel" / "config.json";
   mode_t old_umask = ::umask(0);  // a permissive umask must not widen the file
   auto saved = SaveConfig(path, Config{"https://127.0.0.1:8443", "cit_secret", "-----BEGIN CERTIFICATE-----\n"});
@@ -58,7 +58,7 @@ TEST(ConfigFileTest, SaveWritesMode0600InA0700DirectoryAndLoadsBack) {
 }
 
 TEST(ConfigFileTest, SavingAgainKeepsMode0600) {
-  TempDirectory dir;
+  TempDir dir;
   auto path = dir.path() / "config.json";
   ASSERT_TRUE(WriteFileAtomic(path, "{}", 0644).has_value());
   ASSERT_TRUE(IsAccessibleByOthers(path));
@@ -67,7 +67,7 @@ TEST(ConfigFileTest, SavingAgainKeepsMode0600) {
 }
 
 TEST(ConfigFileTest, MissingFileIsNoConfigAndGarbageIsAnError) {
-  TempDirectory dir;
+  TempDir dir;
   auto missing = LoadConfig(dir.path() / "none.json");
   ASSERT_TRUE(missing.has_value());
   EXPECT_FALSE(missing->has_value());
@@ -82,7 +82,7 @@ TEST(ConfigFileTest, MissingFileIsNoConfigAndGarbageIsAnError) {
 }
 
 TEST(ConfigFileTest, RemoveReportsWhetherThereWasOne) {
-  TempDirectory dir;
+  TempDir dir;
   auto path = dir.path() / "config.json";
   ASSERT_TRUE(SaveConfig(path, Config{"https://s", "t", "c"}).has_value());
   EXPECT_TRUE(*RemoveConfig(path));
@@ -98,7 +98,7 @@ class ResolveConnectionTest : public ::testing::Test {
     ASSERT_TRUE(WriteFileAtomic(flag_ca_, "FLAG CA PEM").has_value());
     ASSERT_TRUE(WriteFileAtomic(env_ca_, "ENV CA PEM").has_value());
   }
-  TempDirectory dir_;
+  TempDir dir_;
   std::filesystem::path flag_ca_;
   std::filesystem::path env_ca_;
   Config saved_{"https://saved:1", "cit_saved", "SAVED CA PEM"};

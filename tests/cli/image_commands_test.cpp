@@ -12,13 +12,13 @@
 #include "cli/cli.hpp"
 #include "common/file.hpp"
 #include "image/image.hpp"
-#include "test_util.hpp"
+#include "support/temp_dir.hpp"
 
 namespace citadel::cli {
 namespace {
 
+using citadel::testing::TempDir;
 using nlohmann::json;
-using testing::TempDirectory;
 namespace fs = std::filesystem;
 
 class ImageCommandsTest : public ::testing::Test {
@@ -47,7 +47,7 @@ class ImageCommandsTest : public ::testing::Test {
 
   std::string Key(const char* name) const { return (dir_.path() / "keys" / name).string(); }
 
-  TempDirectory dir_;
+  TempDir dir_;
   std::ostringstream out_;
   std::ostringstream err_;
 };

@@ -5,15 +5,15 @@
 #include <gtest/gtest.h>
 
 #include "common/file.hpp"
-#include "test_util.hpp"
+#include "support/temp_dir.hpp"
 
 namespace citadel::cli {
 namespace {
 
-using testing::TempDirectory;
+using citadel::testing::TempDir;
 
 TEST(ManufacturerCaTest, CreatesACaTheCryptoApiVerifies) {
-  TempDirectory dir;
+  TempDir dir;
   auto created = CreateManufacturerCa({dir.path() / "mfg", "Acme Dev Manufacturer", false});
   ASSERT_TRUE(created.has_value()) << created.error().message();
 
@@ -57,7 +57,7 @@ TEST(ManufacturerCaTest, CreatesACaTheCryptoApiVerifies) {
   EXPECT_TRUE(chained.has_value()) << chained.error().message();
 
   // A different CA does not vouch for it.
-  TempDirectory other_dir;
+  TempDir other_dir;
   auto other = CreateManufacturerCa({other_dir.path(), "Other", false});
   ASSERT_TRUE(other.has_value());
   std::vector<crypto::Certificate> other_roots = {other->certificate};
@@ -65,7 +65,7 @@ TEST(ManufacturerCaTest, CreatesACaTheCryptoApiVerifies) {
 }
 
 TEST(ManufacturerCaTest, RefusesToOverwriteWithoutForce) {
-  TempDirectory dir;
+  TempDir dir;
   auto first = CreateManufacturerCa({dir.path(), kDefaultManufacturerName, false});
   ASSERT_TRUE(first.has_value());
   auto pem_before = ReadFile(dir.path() / "manufacturer-ca.pem");
@@ -87,8 +87,8 @@ TEST(ManufacturerCaTest, RefusesToOverwriteWithoutForce) {
 }
 
 TEST(ManufacturerCaTest, LoadChecksTheKeyBelongsToTheCertificate) {
-  TempDirectory dir;
-  TempDirectory other;
+  TempDir dir;
+  TempDir other;
   ASSERT_TRUE(CreateManufacturerCa({dir.path(), kDefaultManufacturerName, false}).has_value());
   ASSERT_TRUE(CreateManufacturerCa({other.path(), kDefaultManufacturerName, false}).has_value());
   auto loaded = LoadManufacturerCa(dir.path());

@@ -11,13 +11,13 @@
 #include "common/file.hpp"
 #include "crypto/crypto.hpp"
 #include "http/http.hpp"
-#include "test_util.hpp"
+#include "support/temp_dir.hpp"
 
 namespace citadel::cli {
 namespace {
 
+using citadel::testing::TempDir;
 using nlohmann::json;
-using testing::TempDirectory;
 
 template <typename T>
 T Must(Expected<T> value) {
@@ -96,7 +96,7 @@ class RealHttpsTest : public ::testing::Test {
   }
 
   Pki pki_;
-  TempDirectory dir_;
+  TempDir dir_;
   std::unique_ptr<http::Server> server_;
   std::string url_;
   std::filesystem::path ca_file_;

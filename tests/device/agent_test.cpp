@@ -19,7 +19,7 @@
 #include "device/measurement.hpp"
 #include "device/trust_store.hpp"
 #include "rot/software/software_rot.hpp"
-#include "temp_dir.hpp"
+#include "support/temp_dir.hpp"
 
 namespace citadel::device {
 namespace {

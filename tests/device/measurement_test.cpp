@@ -6,7 +6,7 @@
 #include "common/file.hpp"
 #include "device/commands.hpp"
 #include "rot/software/software_rot.hpp"
-#include "temp_dir.hpp"
+#include "support/temp_dir.hpp"
 
 namespace citadel::device {
 namespace {

@@ -6,7 +6,7 @@
 #include "device/commands.hpp"
 #include "device/rot_backend.hpp"
 #include "rot/software/software_rot.hpp"
-#include "temp_dir.hpp"
+#include "support/temp_dir.hpp"
 
 namespace citadel::device {
 namespace {

@@ -5,7 +5,7 @@
 #include <sys/stat.h>
 
 #include "common/file.hpp"
-#include "temp_dir.hpp"
+#include "support/temp_dir.hpp"
 
 namespace citadel::device {
 namespace {

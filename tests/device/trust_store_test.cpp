@@ -6,7 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "common/file.hpp"
-#include "temp_dir.hpp"
+#include "support/temp_dir.hpp"
 
 namespace citadel::device {
 namespace {

@@ -1,6 +1,5 @@
 #include "image/image.hpp"
 
-#include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -14,36 +13,14 @@
 #include <zstd.h>
 
 #include "common/file.hpp"
+#include "support/temp_dir.hpp"
 
 namespace citadel::image {
 namespace {
 
 namespace fs = std::filesystem;
 
-class TempDirectory {
- public:
-  TempDirectory() {
-    std::string pattern = (fs::path(::testing::TempDir()) / "citadel-image-XXXXXX").string();
-    char* made = ::mkdtemp(pattern.data());
-    EXPECT_NE(made, nullptr);
-    path_ = pattern;
-  }
-  ~TempDirectory() {
-    std::error_code ec;
-    // Extracted trees are read-only: make them removable first.
-    for (fs::recursive_directory_iterator it(path_, ec), end; !ec && it != end; it.increment(ec)) {
-      if (it->is_directory(ec) && !it->is_symlink(ec))
-        fs::permissions(it->path(), fs::perms::owner_all, fs::perm_options::add, ec);
-    }
-    fs::remove_all(path_, ec);
-  }
-  TempDirectory(const TempDirectory&) = delete;
-  TempDirectory& operator=(const TempDirectory&) = delete;
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using citadel::testing::TempDir;
 
 void WriteText(const fs::path& path, const std::string& text, fs::perms perms = fs::perms(0644)) {
   fs::create_directories(path.parent_path());
@@ -136,7 +113,7 @@ std::string Refusal(std::span<const std::uint8_t> bytes, std::span<const crypto:
 }
 
 TEST(ImageTest, PackParseVerifyExtractRoundTrip) {
-  TempDirectory dir;
+  TempDir dir;
   MakeApp(dir.path() / "app");
   auto key = NewKey();
   auto packed = PackImage(dir.path() / "app", key);
@@ -189,7 +166,7 @@ TEST(ImageTest, PackParseVerifyExtractRoundTrip) {
 }
 
 TEST(ImageTest, UnsignedImageIsRefused) {
-  TempDirectory dir;
+  TempDir dir;
   MakeApp(dir.path());
   auto key = NewKey();
   auto info = ParseImage(*PackImage(dir.path(), key));
@@ -202,7 +179,7 @@ TEST(ImageTest, UnsignedImageIsRefused) {
 }
 
 TEST(ImageTest, WrongKeyIsRefused) {
-  TempDirectory dir;
+  TempDir dir;
   MakeApp(dir.path());
   auto key = NewKey();
   auto other = NewKey();
@@ -226,7 +203,7 @@ TEST(ImageTest, WrongKeyIsRefused) {
 }
 
 TEST(ImageTest, EverySingleByteFlipIsRefused) {
-  TempDirectory dir;
+  TempDir dir;
   WriteText(dir.path() / "app_manifest.json", R"({"Name":"x"})");
   WriteText(dir.path() / "a", "A");
   WriteText(dir.path() / "d" / "b", "BB", fs::perms(0755));
@@ -245,7 +222,7 @@ TEST(ImageTest, EverySingleByteFlipIsRefused) {
 }
 
 TEST(ImageTest, TruncatedImageIsRefused) {
-  TempDirectory dir;
+  TempDir dir;
   WriteText(dir.path() / "app_manifest.json", R"({"Name":"x"})");
   WriteText(dir.path() / "a", "A");
   auto key = NewKey();
@@ -262,7 +239,7 @@ TEST(ImageTest, TruncatedImageIsRefused) {
 }
 
 TEST(ImageTest, ManifestSwappedAfterSigningIsRefused) {
-  TempDirectory dir;
+  TempDir dir;
   MakeApp(dir.path());
   auto key = NewKey();
   auto info = ParseImage(*PackImage(dir.path(), key));
@@ -280,21 +257,21 @@ TEST(ImageTest, ManifestSwappedAfterSigningIsRefused) {
 TEST(ImageTest, PackRefusesWhatAnImageCannotHold) {
   auto key = NewKey();
   {
-    TempDirectory dir;
+    TempDir dir;
     WriteText(dir.path() / "a", "A");
     auto packed = PackImage(dir.path(), key);
     ASSERT_FALSE(packed.has_value());
     EXPECT_NE(packed.error().message().find("no app_manifest.json"), std::string::npos);
   }
   {
-    TempDirectory dir;
+    TempDir dir;
     WriteText(dir.path() / "app_manifest.json", "[1]");
     auto packed = PackImage(dir.path(), key);
     ASSERT_FALSE(packed.has_value());
     EXPECT_NE(packed.error().message().find("must be a JSON object"), std::string::npos);
   }
   {
-    TempDirectory dir;
+    TempDir dir;
     MakeApp(dir.path());
     fs::create_symlink("/etc/passwd", dir.path() / "bin" / "passwd");
     auto packed = PackImage(dir.path(), key);
@@ -303,13 +280,13 @@ TEST(ImageTest, PackRefusesWhatAnImageCannotHold) {
         << packed.error().message();
   }
   {
-    TempDirectory dir;
+    TempDir dir;
     MakeApp(dir.path());
     fs::create_directory_symlink("/etc", dir.path() / "etc");
     EXPECT_FALSE(PackImage(dir.path(), key).has_value());
   }
   {
-    TempDirectory dir;
+    TempDir dir;
     MakeApp(dir.path());
     ASSERT_EQ(::mkfifo((dir.path() / "pipe").c_str(), 0600), 0);
     auto packed = PackImage(dir.path(), key);
@@ -317,7 +294,7 @@ TEST(ImageTest, PackRefusesWhatAnImageCannotHold) {
     EXPECT_NE(packed.error().message().find("pipe: is not a regular file"), std::string::npos);
   }
   {
-    TempDirectory dir;
+    TempDir dir;
     MakeApp(dir.path());
     WriteText(dir.path() / "bad\nname", "x");
     EXPECT_FALSE(PackImage(dir.path(), key).has_value());
@@ -456,7 +433,7 @@ TEST(ImageTest, DecompressionBombIsRefused) {
 }
 
 TEST(ImageTest, FailedExtractionLeavesTheInstalledTreeUntouched) {
-  TempDirectory dir;
+  TempDir dir;
   auto key = NewKey();
   MakeApp(dir.path() / "v1");
   WriteText(dir.path() / "v2" / "app_manifest.json", R"({"Name":"blink","Version":"2.0.0"})");
@@ -500,7 +477,7 @@ TEST(ImageTest, FailedExtractionLeavesTheInstalledTreeUntouched) {
 }
 
 TEST(ImageTest, ParseImageFileNamesThePath) {
-  TempDirectory dir;
+  TempDir dir;
   WriteText(dir.path() / "app.img", "not an image");
   auto parsed = ParseImageFile(dir.path() / "app.img");
   ASSERT_FALSE(parsed.has_value());

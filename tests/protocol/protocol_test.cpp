@@ -190,7 +190,7 @@ TEST_F(EvidenceTest, OversizeBodyIsRefusedBeforeParsing) {
 TEST_F(EvidenceTest, BadHexIsRefusedWithTheFieldNamed) {
   Provision();
   auto original = SignedJson();
-  for (std::string bad :
+  for (const std::string& bad :
        {std::string(64, 'z'), std::string(62, 'a'), std::string(66, 'a'), std::string(64, 'A'), std::string()}) {
     Json body = original;
     body["evidence"]["measurements"][3]["digest"] = bad;
@@ -247,9 +247,9 @@ TEST_F(EvidenceTest, WrongTypesMissingFieldsAndBoundsAreRefused) {
       {[](Json& b) { b.erase("signature"); }, "signature: missing field"},
       {[](Json& b) { b["evidence"] = Json::array(); }, "evidence: expected an object"},
       {[](Json& b) { b["evidence"]["measurements"][0]["register"] = 8; },
-       "evidence.measurements[0].register: must be between 0 and 7"},
+       "evidence.measurements[0].register: 8 is out of range (0..7)"},
       {[](Json& b) { b["evidence"]["measurements"][0]["register"] = -1; },
-       "evidence.measurements[0].register: must be between 0 and 7"},
+       "evidence.measurements[0].register: -1 is out of range (0..7)"},
       {[](Json& b) { b["evidence"]["measurements"][2]["name"] = nullptr; },
        "evidence.measurements[2].name: expected a string"},
       {[](Json& b) { b["evidence"]["measurements"] = Json::object(); }, "evidence.measurements: expected an array"},
@@ -257,12 +257,12 @@ TEST_F(EvidenceTest, WrongTypesMissingFieldsAndBoundsAreRefused) {
          Json& m = b["evidence"]["measurements"];
          while (m.size() <= kMaxMeasurements) m.push_back(m[0]);
        },
-       "evidence.measurements: more than 64 elements"},
+       "evidence.measurements: has 65 entries; the limit is 64"},
       {[](Json& b) {
          Json& c = b["evidence"]["manufacturer_chain"];
          while (c.size() <= kMaxManufacturerChain) c.push_back(c[0]);
        },
-       "evidence.manufacturer_chain: more than 4 elements"},
+       "evidence.manufacturer_chain: has 5 entries; the limit is 4"},
       {[](Json& b) { b["evidence"]["manufacturer_chain"][1] = 5; },
        "evidence.manufacturer_chain[1]: expected a string"},
   };
@@ -332,15 +332,18 @@ TEST(CheckInTest, IsStrict) {
       {R"({"os_version":"1","runtime_version":"2","uptime_seconds":1})", "free_memory_kb: missing field"},
       {R"({"os_version":1,"runtime_version":"2","uptime_seconds":1,"free_memory_kb":2})",
        "os_version: expected a string"},
+      {R"({"os_version":")" + std::string(129, 'v') +
+           R"(","runtime_version":"2","uptime_seconds":1,"free_memory_kb":2})",
+       "os_version: is 129 bytes; the limit is 128"},
       {R"({"os_version":"1","runtime_version":"2","uptime_seconds":-1,"free_memory_kb":2})",
-       "uptime_seconds: must be between"},
+       "uptime_seconds: -1 is out of range (0..9007199254740991)"},
       {R"({"os_version":"1","runtime_version":"2","uptime_seconds":1.5,"free_memory_kb":2})",
        "uptime_seconds: expected an integer"},
       {R"({"os_version":"1","runtime_version":"2","uptime_seconds":"1","free_memory_kb":2})",
        "uptime_seconds: expected an integer"},
       {R"({"os_version":"1","runtime_version":"2","uptime_seconds":18446744073709551615,"free_memory_kb":2})",
-       "uptime_seconds: must be between"},
-      {R"([1])", "expected an object"},
+       "uptime_seconds: 18446744073709551615 is out of range (0..9007199254740991)"},
+      {R"([1])", "document: expected an object"},
   };
   for (const auto& c : cases) {
     auto parsed = ParseCheckIn(c.body);
@@ -409,7 +412,11 @@ TEST(AttestationResultTest, UnclaimedAndUnknownVerdicts) {
 
   auto unknown = ParseAttestationResult(R"({"verdict":"maybe"})");
   ASSERT_FALSE(unknown.has_value());
-  EXPECT_THAT(unknown.error().message(), HasSubstr("verdict: unknown verdict"));
+  EXPECT_THAT(unknown.error().message(), HasSubstr("verdict: unknown verdict \"maybe\""));
+  // The verdict is the service's text: it reaches the operator escaped.
+  auto hostile = ParseAttestationResult(R"({"verdict":"ok\u001b[2J"})");
+  ASSERT_FALSE(hostile.has_value());
+  EXPECT_THAT(hostile.error().message(), HasSubstr("unknown verdict \"ok\\x1b[2J\""));
 }
 
 TEST(ProblemTest, RoundTripAndTolerance) {

@@ -20,11 +20,12 @@ namespace {
 
 namespace fs = std::filesystem;
 
+using citadel::testing::TempDir;
 using test_support::MakeProbeImage;
 using test_support::ProbeOptions;
 using test_support::ProbeRun;
 using test_support::RunProbe;
-using test_support::TempDirectory;
+using test_support::SandboxTempDir;
 
 constexpr std::uint64_t kQuota = 256 * 1024;
 
@@ -47,8 +48,8 @@ class SandboxTest : public ::testing::Test {
     return image;
   }
 
-  TempDirectory image_;
-  TempDirectory storage_;
+  TempDir image_ = SandboxTempDir();
+  TempDir storage_ = SandboxTempDir();
 };
 
 TEST_F(SandboxTest, AppIsPidOneOfItsOwnNamespace) {

@@ -21,7 +21,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-using test_support::TempDirectory;
+using citadel::testing::TempDir;
+using test_support::SandboxTempDir;
 
 struct MountedStats {
   std::uint64_t available = 0;
@@ -62,7 +63,7 @@ std::optional<MountedStats> MountAndStat(const fs::path& image, const fs::path& 
 class SandboxStorageTest : public ::testing::TestWithParam<std::uint64_t> {};
 
 TEST_P(SandboxStorageTest, UsableSpaceCoversTheQuota) {
-  TempDirectory dir;
+  TempDir dir = SandboxTempDir();
   std::uint64_t quota = GetParam();
   fs::path image = dir.path() / "storage.ext4";
   auto made = EnsureStorageImage(image, quota, 61005);
@@ -84,7 +85,7 @@ INSTANTIATE_TEST_SUITE_P(Quotas, SandboxStorageTest,
                          ::testing::Values(256 * 1024, 1024 * 1024, 5 * 1024 * 1024 + 512, 64ull << 20));
 
 TEST(SandboxStorageImageTest, AnExistingImageIsKept) {
-  TempDirectory dir;
+  TempDir dir = SandboxTempDir();
   fs::path image = dir.path() / "storage.ext4";
   ASSERT_TRUE(EnsureStorageImage(image, 256 * 1024, 61005).has_value());
   struct stat before {};
@@ -98,7 +99,7 @@ TEST(SandboxStorageImageTest, AnExistingImageIsKept) {
 }
 
 TEST(SandboxStorageImageTest, AnImageForAnotherQuotaIsRefusedNotWiped) {
-  TempDirectory dir;
+  TempDir dir = SandboxTempDir();
   fs::path image = dir.path() / "storage.ext4";
   ASSERT_TRUE(EnsureStorageImage(image, 256 * 1024, 61005).has_value());
   auto other = EnsureStorageImage(image, 1024 * 1024, 61005);
@@ -108,7 +109,7 @@ TEST(SandboxStorageImageTest, AnImageForAnotherQuotaIsRefusedNotWiped) {
 }
 
 TEST(SandboxStorageImageTest, AGarbageImageIsRecreated) {
-  TempDirectory dir;
+  TempDir dir = SandboxTempDir();
   fs::path image = dir.path() / "storage.ext4";
   std::ofstream(image) << "half-written";
   ASSERT_TRUE(EnsureStorageImage(image, 256 * 1024, 61005).has_value());
@@ -118,7 +119,7 @@ TEST(SandboxStorageImageTest, AGarbageImageIsRecreated) {
 }
 
 TEST(SandboxStorageImageTest, AnImageIsAttachedOnlyOnce) {
-  TempDirectory dir;
+  TempDir dir = SandboxTempDir();
   fs::path image = dir.path() / "storage.ext4";
   ASSERT_TRUE(EnsureStorageImage(image, 256 * 1024, 61005).has_value());
   auto first = AttachLoopDevice(image);

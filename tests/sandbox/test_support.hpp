@@ -24,31 +24,17 @@
 
 #include "sandbox/app_filter.hpp"
 #include "sandbox/sandbox.hpp"
+#include "support/temp_dir.hpp"
 
 namespace citadel::sandbox::test_support {
 
 namespace fs = std::filesystem;
 
-class TempDirectory {
- public:
-  TempDirectory() {
-    std::string pattern = (fs::path(::testing::TempDir()) / "citadel-sandbox-XXXXXX").string();
-    char* made = ::mkdtemp(pattern.data());
-    EXPECT_NE(made, nullptr);
-    path_ = pattern;
-    fs::permissions(path_, fs::perms(0755));
-  }
-  ~TempDirectory() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDirectory(const TempDirectory&) = delete;
-  TempDirectory& operator=(const TempDirectory&) = delete;
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+// A directory for an image root or a storage image. The app runs under
+// another uid and must reach the image root: 0755, not mkdtemp's 0700.
+inline citadel::testing::TempDir SandboxTempDir() {
+  return citadel::testing::TempDir("citadel-sandbox", {.permissions = fs::perms(0755)});
+}
 
 // A component id no other test (or earlier run) uses.
 inline std::string UniqueComponentId(std::string_view label) {

@@ -11,28 +11,20 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
-#include <random>
 #include <set>
 
 #include "common/file.hpp"
 #include "device/trust_store.hpp"
 #include "protocol/protocol.hpp"
 #include "rot/software/software_rot.hpp"
+#include "support/temp_dir.hpp"
 
 namespace citadel::server {
 namespace {
 
 namespace fs = std::filesystem;
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::random_device random;
-    path = fs::temp_directory_path() / ("citadel-service-test-" + std::to_string(random()));
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
+using citadel::testing::TempDir;
 
 // A manufacturer CA as a factory would hold it.
 struct Manufacturer {
@@ -87,10 +79,10 @@ class ServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
     manufacturer_ = std::make_unique<Manufacturer>(Manufacturer::Create("Test Manufacturer"));
-    auto ca_file = dir_.path / "manufacturer-ca.pem";
+    auto ca_file = dir_.path() / "manufacturer-ca.pem";
     ASSERT_TRUE(WriteFileAtomic(ca_file, manufacturer_->cert.Pem()));
     options_.port = 0;
-    options_.data_dir = dir_.path / "server";
+    options_.data_dir = dir_.path() / "server";
     options_.manufacturer_ca_files = {ca_file};
     options_.threads = 2;
     StartService();
@@ -201,7 +193,7 @@ class ServiceTest : public ::testing::Test {
 
 TEST_F(ServiceTest, ClaimedDeviceReceivesA24HourCertificateChainedToItsTenant) {
   auto tenant = CreateTenant("Acme");
-  auto device = TestDevice::Create(dir_.path / "d1", manufacturer_.get(), "1.0.0");
+  auto device = TestDevice::Create(dir_.path() / "d1", manufacturer_.get(), "1.0.0");
   auto pem = Enroll(device, tenant);
   auto cert = crypto::Certificate::FromPem(pem);
   ASSERT_TRUE(cert) << pem;
@@ -239,7 +231,7 @@ TEST_F(ServiceTest, ClaimedDeviceReceivesA24HourCertificateChainedToItsTenant) {
 }
 
 TEST_F(ServiceTest, UnclaimedDeviceGetsNoCertificate) {
-  auto device = TestDevice::Create(dir_.path / "d1", manufacturer_.get(), "1.0.0");
+  auto device = TestDevice::Create(dir_.path() / "d1", manufacturer_.get(), "1.0.0");
   auto response = Attest(Evidence(device));
   ASSERT_EQ(response.status, 200) << response.body;
   EXPECT_EQ(Body(response)["verdict"], "accepted-unclaimed");
@@ -248,7 +240,7 @@ TEST_F(ServiceTest, UnclaimedDeviceGetsNoCertificate) {
 }
 
 TEST_F(ServiceTest, DeviceWithoutManufacturerChainIsRefused) {
-  auto device = TestDevice::Create(dir_.path / "d1", nullptr, "1.0.0");
+  auto device = TestDevice::Create(dir_.path() / "d1", nullptr, "1.0.0");
   auto response = Attest(Evidence(device));
   EXPECT_EQ(response.status, 403);
   EXPECT_EQ(ProblemType(response), "urn:citadel:problem:not-genuine");
@@ -256,7 +248,7 @@ TEST_F(ServiceTest, DeviceWithoutManufacturerChainIsRefused) {
 
 TEST_F(ServiceTest, DeviceCertifiedByAnUntrustedManufacturerIsRefused) {
   auto rogue = Manufacturer::Create("Rogue Manufacturer");
-  auto device = TestDevice::Create(dir_.path / "d1", &rogue, "1.0.0");
+  auto device = TestDevice::Create(dir_.path() / "d1", &rogue, "1.0.0");
   auto response = Attest(Evidence(device));
   EXPECT_EQ(response.status, 403);
   EXPECT_EQ(ProblemType(response), "urn:citadel:problem:not-genuine");
@@ -264,7 +256,7 @@ TEST_F(ServiceTest, DeviceCertifiedByAnUntrustedManufacturerIsRefused) {
 
 TEST_F(ServiceTest, ReplayedEvidenceIsRefused) {
   auto tenant = CreateTenant("Acme");
-  auto device = TestDevice::Create(dir_.path / "d1", manufacturer_.get(), "1.0.0");
+  auto device = TestDevice::Create(dir_.path() / "d1", manufacturer_.get(), "1.0.0");
   Enroll(device, tenant);
   auto evidence = Evidence(device);
   EXPECT_EQ(Attest(evidence).status, 200);
@@ -274,7 +266,7 @@ TEST_F(ServiceTest, ReplayedEvidenceIsRefused) {
 }
 
 TEST_F(ServiceTest, NonceTheServiceNeverIssuedIsRefused) {
-  auto device = TestDevice::Create(dir_.path / "d1", manufacturer_.get(), "1.0.0");
+  auto device = TestDevice::Create(dir_.path() / "d1", manufacturer_.get(), "1.0.0");
   auto response = Attest(Evidence(device, crypto::RandomBytes(32)));
   EXPECT_EQ(response.status, 401);
   EXPECT_EQ(ProblemType(response), "urn:citadel:problem:nonce-invalid");
@@ -282,7 +274,7 @@ TEST_F(ServiceTest, NonceTheServiceNeverIssuedIsRefused) {
 
 TEST_F(ServiceTest, ExpiredNonceIsRefused) {
   auto tenant = CreateTenant("Acme");
-  auto device = TestDevice::Create(dir_.path / "d1", manufacturer_.get(), "1.0.0");
+  auto device = TestDevice::Create(dir_.path() / "d1", manufacturer_.get(), "1.0.0");
   Enroll(device, tenant);
   auto challenge = service_->attestor().CreateChallenge(Clock::now());
   ASSERT_TRUE(challenge);
@@ -296,7 +288,7 @@ TEST_F(ServiceTest, ExpiredNonceIsRefused) {
 
 TEST_F(ServiceTest, EvidenceWithOneFlippedMeasurementByteIsRefused) {
   auto tenant = CreateTenant("Acme");
-  auto device = TestDevice::Create(dir_.path / "d1", manufacturer_.get(), "1.0.0");
+  auto device = TestDevice::Create(dir_.path() / "d1", manufacturer_.get(), "1.0.0");
   Enroll(device, tenant);
   auto evidence = *ParseJsonStrict(Evidence(device));
   std::string digest = evidence["evidence"]["measurements"][1]["digest"];
@@ -309,7 +301,7 @@ TEST_F(ServiceTest, EvidenceWithOneFlippedMeasurementByteIsRefused) {
 
 TEST_F(ServiceTest, RevokedOsVersionIsRefusedAndTheVerdictNamesIt) {
   auto tenant = CreateTenant("Acme");
-  auto device = TestDevice::Create(dir_.path / "d1", manufacturer_.get(), "1.0.0");
+  auto device = TestDevice::Create(dir_.path() / "d1", manufacturer_.get(), "1.0.0");
   Enroll(device, tenant);
   auto revoked = Call("POST", "/v1/tenants/" + tenant.id + "/policy/rules", tenant.admin_token,
                       {{"kind", "revoked-os-version"}, {"value", "1.0.0"}});
@@ -324,7 +316,7 @@ TEST_F(ServiceTest, RevokedOsVersionIsRefusedAndTheVerdictNamesIt) {
 
 TEST_F(ServiceTest, RevokedRuntimeDigestIsRefused) {
   auto tenant = CreateTenant("Acme");
-  auto device = TestDevice::Create(dir_.path / "d1", manufacturer_.get(), "1.0.0");
+  auto device = TestDevice::Create(dir_.path() / "d1", manufacturer_.get(), "1.0.0");
   Enroll(device, tenant);
   auto revoked = Call("POST", "/v1/tenants/" + tenant.id + "/policy/rules", tenant.admin_token,
                       {{"kind", "revoked-runtime-digest"}, {"value", crypto::Sha256Hex("runtime binary")}});
@@ -336,7 +328,7 @@ TEST_F(ServiceTest, RevokedRuntimeDigestIsRefused) {
 TEST_F(ServiceTest, TenantTokenCannotReadOrChangeAnotherTenantsDevices) {
   auto a = CreateTenant("A");
   auto b = CreateTenant("B");
-  auto device = TestDevice::Create(dir_.path / "d1", manufacturer_.get(), "1.0.0");
+  auto device = TestDevice::Create(dir_.path() / "d1", manufacturer_.get(), "1.0.0");
   Enroll(device, b);
 
   EXPECT_EQ(Call("GET", "/v1/tenants/" + b.id + "/devices", a.admin_token).status, 404);
@@ -361,7 +353,7 @@ TEST_F(ServiceTest, TenantTokenCannotReadOrChangeAnotherTenantsDevices) {
 TEST_F(ServiceTest, TenantADeviceCertificateIsRefusedOnTenantBEndpoints) {
   auto a = CreateTenant("A");
   auto b = CreateTenant("B");
-  auto device = TestDevice::Create(dir_.path / "d1", manufacturer_.get(), "1.0.0");
+  auto device = TestDevice::Create(dir_.path() / "d1", manufacturer_.get(), "1.0.0");
   auto pem = Enroll(device, a);
   auto a_chain = crypto::ParsePemChain(Call("GET", "/v1/tenants/" + a.id + "/ca-certificates", a.admin_token).body);
   auto client = Client(http::TlsIdentity{pem + (*a_chain)[0].Pem(), &device.rot->TlsClientKey()});
@@ -381,7 +373,7 @@ TEST_F(ServiceTest, TenantADeviceCertificateIsRefusedOnTenantBEndpoints) {
 TEST_F(ServiceTest, CertificateNamingAnotherTenantIsRefusedOnDeviceEndpoints) {
   auto a = CreateTenant("A");
   auto b = CreateTenant("B");
-  auto device = TestDevice::Create(dir_.path / "d1", manufacturer_.get(), "1.0.0");
+  auto device = TestDevice::Create(dir_.path() / "d1", manufacturer_.get(), "1.0.0");
   Enroll(device, b);
   // Forge: tenant A's issuing CA signs a certificate that claims to be the
   // tenant-B device.
@@ -406,7 +398,7 @@ TEST_F(ServiceTest, CertificateNamingAnotherTenantIsRefusedOnDeviceEndpoints) {
 
 TEST_F(ServiceTest, RevokedCertificateGets401AndTheDeviceCanReattest) {
   auto tenant = CreateTenant("Acme");
-  auto device = TestDevice::Create(dir_.path / "d1", manufacturer_.get(), "1.0.0");
+  auto device = TestDevice::Create(dir_.path() / "d1", manufacturer_.get(), "1.0.0");
   auto pem = Enroll(device, tenant);
   auto chain =
       crypto::ParsePemChain(Call("GET", "/v1/tenants/" + tenant.id + "/ca-certificates", tenant.admin_token).body);
@@ -537,7 +529,7 @@ TEST_F(ServiceTest, PublisherKeysAreTenantScopedAndNeedAdminToChange) {
 
 TEST_F(ServiceTest, CheckInCarriesPublisherKeysAndAVerifiableDevelopmentCapability) {
   auto tenant = CreateTenant("Acme");
-  auto device = TestDevice::Create(dir_.path / "d1", manufacturer_.get(), "1.0.0");
+  auto device = TestDevice::Create(dir_.path() / "d1", manufacturer_.get(), "1.0.0");
   auto pem = Enroll(device, tenant);
   auto chain =
       crypto::ParsePemChain(Call("GET", "/v1/tenants/" + tenant.id + "/ca-certificates", tenant.admin_token).body);
@@ -618,7 +610,7 @@ TEST_F(ServiceTest, CheckInCarriesPublisherKeysAndAVerifiableDevelopmentCapabili
 TEST_F(ServiceTest, DevelopmentCapabilityOnlyForTheTenantsOwnDevices) {
   auto a = CreateTenant("A");
   auto b = CreateTenant("B");
-  auto device = TestDevice::Create(dir_.path / "d1", manufacturer_.get(), "1.0.0");
+  auto device = TestDevice::Create(dir_.path() / "d1", manufacturer_.get(), "1.0.0");
   Enroll(device, a);
   // B cannot enable (or disable) development on A's device: 404.
   auto foreign =
@@ -635,7 +627,7 @@ TEST_F(ServiceTest, DevelopmentCapabilityOnlyForTheTenantsOwnDevices) {
                  Json::object())
                 .status,
             404);
-  auto unclaimed = TestDevice::Create(dir_.path / "d2", manufacturer_.get(), "1.0.0");
+  auto unclaimed = TestDevice::Create(dir_.path() / "d2", manufacturer_.get(), "1.0.0");
   ASSERT_EQ(Attest(Evidence(unclaimed)).status, 200);
   EXPECT_EQ(Call("POST", "/v1/tenants/" + a.id + "/devices/" + unclaimed.id + "/app-development", a.admin_token,
                  Json::object())
@@ -661,7 +653,7 @@ TEST_F(ServiceTest, ProductCreatesTheDefaultDeviceGroups) {
 
 TEST_F(ServiceTest, AuditLogRecordsChangesAndVerdicts) {
   auto tenant = CreateTenant("Acme");
-  auto device = TestDevice::Create(dir_.path / "d1", manufacturer_.get(), "1.0.0");
+  auto device = TestDevice::Create(dir_.path() / "d1", manufacturer_.get(), "1.0.0");
   Enroll(device, tenant);
   auto events = Body(Call("GET", "/v1/tenants/" + tenant.id + "/audit", tenant.admin_token))["events"];
   std::set<std::string> actions;
@@ -692,7 +684,7 @@ TEST_F(ServiceTest, UnknownFieldsAre400) {
       Call("POST", "/v1/tenants/" + tenant.id + "/products", tenant.admin_token, {{"name", "X"}, {"colour", "red"}});
   EXPECT_EQ(response.status, 400);
   EXPECT_NE(Body(response)["detail"].get<std::string>().find("colour"), std::string::npos);
-  auto device = TestDevice::Create(dir_.path / "d1", manufacturer_.get(), "1.0.0");
+  auto device = TestDevice::Create(dir_.path() / "d1", manufacturer_.get(), "1.0.0");
   auto evidence = *ParseJsonStrict(Evidence(device));
   evidence["evidence"]["extra"] = 1;
   EXPECT_EQ(ProblemType(Attest(evidence.dump())), "urn:citadel:problem:malformed-evidence");
@@ -722,7 +714,7 @@ TEST_F(ServiceTest, BodiesOverTheLimitAreRefusedAndTheServerKeepsServing) {
 }
 
 TEST_F(ServiceTest, HugeCertificateChainIsRefused) {
-  auto device = TestDevice::Create(dir_.path / "d1", manufacturer_.get(), "1.0.0");
+  auto device = TestDevice::Create(dir_.path() / "d1", manufacturer_.get(), "1.0.0");
   auto evidence = *ParseJsonStrict(Evidence(device));
   auto chain = evidence["evidence"]["manufacturer_chain"];
   for (int i = 0; i < 20; ++i) evidence["evidence"]["manufacturer_chain"].push_back(chain[1]);
@@ -755,7 +747,7 @@ TEST_F(ServiceTest, GarbageBytesOnTheTlsPortCloseThatConnectionOnly) {
 
 TEST_F(ServiceTest, StateSurvivesARestart) {
   auto tenant = CreateTenant("Acme");
-  auto device = TestDevice::Create(dir_.path / "d1", manufacturer_.get(), "1.0.0");
+  auto device = TestDevice::Create(dir_.path() / "d1", manufacturer_.get(), "1.0.0");
   auto pem = Enroll(device, tenant);
   service_->Stop();
   service_->Wait();
@@ -787,14 +779,14 @@ TEST_F(ServiceTest, ServesAConfiguredTlsCertificateFromTheOperatorsPki) {
   spec.ip_sans = {"127.0.0.1"};
   auto leaf = crypto::IssueCertificate(spec, server_key->Public(), &pki.cert, pki.key);
   ASSERT_TRUE(leaf);
-  ASSERT_TRUE(WriteFileAtomic(dir_.path / "tls.pem", leaf->Pem() + pki.cert.Pem()));
-  ASSERT_TRUE(WriteFileAtomic(dir_.path / "tls.key", server_key->ToPem()->reveal(), 0600));
+  ASSERT_TRUE(WriteFileAtomic(dir_.path() / "tls.pem", leaf->Pem() + pki.cert.Pem()));
+  ASSERT_TRUE(WriteFileAtomic(dir_.path() / "tls.key", server_key->ToPem()->reveal(), 0600));
 
   service_->Stop();
   service_->Wait();
   service_.reset();
-  options_.tls_certificate_file = dir_.path / "tls.pem";
-  options_.tls_key_file = dir_.path / "tls.key";
+  options_.tls_certificate_file = dir_.path() / "tls.pem";
+  options_.tls_key_file = dir_.path() / "tls.key";
   auto service = Service::Create(options_);
   ASSERT_TRUE(service) << service.error().message();
   service_ = std::move(*service);
@@ -813,11 +805,11 @@ TEST_F(ServiceTest, ServesAConfiguredTlsCertificateFromTheOperatorsPki) {
 
 TEST_F(ServiceTest, ConfiguredTlsKeyMustMatchTheCertificate) {
   auto other_key = crypto::PrivateKey::GenerateP256();
-  ASSERT_TRUE(WriteFileAtomic(dir_.path / "tls.key", other_key->ToPem()->reveal(), 0600));
-  ASSERT_TRUE(WriteFileAtomic(dir_.path / "tls.pem", *ReadFile(options_.data_dir / "server.pem")));
+  ASSERT_TRUE(WriteFileAtomic(dir_.path() / "tls.key", other_key->ToPem()->reveal(), 0600));
+  ASSERT_TRUE(WriteFileAtomic(dir_.path() / "tls.pem", *ReadFile(options_.data_dir / "server.pem")));
   auto options = options_;
-  options.tls_certificate_file = dir_.path / "tls.pem";
-  options.tls_key_file = dir_.path / "tls.key";
+  options.tls_certificate_file = dir_.path() / "tls.pem";
+  options.tls_key_file = dir_.path() / "tls.key";
   auto service = Service::Create(options);
   ASSERT_FALSE(service);
   EXPECT_NE(service.error().message().find("does not match"), std::string::npos);

@@ -11,35 +11,16 @@
 #include "store/sqlite/sqlite_store.hpp"
 #include "store/store.hpp"
 #include "store_suite.hpp"
+#include "support/temp_dir.hpp"
 
 namespace citadel::store::test {
 namespace {
 
-// A directory that lives as long as the object.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "citadel-store-XXXXXX").string();
-    if (::mkdtemp(pattern.data()) != nullptr) path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    if (!path_.empty()) std::filesystem::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
+using citadel::testing::TempDir;
 
 class SqliteBackend final : public StoreBackend {
  public:
-  void Prepare() override {
-    dir_ = std::make_unique<TempDir>();
-    ASSERT_FALSE(dir_->path().empty()) << "cannot create a temporary directory";
-  }
+  void Prepare() override { dir_ = std::make_unique<TempDir>(); }
   Expected<std::unique_ptr<Store>> Open() override { return OpenStore((dir_->path() / "store.db").string()); }
   void Cleanup() override { dir_.reset(); }
 

@@ -1,9 +1,9 @@
-#include "app/json_fields.hpp"
+#include "common/json_fields.hpp"
 
 #include <algorithm>
 #include <array>
 
-namespace citadel::app::detail {
+namespace citadel::json_fields {
 namespace {
 
 constexpr std::size_t kMaxQuotedBytes = 64;
@@ -47,8 +47,10 @@ std::string Quote(std::string_view text) {
   return out;
 }
 
-Expected<void> ExpectObject(const Json& value, std::string_view path, std::initializer_list<std::string_view> known) {
+Expected<void> ExpectObject(const Json& value, std::string_view path, std::initializer_list<std::string_view> known,
+                            UnknownFields unknown) {
   if (!value.is_object()) return FieldError(path, "expected an object");
+  if (unknown == UnknownFields::kIgnore) return kOk;
   for (const auto& [key, _] : value.items()) {
     if (std::find(known.begin(), known.end(), key) == known.end()) {
       return FieldError(Child(path, key), "unknown field");
@@ -68,10 +70,10 @@ Expected<const Json*> Require(const Json& object, std::string_view path, std::st
   return value;
 }
 
-Expected<std::string> ReadString(const Json& value, std::string_view path, std::size_t max_bytes) {
+Expected<std::string> ReadString(const Json& value, std::string_view path, std::size_t max_bytes, bool allow_empty) {
   if (!value.is_string()) return FieldError(path, "expected a string");
   const auto& text = value.get_ref<const std::string&>();
-  if (text.empty()) return FieldError(path, "must not be empty");
+  if (!allow_empty && text.empty()) return FieldError(path, "must not be empty");
   if (text.size() > max_bytes) {
     return FieldError(path, "is " + std::to_string(text.size()) + " bytes; the limit is " + std::to_string(max_bytes));
   }
@@ -82,8 +84,11 @@ Expected<std::int64_t> ReadInteger(const Json& value, std::string_view path, std
   const std::string range = " (" + std::to_string(min) + ".." + std::to_string(max) + ")";
   if (!value.is_number_integer()) return FieldError(path, "expected an integer" + range);
   if (value.is_number_unsigned()) {
+    // nlohmann stores every non-negative integer it parses as unsigned.
     const auto u = value.get<std::uint64_t>();
-    if (u > static_cast<std::uint64_t>(max)) return FieldError(path, std::to_string(u) + " is out of range" + range);
+    if (max < 0 || u > static_cast<std::uint64_t>(max)) {
+      return FieldError(path, std::to_string(u) + " is out of range" + range);
+    }
     const auto n = static_cast<std::int64_t>(u);
     if (n < min) return FieldError(path, std::to_string(n) + " is out of range" + range);
     return n;
@@ -107,4 +112,4 @@ Expected<void> ExpectArray(const Json& value, std::string_view path, std::size_t
   return kOk;
 }
 
-}  // namespace citadel::app::detail
+}  // namespace citadel::json_fields
