@@ -117,24 +117,11 @@ Json ReceiveRaw(int fd, int* fd_out = nullptr) {
   pollfd poll_fd{fd, POLLIN, 0};
   if (::poll(&poll_fd, 1, 5000) != 1) return nullptr;
   std::string buffer(protocol::kMaxMessageBytes + 1, '\0');
-  iovec iov{buffer.data(), buffer.size()};
-  msghdr message{};
-  message.msg_iov = &iov;
-  message.msg_iovlen = 1;
-  alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int))> control{};
-  message.msg_control = control.data();
-  message.msg_controllen = control.size();
-  ssize_t size = ::recvmsg(fd, &message, MSG_CMSG_CLOEXEC);
-  if (size <= 0) return nullptr;
-  cmsghdr* header = CMSG_FIRSTHDR(&message);
-  int received = -1;
-  if (header != nullptr && header->cmsg_type == SCM_RIGHTS) std::memcpy(&received, CMSG_DATA(header), sizeof(int));
-  if (fd_out != nullptr) {
-    *fd_out = received;
-  } else if (received >= 0) {
-    (void)::close(received);
-  }
-  auto parsed = ParseJsonStrict(std::string_view(buffer.data(), static_cast<std::size_t>(size)));
+  auto received = ReceiveWithFds(fd, buffer, 0, 1);
+  if (!received || received->end_of_stream) return nullptr;
+  if (fd_out != nullptr) *fd_out = received->fds.empty() ? -1 : received->fds.front().Release();
+  const std::size_t size = received->size;
+  auto parsed = ParseJsonStrict(std::string_view(buffer.data(), size));
   return parsed ? *parsed : Json(nullptr);
 }
 
