@@ -204,10 +204,7 @@ Expected<LaunchedApp> Launch(const LaunchSpec& spec) {
   // An empty environment; a build without seccomp forwards its test switch.
   std::string test_switch = std::string(kWithoutSeccompVariable) + "=1";
   std::array<char*, 2> envp{nullptr, nullptr};
-  const char* test_mode = std::getenv(kWithoutSeccompVariable);
-  if (!SeccompFilterBuiltIn() && test_mode != nullptr && std::string_view(test_mode) == "1") {
-    envp[0] = test_switch.data();
-  }
+  if (TestModeWithoutSeccomp()) envp[0] = test_switch.data();
 
   pid_t helper = ::fork();
   if (helper < 0) return MakeError(ErrorCode::kIo, "launch: fork: " + ErrnoText(errno));

@@ -488,16 +488,16 @@ void Supervisor::State::HandleSendtoWithAddress(const std::shared_ptr<AppEntry>&
   if (target->domain == AF_UNIX && !app->MayHoldDeviceDatagramSockets()) {
     return Respond(*app, request.id, 0, SECCOMP_USER_NOTIF_FLAG_CONTINUE);
   }
-  seccomp_notif address_request = request;  // sendto's address is args[4], length args[5]
-  address_request.data.args[1] = request.data.args[4];
-  address_request.data.args[2] = request.data.args[5];
-  auto bytes = ReadSocketAddress(*app, address_request);
   if (target->domain == AF_UNIX) {
     return Deny(*app, request.id, EACCES, "sendto",
                 "sendto with an address is refused to apps with AllowedConnections or AllowedUdpServerPorts, "
                 "also on unix sockets (the descriptor could be swapped for a UDP socket mid-call); connect() the "
                 "socket and use send()");
   }
+  seccomp_notif address_request = request;  // sendto's address is args[4], length args[5]
+  address_request.data.args[1] = request.data.args[4];
+  address_request.data.args[2] = request.data.args[5];
+  auto bytes = ReadSocketAddress(*app, address_request);
   std::string where = "an address";
   if (bytes) {
     if (auto address = ParseSocketAddress(*bytes)) where = address->ToString();

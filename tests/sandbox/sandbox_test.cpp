@@ -48,6 +48,20 @@ class SandboxTest : public ::testing::Test {
     return image;
   }
 
+  // A spec for a launch that must fail before any app runs (log and broker
+  // on stderr); the caller changes what makes it fail.
+  LaunchSpec FailingSpec(const std::string& component_id, const fs::path& cgroup) const {
+    LaunchSpec spec;
+    spec.policy = test_support::ProbePolicy(component_id, {});
+    spec.image_root = image_.path();
+    spec.uid = spec.gid = kFirstAppId + 3;
+    spec.cgroup = cgroup;
+    spec.log_fd = 2;
+    spec.broker_fd = 2;
+    spec.sandbox_exe = CITADEL_SANDBOX_EXE;
+    return spec;
+  }
+
   TempDir image_ = SandboxTempDir();
   TempDir storage_ = SandboxTempDir();
 };
@@ -236,13 +250,7 @@ TEST_F(SandboxTest, AMissingHelperBinaryFailsAndLeavesNoProcess) {
   const std::string id = test_support::UniqueComponentId("missing-helper");
   auto cgroup = cgroups->Create(id, 16ull << 20, 4);
   ASSERT_TRUE(cgroup.has_value()) << cgroup.error().message();
-  LaunchSpec spec;
-  spec.policy = test_support::ProbePolicy(id, {});
-  spec.image_root = image_.path();
-  spec.uid = spec.gid = kFirstAppId + 3;
-  spec.cgroup = *cgroup;
-  spec.log_fd = 2;
-  spec.broker_fd = 2;
+  LaunchSpec spec = FailingSpec(id, *cgroup);
   spec.sandbox_exe = image_.path() / "no-such-citadel-sandbox";
   auto launched = Launch(spec);
   ASSERT_FALSE(launched.has_value());
@@ -255,14 +263,7 @@ TEST_F(SandboxTest, AMissingHelperBinaryFailsAndLeavesNoProcess) {
 // Launch() moves citadel-sandbox into the app's groups before it sends the
 // spec; a group it cannot join ends the launch before the app exists.
 TEST_F(SandboxTest, AGroupThatCannotBeJoinedFailsTheLaunchAndLeavesNoProcess) {
-  LaunchSpec spec;
-  spec.policy = test_support::ProbePolicy("test-no-cgroup", {});
-  spec.image_root = image_.path();
-  spec.uid = spec.gid = kFirstAppId + 3;
-  spec.cgroup = "/nonexistent";
-  spec.log_fd = 2;
-  spec.broker_fd = 2;
-  spec.sandbox_exe = CITADEL_SANDBOX_EXE;
+  LaunchSpec spec = FailingSpec("test-no-cgroup", "/nonexistent");
   auto launched = Launch(spec);
   ASSERT_FALSE(launched.has_value());
   EXPECT_NE(launched.error().message().find("moving citadel-sandbox into the app's cgroup: opening "
@@ -274,13 +275,8 @@ TEST_F(SandboxTest, AGroupThatCannotBeJoinedFailsTheLaunchAndLeavesNoProcess) {
 }
 
 TEST_F(SandboxTest, RootUidIsRefused) {
-  LaunchSpec spec;
-  spec.policy = test_support::ProbePolicy("test-root", {});
-  spec.image_root = image_.path();
-  spec.cgroup = "/nonexistent";
-  spec.log_fd = 2;
-  spec.broker_fd = 2;
-  spec.sandbox_exe = CITADEL_SANDBOX_EXE;
+  LaunchSpec spec = FailingSpec("test-root", "/nonexistent");
+  spec.uid = spec.gid = 0;
   auto launched = Launch(spec);
   ASSERT_FALSE(launched.has_value());
   EXPECT_EQ(launched.error().code(), ErrorCode::kInvalidArgument);
