@@ -36,6 +36,7 @@ Checked<Request> ParseRequest(std::string_view message, std::optional<std::uint6
   if (id_out != nullptr) *id_out = *id;
   auto op = StringField(*parsed, "op", kMaxOpBytes);
   if (!op) return std::unexpected(op.error());
+  if (op->empty()) return Fail(EINVAL, FieldError("op", "is empty"));
   request.op = std::move(*op);
   request.body = std::move(*parsed);
   return request;

@@ -21,7 +21,7 @@ TEST(RequestTest, ParsesOpAndId) {
 TEST(RequestTest, RefusesMalformedInputWithEinval) {
   for (const char* text : {"", "{", "[]", "nul", R"({"op":"x"})", R"({"id":1})", R"({"op":5,"id":1})",
                            R"({"op":"x","id":-1})", R"({"op":"x","id":1.5})", R"({"op":"x","id":1,"id":2})",
-                           R"({"op":"x","id":1} trailing)", "{\"op\":\"\xff\",\"id\":1}"}) {
+                           R"({"op":"x","id":1} trailing)", "{\"op\":\"\xff\",\"id\":1}", R"({"op":"","id":1})"}) {
     auto request = ParseRequest(text);
     ASSERT_FALSE(request) << text;
     EXPECT_EQ(request.error().error_number, EINVAL) << text;
