@@ -60,6 +60,18 @@ Expected<std::string> ReadEntryPoint(const Json& value, std::string_view path) {
   return entry;
 }
 
+// Letters, digits and . + - _ ("2.0.1", "1.4.0-rc.2+build.7"): a label for
+// people and deployments; ordering for anti-rollback is SecurityVersion's.
+Expected<std::string> ReadVersion(const Json& value, std::string_view path) {
+  CITADEL_TRY(auto version, json_fields::ReadString(value, path, kMaxVersionBytes));
+  for (char c : version) {
+    bool allowed = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '.' || c == '+' ||
+                   c == '-' || c == '_';
+    if (!allowed) return FieldError(path, Quote(version) + " may hold only letters, digits and . + - _");
+  }
+  return version;
+}
+
 Expected<std::vector<std::string>> ReadCmdArgs(const Json& value, std::string_view path) {
   CITADEL_TRY_VOID(json_fields::ExpectArray(value, path, kMaxCmdArgs));
   std::vector<std::string> args;
@@ -320,9 +332,10 @@ Expected<Manifest> ParseManifest(std::string_view json) {
   auto parsed = ParseJsonStrict(json, kMaxManifestDepth);
   if (!parsed) return WrapError(parsed.error(), "manifest");
   const Json& root = *parsed;
-  CITADEL_TRY_VOID(json_fields::ExpectObject(root, "",
-                                             {"SchemaVersion", "Name", "ComponentId", "EntryPoint", "CmdArgs",
-                                              "ApplicationType", "Capabilities", "Resources"}));
+  CITADEL_TRY_VOID(
+      json_fields::ExpectObject(root, "",
+                                {"SchemaVersion", "Name", "ComponentId", "EntryPoint", "Version", "SecurityVersion",
+                                 "CmdArgs", "ApplicationType", "Capabilities", "Resources"}));
   Manifest manifest;
   CITADEL_TRY(const Json* version, json_fields::Require(root, "", "SchemaVersion"));
   if (!version->is_number_integer() || *version != kManifestSchemaVersion) {
@@ -336,6 +349,13 @@ Expected<Manifest> ParseManifest(std::string_view json) {
   CITADEL_TRY(manifest.component_id, NormaliseGuid(component_id->get_ref<const std::string&>(), "ComponentId"));
   CITADEL_TRY(const Json* entry_point, json_fields::Require(root, "", "EntryPoint"));
   CITADEL_TRY(manifest.entry_point, ReadEntryPoint(*entry_point, "EntryPoint"));
+  if (const Json* version_text = json_fields::Find(root, "Version")) {
+    CITADEL_TRY(manifest.version, ReadVersion(*version_text, "Version"));
+  }
+  if (const Json* security_version = json_fields::Find(root, "SecurityVersion")) {
+    CITADEL_TRY(manifest.security_version,
+                json_fields::ReadInteger(*security_version, "SecurityVersion", 0, kMaxSecurityVersion));
+  }
   if (const Json* args = json_fields::Find(root, "CmdArgs")) {
     CITADEL_TRY(manifest.cmd_args, ReadCmdArgs(*args, "CmdArgs"));
   }

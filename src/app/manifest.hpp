@@ -26,6 +26,10 @@ inline constexpr std::size_t kMaxManifestBytes = 64 * 1024;
 inline constexpr std::size_t kMaxNameBytes = 64;
 inline constexpr std::size_t kMaxEntryPointBytes = 256;
 inline constexpr std::size_t kMaxCmdArgs = 32;
+inline constexpr std::size_t kMaxVersionBytes = 32;
+// Anti-rollback: a device never installs an app whose SecurityVersion is
+// below the highest it has committed (docs/MANIFEST.md, "Version").
+inline constexpr std::int64_t kMaxSecurityVersion = 1'000'000;
 inline constexpr std::size_t kMaxCmdArgBytes = 1024;
 // Per capability list (Gpio, AllowedConnections, ports, ...).
 inline constexpr std::size_t kMaxCapabilityEntries = 64;
@@ -74,6 +78,8 @@ struct Manifest {
   std::string name;
   std::string component_id;  // lower-case GUID 8-4-4-4-12
   std::string entry_point;   // absolute path inside the image
+  std::string version;       // "" when the manifest has none
+  std::int64_t security_version = 0;
   std::vector<std::string> cmd_args;
   ApplicationType application_type = ApplicationType::kDefault;
   Capabilities capabilities;

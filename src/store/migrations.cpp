@@ -158,9 +158,121 @@ CREATE UNIQUE INDEX app_development_in_force ON app_development_capabilities (de
 CREATE INDEX app_development_by_tenant_device ON app_development_capabilities (tenant_id, device_id);
 )sql";
 
+// Version 3: over-the-air updates (docs/ARCHITECTURE.md, "Over-the-air
+// updates"): the tenant's TUF repositories (online keys, sealed by the
+// service, and every signed metadata version), uploaded images and deltas,
+// deployments and the devices' update reports; groups gain an OS feed and a
+// maintenance window, devices the "update now" flag.
+//
+// Deployments are rules: no per-device rows are written up front, only a
+// report row when a device says something. A deployment names a group or an
+// OS feed, never both (CHECK). The (tenant_id, id) unique indexes let child
+// rows reference their parent within the tenant, so a deployment cannot name
+// another tenant's group and a report cannot point at another tenant's
+// deployment, whatever the calling code does. Enumerations are CHECKed TEXT
+// so a stray value fails loudly instead of being misread later.
+constexpr std::string_view kUpdatesSchema = R"sql(
+ALTER TABLE device_groups ADD COLUMN os_feed TEXT NOT NULL DEFAULT 'retail';
+ALTER TABLE device_groups ADD COLUMN maintenance_window TEXT NOT NULL DEFAULT '';
+CREATE UNIQUE INDEX device_groups_by_tenant_id ON device_groups (tenant_id, id);
+CREATE INDEX device_groups_by_tenant_os_feed ON device_groups (tenant_id, os_feed, created_at, id);
+
+ALTER TABLE devices ADD COLUMN update_now INTEGER NOT NULL DEFAULT 0;
+
+CREATE TABLE repository_keys (
+  tenant_id TEXT NOT NULL REFERENCES tenants (id),
+  repository TEXT NOT NULL CHECK (repository IN ('image', 'director')),
+  role TEXT NOT NULL CHECK (role IN ('targets', 'snapshot', 'timestamp')),
+  key_id TEXT NOT NULL,
+  public_key_json TEXT NOT NULL,
+  sealed_private_key TEXT NOT NULL,
+  created_at BIGINT NOT NULL,
+  PRIMARY KEY (tenant_id, repository, role)
+);
+
+-- Append-only; the primary key decides which of two replicas publishing the
+-- same next version wins. Latest = highest version, read off the key.
+CREATE TABLE repository_metadata (
+  tenant_id TEXT NOT NULL REFERENCES tenants (id),
+  repository TEXT NOT NULL CHECK (repository IN ('image', 'director')),
+  scope TEXT NOT NULL DEFAULT '',
+  role TEXT NOT NULL CHECK (role IN ('root', 'targets', 'snapshot', 'timestamp')),
+  version BIGINT NOT NULL CHECK (version >= 1),
+  expires_at BIGINT NOT NULL,
+  document TEXT NOT NULL,
+  created_at BIGINT NOT NULL,
+  PRIMARY KEY (tenant_id, repository, scope, role, version)
+);
+
+CREATE TABLE images (
+  tenant_id TEXT NOT NULL REFERENCES tenants (id),
+  sha256 TEXT NOT NULL,
+  length BIGINT NOT NULL CHECK (length >= 0),
+  kind TEXT NOT NULL CHECK (kind IN ('app', 'os')),
+  component_id TEXT NOT NULL,
+  version TEXT NOT NULL,
+  security_version BIGINT NOT NULL DEFAULT 0,
+  target_name TEXT NOT NULL,
+  uploaded_at BIGINT NOT NULL,
+  uploaded_by TEXT NOT NULL DEFAULT '',
+  PRIMARY KEY (tenant_id, sha256),
+  UNIQUE (tenant_id, target_name)
+);
+CREATE INDEX images_by_tenant_component ON images (tenant_id, component_id, target_name);
+
+CREATE TABLE image_deltas (
+  tenant_id TEXT NOT NULL,
+  from_sha256 TEXT NOT NULL,
+  to_sha256 TEXT NOT NULL,
+  delta_sha256 TEXT NOT NULL,
+  length BIGINT NOT NULL CHECK (length >= 0),
+  created_at BIGINT NOT NULL,
+  PRIMARY KEY (tenant_id, from_sha256, to_sha256),
+  FOREIGN KEY (tenant_id, from_sha256) REFERENCES images (tenant_id, sha256),
+  FOREIGN KEY (tenant_id, to_sha256) REFERENCES images (tenant_id, sha256)
+);
+
+CREATE TABLE deployments (
+  id TEXT PRIMARY KEY,
+  tenant_id TEXT NOT NULL REFERENCES tenants (id),
+  device_group_id TEXT,
+  os_feed TEXT,
+  target_names_json TEXT NOT NULL,
+  percent INTEGER NOT NULL CHECK (percent >= 0 AND percent <= 100),
+  batches_json TEXT NOT NULL DEFAULT '[]',
+  state TEXT NOT NULL CHECK (state IN ('active', 'paused', 'rolled-back', 'superseded')),
+  created_at BIGINT NOT NULL,
+  updated_at BIGINT NOT NULL,
+  created_by TEXT NOT NULL DEFAULT '',
+  UNIQUE (tenant_id, id),
+  FOREIGN KEY (tenant_id, device_group_id) REFERENCES device_groups (tenant_id, id),
+  CHECK ((device_group_id IS NULL) <> (os_feed IS NULL))
+);
+CREATE INDEX deployments_by_tenant ON deployments (tenant_id, created_at, id);
+CREATE INDEX deployments_by_group ON deployments (tenant_id, device_group_id, state, created_at, id);
+CREATE INDEX deployments_by_feed ON deployments (tenant_id, os_feed, state, created_at, id);
+
+CREATE TABLE device_update_reports (
+  tenant_id TEXT NOT NULL,
+  device_id TEXT NOT NULL REFERENCES devices (id),
+  deployment_id TEXT NOT NULL,
+  target_name TEXT NOT NULL,
+  state TEXT NOT NULL
+    CHECK (state IN ('downloading', 'installing', 'pending-reboot', 'committed', 'failed')),
+  reason TEXT NOT NULL DEFAULT '',
+  reported_at BIGINT NOT NULL,
+  updated_at BIGINT NOT NULL,
+  PRIMARY KEY (device_id, deployment_id, target_name),
+  FOREIGN KEY (tenant_id, deployment_id) REFERENCES deployments (tenant_id, id)
+);
+-- Deployment progress (counts per state) without touching the table.
+CREATE INDEX device_update_reports_by_deployment ON device_update_reports (tenant_id, deployment_id, state);
+)sql";
+
 constexpr std::array kMigrations = {
     Migration{1, "initial schema", kInitialSchema},
     Migration{2, "publisher keys and app development capabilities", kAppTrustSchema},
+    Migration{3, "updates: repositories, images, deployments", kUpdatesSchema},
 };
 
 }  // namespace

@@ -1,5 +1,8 @@
 #include "store/sql_store.hpp"
 
+#include <algorithm>
+#include <map>
+#include <set>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -90,15 +93,18 @@ Product ProductFromRow(const SqlRow& row) {
   return Product{row.Text(0), row.Text(1), row.Text(2), row.Text(3), row.Int(4)};
 }
 
-constexpr std::string_view kGroupColumns = "id, tenant_id, product_id, name, created_at";
+constexpr std::string_view kGroupColumns = "id, tenant_id, product_id, name, created_at, os_feed, maintenance_window";
 DeviceGroup GroupFromRow(const SqlRow& row) {
-  return DeviceGroup{row.Text(0), row.Text(1), row.Text(2), row.Text(3), row.Int(4)};
+  return DeviceGroup{row.Text(0), row.Text(1), row.Text(2), row.Text(3), row.Int(4), row.Text(5), row.Text(6)};
 }
+constexpr std::string_view kInsertGroupSql =
+    "INSERT INTO device_groups (id, tenant_id, product_id, name, created_at, os_feed, maintenance_window) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7)";
 
 constexpr std::string_view kDeviceColumns =
     "id, tenant_id, product_id, device_group_id, rot_backend, first_seen, last_seen, claimed_at, "
     "last_attested_at, last_verdict, os_version, runtime_version, uptime_seconds, free_memory_kb, "
-    "certificate_serial, certificate_expires_at, revoked";
+    "certificate_serial, certificate_expires_at, revoked, update_now";
 Device DeviceFromRow(const SqlRow& row) {
   Device device;
   device.id = row.Text(0);
@@ -118,6 +124,7 @@ Device DeviceFromRow(const SqlRow& row) {
   device.certificate_serial = row.Text(14);
   device.certificate_expires_at = row.Int(15);
   device.revoked = row.Bool(16);
+  device.update_now = row.Bool(17);
   return device;
 }
 
@@ -143,6 +150,137 @@ constexpr std::string_view kCapabilityColumns = "capability_id, tenant_id, devic
 DevelopmentCapability CapabilityFromRow(const SqlRow& row) {
   return DevelopmentCapability{row.Text(0), row.Text(1), row.Text(2), row.Text(3), row.Int(4), row.Int(5)};
 }
+
+// ---- over-the-air updates
+
+// A SHA-256 digest as the store keeps it: 64 lower-case hex digits, so that
+// one image never has two spellings.
+Expected<void> RequireSha256(std::string_view value, std::string_view what) {
+  const bool hex = value.size() == 64 && std::all_of(value.begin(), value.end(), [](char c) {
+                     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+                   });
+  if (!hex) return MakeError(ErrorCode::kInvalidArgument, std::string(what) + " must be 64 lower-case hex digits");
+  return kOk;
+}
+
+Expected<void> RequirePercent(std::int64_t percent) {
+  if (percent < 0 || percent > 100) return MakeError(ErrorCode::kInvalidArgument, "percent must be 0..100");
+  return kOk;
+}
+
+// A stored enumeration name that no longer parses means the row was written
+// by something else than this store: an invariant broke, not the caller.
+template <typename T>
+Expected<T> Stored(Expected<T> parsed, std::string_view what) {
+  if (parsed) return parsed;
+  return MakeError(ErrorCode::kInternal, "stored " + std::string(what) + " has an unknown value");
+}
+
+// "image timestamp" or "director/<group> targets": names a metadata series.
+std::string MetadataSeries(TufRepository repository, std::string_view scope, TufRole role) {
+  std::string name(TufRepositoryName(repository));
+  if (!scope.empty()) name += "/" + std::string(scope);
+  name += " ";
+  name += TufRoleName(role);
+  return name;
+}
+
+constexpr std::string_view kRepositoryKeyColumns =
+    "tenant_id, repository, role, key_id, public_key_json, sealed_private_key, created_at";
+Expected<RepositoryKey> RepositoryKeyFromRow(const SqlRow& row) {
+  CITADEL_TRY(TufRepository repository, Stored(ParseTufRepository(row.Text(1)), "repository key"));
+  CITADEL_TRY(TufRole role, Stored(ParseTufRole(row.Text(2)), "repository key"));
+  return RepositoryKey{row.Text(0), repository, role, row.Text(3), row.Text(4), row.Text(5), row.Int(6)};
+}
+
+constexpr std::string_view kMetadataColumns =
+    "tenant_id, repository, scope, role, version, expires_at, document, created_at";
+Expected<RepositoryMetadata> MetadataFromRow(const SqlRow& row) {
+  CITADEL_TRY(TufRepository repository, Stored(ParseTufRepository(row.Text(1)), "repository metadata"));
+  CITADEL_TRY(TufRole role, Stored(ParseTufRole(row.Text(3)), "repository metadata"));
+  return RepositoryMetadata{row.Text(0), repository, row.Text(2), role,
+                            row.Int(4),  row.Int(5), row.Text(6), row.Int(7)};
+}
+
+constexpr std::string_view kImageColumns =
+    "tenant_id, sha256, length, kind, component_id, version, security_version, target_name, uploaded_at, "
+    "uploaded_by";
+Expected<Image> ImageFromRow(const SqlRow& row) {
+  CITADEL_TRY(ImageKind kind, Stored(ParseImageKind(row.Text(3)), "image"));
+  Image image;
+  image.tenant_id = row.Text(0);
+  image.sha256 = row.Text(1);
+  image.length = row.Int(2);
+  image.kind = kind;
+  image.component_id = row.Text(4);
+  image.version = row.Text(5);
+  image.security_version = row.Int(6);
+  image.target_name = row.Text(7);
+  image.uploaded_at = row.Int(8);
+  image.uploaded_by = row.Text(9);
+  return image;
+}
+
+constexpr std::string_view kDeltaColumns = "tenant_id, from_sha256, to_sha256, delta_sha256, length, created_at";
+ImageDelta DeltaFromRow(const SqlRow& row) {
+  return ImageDelta{row.Text(0), row.Text(1), row.Text(2), row.Text(3), row.Int(4), row.Int(5)};
+}
+
+constexpr std::string_view kDeploymentColumns =
+    "id, tenant_id, device_group_id, os_feed, target_names_json, percent, batches_json, state, created_at, "
+    "updated_at, created_by";
+Expected<Deployment> DeploymentFromRow(const SqlRow& row) {
+  CITADEL_TRY(DeploymentState state, Stored(ParseDeploymentState(row.Text(7)), "deployment"));
+  Deployment deployment;
+  deployment.id = row.Text(0);
+  deployment.tenant_id = row.Text(1);
+  deployment.device_group_id = row.Text(2);
+  deployment.os_feed = row.Text(3);
+  deployment.target_names_json = row.Text(4);
+  deployment.percent = row.Int(5);
+  deployment.batches_json = row.Text(6);
+  deployment.state = state;
+  deployment.created_at = row.Int(8);
+  deployment.updated_at = row.Int(9);
+  deployment.created_by = row.Text(10);
+  return deployment;
+}
+
+constexpr std::string_view kReportColumns =
+    "tenant_id, device_id, deployment_id, target_name, state, reason, reported_at, updated_at";
+Expected<UpdateReport> ReportFromRow(const SqlRow& row) {
+  CITADEL_TRY(UpdateState state, Stored(ParseUpdateState(row.Text(4)), "update report"));
+  return UpdateReport{row.Text(0), row.Text(1), row.Text(2), row.Text(3), state, row.Text(5), row.Int(6), row.Int(7)};
+}
+
+// A report's place in an update's life, to order two reports made in the
+// same second (the device's clock has one-second resolution here).
+constexpr std::string_view kStoredReportRank =
+    "CASE device_update_reports.state WHEN 'downloading' THEN 0 WHEN 'installing' THEN 1 "
+    "WHEN 'pending-reboot' THEN 2 ELSE 3 END";
+constexpr std::string_view kIncomingReportRank =
+    "CASE excluded.state WHEN 'downloading' THEN 0 WHEN 'installing' THEN 1 "
+    "WHEN 'pending-reboot' THEN 2 ELSE 3 END";
+
+// A query whose filters depend on the call. Only placeholders ($n) are
+// appended to the SQL text; every value goes in as a parameter.
+struct DynamicQuery {
+  std::string sql;
+  std::vector<SqlValue> params;
+
+  // Binds value and returns its placeholder.
+  std::string Bind(SqlValue value) {
+    params.push_back(value);
+    return "$" + std::to_string(params.size());
+  }
+  // " AND column = $n" when value is set; an empty filter field means "any".
+  void AndEqualIfSet(std::string_view column, std::string_view value) {
+    if (value.empty()) return;
+    sql += " AND ";
+    sql += column;
+    sql += " = " + Bind(value);
+  }
+};
 
 std::string Select(std::string_view columns, std::string_view rest) {
   std::string sql = "SELECT ";
@@ -207,8 +345,15 @@ std::string_view SqlStore::Backend() const { return pool_->Backend(); }
 
 // ---------------------------------------------------------------- schema
 
-Expected<void> SqlStore::Migrate() {
-  auto migrated = InTransaction(*pool_, [](SqlConnection& connection) -> Expected<void> {
+Expected<void> SqlStore::Migrate() { return MigrateTo(LatestSchemaVersion()); }
+
+Expected<void> SqlStore::MigrateTo(int target_version) {
+  if (target_version < 1 || target_version > LatestSchemaVersion()) {
+    return MakeError(ErrorCode::kInvalidArgument, "schema version " + std::to_string(target_version) +
+                                                      " does not exist (1.." + std::to_string(LatestSchemaVersion()) +
+                                                      ")");
+  }
+  auto migrated = InTransaction(*pool_, [target_version](SqlConnection& connection) -> Expected<void> {
     if (connection.Dialect() == SqlDialect::kPostgres) CITADEL_TRY_VOID(connection.Execute(kMigrationLockSql));
     CITADEL_TRY_VOID(
         connection.ExecuteScript("CREATE TABLE IF NOT EXISTS schema_migrations ("
@@ -224,7 +369,7 @@ Expected<void> SqlStore::Migrate() {
                                          ? "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
                                          : "INTEGER PRIMARY KEY AUTOINCREMENT";
     for (const Migration& migration : Migrations()) {
-      if (migration.version <= version) continue;
+      if (migration.version <= version || migration.version > target_version) continue;
       std::string script(migration.sql);
       for (auto at = script.find(kAutoIdPrimaryKeyToken); at != std::string::npos;
            at = script.find(kAutoIdPrimaryKeyToken, at)) {
@@ -365,6 +510,7 @@ Expected<void> SqlStore::CreateProduct(const Product& product, const std::vector
   CITADEL_TRY_VOID(RequireNonEmpty(product.name, "product name"));
   for (const DeviceGroup& group : default_groups) {
     CITADEL_TRY_VOID(RequireNonEmpty(group.id, "device group id"));
+    CITADEL_TRY_VOID(RequireNonEmpty(group.os_feed, "OS feed"));
     if (group.tenant_id != product.tenant_id || group.product_id != product.id) {
       return MakeError(ErrorCode::kInvalidArgument,
                        "default device group " + Quoted(group.id) + " does not belong to the new product");
@@ -375,9 +521,9 @@ Expected<void> SqlStore::CreateProduct(const Product& product, const std::vector
         "INSERT INTO products (id, tenant_id, name, description, created_at) VALUES ($1, $2, $3, $4, $5)",
         {product.id, product.tenant_id, product.name, product.description, product.created_at}));
     for (const DeviceGroup& group : default_groups) {
-      CITADEL_TRY_VOID(connection.Execute(
-          "INSERT INTO device_groups (id, tenant_id, product_id, name, created_at) VALUES ($1, $2, $3, $4, $5)",
-          {group.id, group.tenant_id, group.product_id, group.name, group.created_at}));
+      CITADEL_TRY_VOID(
+          connection.Execute(kInsertGroupSql, {group.id, group.tenant_id, group.product_id, group.name,
+                                               group.created_at, group.os_feed, group.maintenance_window}));
     }
     return kOk;
   });
@@ -407,10 +553,10 @@ Expected<void> SqlStore::CreateDeviceGroup(const DeviceGroup& group) {
   CITADEL_TRY_VOID(RequireNonEmpty(group.tenant_id, "tenant id"));
   CITADEL_TRY_VOID(RequireNonEmpty(group.product_id, "product id"));
   CITADEL_TRY_VOID(RequireNonEmpty(group.name, "device group name"));
+  CITADEL_TRY_VOID(RequireNonEmpty(group.os_feed, "OS feed"));
   auto created = WithConnection(*pool_, [&](SqlConnection& connection) -> Expected<void> {
-    CITADEL_TRY_VOID(connection.Execute(
-        "INSERT INTO device_groups (id, tenant_id, product_id, name, created_at) VALUES ($1, $2, $3, $4, $5)",
-        {group.id, group.tenant_id, group.product_id, group.name, group.created_at}));
+    CITADEL_TRY_VOID(connection.Execute(kInsertGroupSql, {group.id, group.tenant_id, group.product_id, group.name,
+                                                          group.created_at, group.os_feed, group.maintenance_window}));
     return kOk;
   });
   return Explain(std::move(created), "creating device group " + Quoted(group.id),
@@ -506,22 +652,14 @@ Expected<Device> SqlStore::GetDevice(std::string_view device_id) {
 Expected<std::vector<Device>> SqlStore::ListDevices(const DeviceFilter& filter) {
   CITADEL_TRY_VOID(RequireNonEmpty(filter.tenant_id, "tenant id"));
   CITADEL_TRY(std::int64_t limit, CheckLimit(filter.limit));
-  // Only placeholders are appended to the SQL; every value is a parameter.
   // Each filter combination matches one index prefix, ordered by id.
-  std::string sql = Select(kDeviceColumns, "FROM devices WHERE tenant_id = $1 AND id > $2");
-  std::vector<SqlValue> params = {SqlValue(filter.tenant_id), SqlValue(filter.after_id)};
-  if (!filter.device_group_id.empty()) {
-    params.emplace_back(filter.device_group_id);
-    sql += " AND device_group_id = $" + std::to_string(params.size());
-  }
-  if (!filter.os_version.empty()) {
-    params.emplace_back(filter.os_version);
-    sql += " AND os_version = $" + std::to_string(params.size());
-  }
-  params.emplace_back(limit);
-  sql += " ORDER BY id LIMIT $" + std::to_string(params.size());
+  DynamicQuery query{Select(kDeviceColumns, "FROM devices WHERE tenant_id = $1 AND id > $2"),
+                     {SqlValue(filter.tenant_id), SqlValue(filter.after_id)}};
+  query.AndEqualIfSet("device_group_id", filter.device_group_id);
+  query.AndEqualIfSet("os_version", filter.os_version);
+  query.sql += " ORDER BY id LIMIT " + query.Bind(limit);
   auto devices = WithConnection(
-      *pool_, [&](SqlConnection& connection) { return FetchAll(connection, sql, params, DeviceFromRow); });
+      *pool_, [&](SqlConnection& connection) { return FetchAll(connection, query.sql, query.params, DeviceFromRow); });
   return Explain(std::move(devices), "listing devices");
 }
 
@@ -810,6 +948,457 @@ Expected<void> SqlStore::RevokeDevelopmentCapability(std::string_view tenant_id,
     return kOk;
   });
   return Explain(std::move(revoked), "revoking the development capability of device " + Quoted(device_id));
+}
+
+// ---------------------------------------------------------------- repositories
+
+Expected<void> SqlStore::PutRepositoryKey(const RepositoryKey& key) {
+  CITADEL_TRY_VOID(RequireNonEmpty(key.tenant_id, "tenant id"));
+  if (key.role == TufRole::kRoot) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "root keys stay offline; the service holds only targets, snapshot and timestamp keys");
+  }
+  CITADEL_TRY_VOID(RequireNonEmpty(key.key_id, "key id"));
+  CITADEL_TRY_VOID(RequireNonEmpty(key.public_key_json, "public key"));
+  CITADEL_TRY_VOID(RequireNonEmpty(key.sealed_private_key, "sealed private key"));
+  const std::string what = "the " + MetadataSeries(key.repository, "", key.role) + " key";
+  auto put = WithConnection(*pool_, [&](SqlConnection& connection) -> Expected<void> {
+    CITADEL_TRY_VOID(connection.Execute(
+        "INSERT INTO repository_keys (tenant_id, repository, role, key_id, public_key_json, sealed_private_key, "
+        "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        {key.tenant_id, TufRepositoryName(key.repository), TufRoleName(key.role), key.key_id, key.public_key_json,
+         key.sealed_private_key, key.created_at}));
+    return kOk;
+  });
+  return Explain(std::move(put), "storing " + what, what + " already exists",
+                 "tenant " + Quoted(key.tenant_id) + " not found");
+}
+
+Expected<RepositoryKey> SqlStore::GetRepositoryKey(std::string_view tenant_id, TufRepository repository, TufRole role) {
+  const std::string what = "the " + MetadataSeries(repository, "", role) + " key";
+  auto key = WithConnection(*pool_, [&](SqlConnection& connection) {
+    return FetchOne(
+        connection,
+        Select(kRepositoryKeyColumns, "FROM repository_keys WHERE tenant_id = $1 AND repository = $2 AND role = $3"),
+        {tenant_id, TufRepositoryName(repository), TufRoleName(role)}, what + " not found", RepositoryKeyFromRow);
+  });
+  return Explain(std::move(key), "reading " + what);
+}
+
+Expected<std::vector<RepositoryKey>> SqlStore::ListRepositoryKeys(std::string_view tenant_id) {
+  auto keys = WithConnection(*pool_, [&](SqlConnection& connection) {
+    return FetchAll(
+        connection,
+        Select(kRepositoryKeyColumns, "FROM repository_keys WHERE tenant_id = $1 ORDER BY repository, role"),
+        {tenant_id}, RepositoryKeyFromRow);
+  });
+  return Explain(std::move(keys), "listing repository keys");
+}
+
+Expected<void> SqlStore::AddRepositoryMetadata(const RepositoryMetadata& metadata) {
+  CITADEL_TRY_VOID(RequireNonEmpty(metadata.tenant_id, "tenant id"));
+  CITADEL_TRY_VOID(RequireNonEmpty(metadata.document, "metadata document"));
+  if (metadata.version < 1) return MakeError(ErrorCode::kInvalidArgument, "metadata versions start at 1");
+  const std::string what = "version " + std::to_string(metadata.version) + " of the " +
+                           MetadataSeries(metadata.repository, metadata.scope, metadata.role) + " metadata";
+  auto added = WithConnection(*pool_, [&](SqlConnection& connection) -> Expected<void> {
+    // A plain INSERT: the primary key makes exactly one of racing
+    // publishers of the same version succeed.
+    CITADEL_TRY_VOID(connection.Execute(
+        "INSERT INTO repository_metadata (tenant_id, repository, scope, role, version, expires_at, document, "
+        "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        {metadata.tenant_id, TufRepositoryName(metadata.repository), metadata.scope, TufRoleName(metadata.role),
+         metadata.version, metadata.expires_at, metadata.document, metadata.created_at}));
+    return kOk;
+  });
+  return Explain(std::move(added), "publishing " + what, what + " already exists",
+                 "tenant " + Quoted(metadata.tenant_id) + " not found");
+}
+
+Expected<RepositoryMetadata> SqlStore::GetRepositoryMetadata(std::string_view tenant_id, TufRepository repository,
+                                                             std::string_view scope, TufRole role,
+                                                             std::int64_t version) {
+  const std::string what =
+      "version " + std::to_string(version) + " of the " + MetadataSeries(repository, scope, role) + " metadata";
+  auto metadata = WithConnection(*pool_, [&](SqlConnection& connection) {
+    return FetchOne(connection,
+                    Select(kMetadataColumns,
+                           "FROM repository_metadata WHERE tenant_id = $1 AND repository = $2 AND scope = $3 "
+                           "AND role = $4 AND version = $5"),
+                    {tenant_id, TufRepositoryName(repository), scope, TufRoleName(role), version}, what + " not found",
+                    MetadataFromRow);
+  });
+  return Explain(std::move(metadata), "reading " + what);
+}
+
+Expected<RepositoryMetadata> SqlStore::GetLatestRepositoryMetadata(std::string_view tenant_id, TufRepository repository,
+                                                                   std::string_view scope, TufRole role) {
+  const std::string what = "the " + MetadataSeries(repository, scope, role) + " metadata";
+  auto metadata = WithConnection(*pool_, [&](SqlConnection& connection) {
+    return FetchOne(connection,
+                    Select(kMetadataColumns,
+                           "FROM repository_metadata WHERE tenant_id = $1 AND repository = $2 AND scope = $3 "
+                           "AND role = $4 ORDER BY version DESC LIMIT 1"),
+                    {tenant_id, TufRepositoryName(repository), scope, TufRoleName(role)},
+                    what + " has not been published", MetadataFromRow);
+  });
+  return Explain(std::move(metadata), "reading the latest of " + what);
+}
+
+Expected<std::int64_t> SqlStore::PruneRepositoryMetadata(std::string_view tenant_id, TufRepository repository,
+                                                         std::string_view scope, TufRole role,
+                                                         std::int64_t keep_latest) {
+  if (role == TufRole::kRoot) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "root metadata is never pruned: devices with an old root walk every version");
+  }
+  if (keep_latest < 1) return MakeError(ErrorCode::kInvalidArgument, "keep at least the latest version");
+  auto pruned = WithConnection(*pool_, [&](SqlConnection& connection) -> Expected<std::int64_t> {
+    // Everything below the keep_latest-th highest version; with fewer
+    // versions than that the subquery is NULL and nothing matches.
+    CITADEL_TRY(
+        SqlResult result,
+        connection.Execute("DELETE FROM repository_metadata WHERE tenant_id = $1 AND repository = $2 "
+                           "AND scope = $3 AND role = $4 AND version < ("
+                           "SELECT version FROM repository_metadata WHERE tenant_id = $1 AND repository = $2 "
+                           "AND scope = $3 AND role = $4 ORDER BY version DESC LIMIT 1 OFFSET $5)",
+                           {tenant_id, TufRepositoryName(repository), scope, TufRoleName(role), keep_latest - 1}));
+    return result.rows_affected;
+  });
+  return Explain(std::move(pruned), "pruning the " + MetadataSeries(repository, scope, role) + " metadata");
+}
+
+// ---------------------------------------------------------------- images
+
+Expected<void> SqlStore::AddImage(const Image& image) {
+  CITADEL_TRY_VOID(RequireNonEmpty(image.tenant_id, "tenant id"));
+  CITADEL_TRY_VOID(RequireSha256(image.sha256, "image sha256"));
+  CITADEL_TRY_VOID(RequireNonEmpty(image.component_id, "component id"));
+  CITADEL_TRY_VOID(RequireNonEmpty(image.version, "image version"));
+  CITADEL_TRY_VOID(RequireNonEmpty(image.target_name, "target name"));
+  if (image.length < 0) return MakeError(ErrorCode::kInvalidArgument, "image length must not be negative");
+  auto added = WithConnection(*pool_, [&](SqlConnection& connection) -> Expected<void> {
+    // DO NOTHING on either unique key, then find out which one it was: the
+    // same content (an idempotent re-upload) or a name already taken.
+    CITADEL_TRY(SqlResult insert,
+                connection.Execute(
+                    "INSERT INTO images (tenant_id, sha256, length, kind, component_id, version, "
+                    "security_version, target_name, uploaded_at, uploaded_by) "
+                    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
+                    {image.tenant_id, image.sha256, image.length, ImageKindName(image.kind), image.component_id,
+                     image.version, image.security_version, image.target_name, image.uploaded_at, image.uploaded_by}));
+    if (insert.rows_affected == 1) return kOk;
+    CITADEL_TRY(SqlResult same, connection.Execute("SELECT 1 FROM images WHERE tenant_id = $1 AND sha256 = $2",
+                                                   {image.tenant_id, image.sha256}));
+    if (!same.rows.empty()) {
+      return MakeError(ErrorCode::kAlreadyExists, "image " + image.sha256 + " is already uploaded");
+    }
+    return MakeError(ErrorCode::kConflict, "target name " + Quoted(image.target_name) + " already names another image");
+  });
+  if (!added && (added.error().code() == ErrorCode::kAlreadyExists || added.error().code() == ErrorCode::kConflict)) {
+    return added;
+  }
+  return Explain(std::move(added), "adding image " + image.sha256, {},
+                 "tenant " + Quoted(image.tenant_id) + " not found");
+}
+
+Expected<Image> SqlStore::GetImage(std::string_view tenant_id, std::string_view sha256) {
+  auto image = WithConnection(*pool_, [&](SqlConnection& connection) {
+    return FetchOne(connection, Select(kImageColumns, "FROM images WHERE tenant_id = $1 AND sha256 = $2"),
+                    {tenant_id, sha256}, "image " + std::string(sha256) + " not found", ImageFromRow);
+  });
+  return Explain(std::move(image), "reading image " + std::string(sha256));
+}
+
+Expected<Image> SqlStore::GetImageByTargetName(std::string_view tenant_id, std::string_view target_name) {
+  auto image = WithConnection(*pool_, [&](SqlConnection& connection) {
+    return FetchOne(connection, Select(kImageColumns, "FROM images WHERE tenant_id = $1 AND target_name = $2"),
+                    {tenant_id, target_name}, "no image has target name " + Quoted(target_name), ImageFromRow);
+  });
+  return Explain(std::move(image), "reading image " + Quoted(target_name));
+}
+
+Expected<std::vector<Image>> SqlStore::ListImages(const ImageFilter& filter) {
+  CITADEL_TRY_VOID(RequireNonEmpty(filter.tenant_id, "tenant id"));
+  CITADEL_TRY(std::int64_t limit, CheckLimit(filter.limit));
+  // Each variant matches an index prefix, ordered by target name.
+  DynamicQuery query{Select(kImageColumns, "FROM images WHERE tenant_id = $1 AND target_name > $2"),
+                     {SqlValue(filter.tenant_id), SqlValue(filter.after_target_name)}};
+  query.AndEqualIfSet("component_id", filter.component_id);
+  query.sql += " ORDER BY target_name LIMIT " + query.Bind(limit);
+  auto images = WithConnection(
+      *pool_, [&](SqlConnection& connection) { return FetchAll(connection, query.sql, query.params, ImageFromRow); });
+  return Explain(std::move(images), "listing images");
+}
+
+Expected<ImageDelta> SqlStore::AddImageDelta(const ImageDelta& delta) {
+  CITADEL_TRY_VOID(RequireNonEmpty(delta.tenant_id, "tenant id"));
+  CITADEL_TRY_VOID(RequireSha256(delta.from_sha256, "delta base sha256"));
+  CITADEL_TRY_VOID(RequireSha256(delta.to_sha256, "delta result sha256"));
+  CITADEL_TRY_VOID(RequireSha256(delta.delta_sha256, "delta sha256"));
+  if (delta.from_sha256 == delta.to_sha256) {
+    return MakeError(ErrorCode::kInvalidArgument, "a delta needs two different images");
+  }
+  if (delta.length < 0) return MakeError(ErrorCode::kInvalidArgument, "delta length must not be negative");
+  auto added = WithConnection(*pool_, [&](SqlConnection& connection) -> Expected<ImageDelta> {
+    // The first delta recorded for a pair stays: replicas that computed the
+    // same pair at once all end up serving that one.
+    CITADEL_TRY_VOID(connection.Execute(
+        "INSERT INTO image_deltas (tenant_id, from_sha256, to_sha256, delta_sha256, length, created_at) "
+        "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, from_sha256, to_sha256) DO NOTHING",
+        {delta.tenant_id, delta.from_sha256, delta.to_sha256, delta.delta_sha256, delta.length, delta.created_at}));
+    return FetchOne(
+        connection,
+        Select(kDeltaColumns, "FROM image_deltas WHERE tenant_id = $1 AND from_sha256 = $2 AND to_sha256 = $3"),
+        {delta.tenant_id, delta.from_sha256, delta.to_sha256}, "the delta vanished after insertion", DeltaFromRow);
+  });
+  return Explain(std::move(added), "adding the delta " + delta.from_sha256 + " -> " + delta.to_sha256, {},
+                 "image " + delta.from_sha256 + " or " + delta.to_sha256 + " not found");
+}
+
+Expected<ImageDelta> SqlStore::GetImageDelta(std::string_view tenant_id, std::string_view from_sha256,
+                                             std::string_view to_sha256) {
+  const std::string what = "the delta " + std::string(from_sha256) + " -> " + std::string(to_sha256);
+  auto delta = WithConnection(*pool_, [&](SqlConnection& connection) {
+    return FetchOne(
+        connection,
+        Select(kDeltaColumns, "FROM image_deltas WHERE tenant_id = $1 AND from_sha256 = $2 AND to_sha256 = $3"),
+        {tenant_id, from_sha256, to_sha256}, what + " not found", DeltaFromRow);
+  });
+  return Explain(std::move(delta), "reading " + what);
+}
+
+// ---------------------------------------------------------------- deployments
+
+Expected<void> SqlStore::CreateDeployment(const Deployment& deployment, const std::vector<std::string>& supersede) {
+  CITADEL_TRY_VOID(RequireNonEmpty(deployment.id, "deployment id"));
+  CITADEL_TRY_VOID(RequireNonEmpty(deployment.tenant_id, "tenant id"));
+  CITADEL_TRY_VOID(RequireNonEmpty(deployment.target_names_json, "deployment targets"));
+  CITADEL_TRY_VOID(RequirePercent(deployment.percent));
+  if (deployment.device_group_id.empty() == deployment.os_feed.empty()) {
+    return MakeError(ErrorCode::kInvalidArgument, "a deployment names either a device group or an OS feed");
+  }
+  if (deployment.state != DeploymentState::kActive && deployment.state != DeploymentState::kPaused) {
+    return MakeError(ErrorCode::kInvalidArgument, "a new deployment is active or paused");
+  }
+  for (const std::string& id : supersede) {
+    CITADEL_TRY_VOID(RequireNonEmpty(id, "superseded deployment id"));
+    if (id == deployment.id) return MakeError(ErrorCode::kInvalidArgument, "a deployment cannot supersede itself");
+  }
+  const std::string_view batches = deployment.batches_json.empty() ? std::string_view("[]") : deployment.batches_json;
+  auto created = InTransaction(*pool_, [&](SqlConnection& connection) -> Expected<void> {
+    auto inserted = Explain(
+        connection.Execute("INSERT INTO deployments (id, tenant_id, device_group_id, os_feed, target_names_json, "
+                           "percent, batches_json, state, created_at, updated_at, created_by) "
+                           "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                           {deployment.id, deployment.tenant_id, SqlValue::TextOrNull(deployment.device_group_id),
+                            SqlValue::TextOrNull(deployment.os_feed), deployment.target_names_json, deployment.percent,
+                            batches, DeploymentStateName(deployment.state), deployment.created_at,
+                            deployment.updated_at, deployment.created_by}),
+        "inserting", "deployment " + Quoted(deployment.id) + " already exists",
+        deployment.device_group_id.empty() ? "tenant " + Quoted(deployment.tenant_id) + " not found"
+                                           : "device group " + Quoted(deployment.device_group_id) + " not found");
+    if (!inserted) return std::unexpected(std::move(inserted).error());
+    // Compare-and-set on each: one that another replica already moved
+    // fails the whole call, so the caller decides again on fresh state.
+    for (const std::string& id : supersede) {
+      CITADEL_TRY(SqlResult update,
+                  connection.Execute("UPDATE deployments SET state = 'superseded', updated_at = $3 "
+                                     "WHERE tenant_id = $1 AND id = $2 AND state IN ('active', 'paused')",
+                                     {deployment.tenant_id, id, deployment.created_at}));
+      if (update.rows_affected == 1) continue;
+      CITADEL_TRY(SqlResult current,
+                  connection.Execute("SELECT state FROM deployments WHERE tenant_id = $1 AND id = $2",
+                                     {deployment.tenant_id, id}));
+      if (current.rows.empty()) return MakeError(ErrorCode::kNotFound, "deployment " + Quoted(id) + " not found");
+      return MakeError(ErrorCode::kConflict, "deployment " + Quoted(id) + " is already " +
+                                                 current.rows.front().Text(0) + "; it cannot be superseded");
+    }
+    return kOk;
+  });
+  return Explain(std::move(created), "creating deployment " + Quoted(deployment.id));
+}
+
+Expected<Deployment> SqlStore::GetDeployment(std::string_view tenant_id, std::string_view deployment_id) {
+  auto deployment = WithConnection(*pool_, [&](SqlConnection& connection) {
+    return FetchOne(connection, Select(kDeploymentColumns, "FROM deployments WHERE tenant_id = $1 AND id = $2"),
+                    {tenant_id, deployment_id}, "deployment " + Quoted(deployment_id) + " not found",
+                    DeploymentFromRow);
+  });
+  return Explain(std::move(deployment), "reading deployment " + Quoted(deployment_id));
+}
+
+Expected<std::vector<Deployment>> SqlStore::ListDeployments(const DeploymentFilter& filter) {
+  CITADEL_TRY_VOID(RequireNonEmpty(filter.tenant_id, "tenant id"));
+  CITADEL_TRY(std::int64_t limit, CheckLimit(filter.limit));
+  DynamicQuery query{Select(kDeploymentColumns, "FROM deployments WHERE tenant_id = $1"), {SqlValue(filter.tenant_id)}};
+  query.AndEqualIfSet("device_group_id", filter.device_group_id);
+  query.AndEqualIfSet("os_feed", filter.os_feed);
+  // Deduplicated and in one order, so equal filters share one statement.
+  const std::set<DeploymentState> states(filter.states.begin(), filter.states.end());
+  if (!states.empty()) {
+    std::string placeholders;
+    for (DeploymentState state : states) {
+      placeholders += (placeholders.empty() ? "" : ", ") + query.Bind(DeploymentStateName(state));
+    }
+    query.sql += " AND state IN (" + placeholders + ")";
+  }
+  query.sql += " ORDER BY created_at DESC, id DESC LIMIT " + query.Bind(limit);
+  auto deployments = WithConnection(*pool_, [&](SqlConnection& connection) {
+    return FetchAll(connection, query.sql, query.params, DeploymentFromRow);
+  });
+  return Explain(std::move(deployments), "listing deployments");
+}
+
+Expected<void> SqlStore::UpdateDeployment(std::string_view tenant_id, std::string_view deployment_id,
+                                          DeploymentState expected_state, DeploymentState new_state,
+                                          std::int64_t new_percent, std::int64_t updated_at) {
+  CITADEL_TRY_VOID(RequirePercent(new_percent));
+  auto updated = WithConnection(*pool_, [&](SqlConnection& connection) -> Expected<void> {
+    // One conditional UPDATE: of replicas racing from the same state,
+    // exactly one moves it.
+    CITADEL_TRY(SqlResult update, connection.Execute("UPDATE deployments SET state = $4, percent = $5, updated_at = $6 "
+                                                     "WHERE tenant_id = $1 AND id = $2 AND state = $3",
+                                                     {tenant_id, deployment_id, DeploymentStateName(expected_state),
+                                                      DeploymentStateName(new_state), new_percent, updated_at}));
+    if (update.rows_affected == 1) return kOk;
+    CITADEL_TRY(SqlResult current, connection.Execute("SELECT state FROM deployments WHERE tenant_id = $1 AND id = $2",
+                                                      {tenant_id, deployment_id}));
+    if (current.rows.empty()) {
+      return MakeError(ErrorCode::kNotFound, "deployment " + Quoted(deployment_id) + " not found");
+    }
+    return MakeError(ErrorCode::kConflict, "deployment " + Quoted(deployment_id) + " is " +
+                                               current.rows.front().Text(0) + ", no longer " +
+                                               std::string(DeploymentStateName(expected_state)));
+  });
+  return Explain(std::move(updated), "updating deployment " + Quoted(deployment_id));
+}
+
+// ---------------------------------------------------------------- update reports
+
+Expected<bool> SqlStore::RecordUpdateReport(const UpdateReport& report) {
+  CITADEL_TRY_VOID(RequireNonEmpty(report.tenant_id, "tenant id"));
+  CITADEL_TRY_VOID(RequireNonEmpty(report.device_id, "device id"));
+  CITADEL_TRY_VOID(RequireNonEmpty(report.deployment_id, "deployment id"));
+  CITADEL_TRY_VOID(RequireNonEmpty(report.target_name, "target name"));
+  auto recorded = InTransaction(*pool_, [&](SqlConnection& connection) -> Expected<bool> {
+    CITADEL_TRY(SqlResult device, connection.Execute("SELECT 1 FROM devices WHERE id = $1 AND tenant_id = $2",
+                                                     {report.device_id, report.tenant_id}));
+    if (device.rows.empty())
+      return MakeError(ErrorCode::kNotFound, "device " + Quoted(report.device_id) + " not found");
+    CITADEL_TRY(SqlResult deployment, connection.Execute("SELECT 1 FROM deployments WHERE id = $1 AND tenant_id = $2",
+                                                         {report.deployment_id, report.tenant_id}));
+    if (deployment.rows.empty()) {
+      return MakeError(ErrorCode::kNotFound, "deployment " + Quoted(report.deployment_id) + " not found");
+    }
+    // The stored report is replaced only by a newer one, so a retried or
+    // reordered report never takes the state backwards.
+    CITADEL_TRY(SqlResult upsert,
+                connection.Execute(
+                    "INSERT INTO device_update_reports (tenant_id, device_id, deployment_id, target_name, state, "
+                    "reason, reported_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
+                    "ON CONFLICT (device_id, deployment_id, target_name) DO UPDATE SET state = excluded.state, "
+                    "reason = excluded.reason, reported_at = excluded.reported_at, updated_at = excluded.updated_at "
+                    "WHERE device_update_reports.reported_at < excluded.reported_at "
+                    "OR (device_update_reports.reported_at = excluded.reported_at AND " +
+                        std::string(kStoredReportRank) + " <= " + std::string(kIncomingReportRank) + ")",
+                    {report.tenant_id, report.device_id, report.deployment_id, report.target_name,
+                     UpdateStateName(report.state), report.reason, report.reported_at, report.updated_at}));
+    return upsert.rows_affected > 0;
+  });
+  return Explain(std::move(recorded), "recording an update report of device " + Quoted(report.device_id));
+}
+
+Expected<std::map<UpdateState, std::int64_t>> SqlStore::CountUpdateReports(std::string_view tenant_id,
+                                                                           std::string_view deployment_id) {
+  auto counts = WithConnection(*pool_, [&](SqlConnection& connection) -> Expected<std::map<UpdateState, std::int64_t>> {
+    CITADEL_TRY(SqlResult deployment, connection.Execute("SELECT 1 FROM deployments WHERE id = $1 AND tenant_id = $2",
+                                                         {deployment_id, tenant_id}));
+    if (deployment.rows.empty()) {
+      return MakeError(ErrorCode::kNotFound, "deployment " + Quoted(deployment_id) + " not found");
+    }
+    CITADEL_TRY(SqlResult rows, connection.Execute("SELECT state, COUNT(*) FROM device_update_reports "
+                                                   "WHERE tenant_id = $1 AND deployment_id = $2 GROUP BY state",
+                                                   {tenant_id, deployment_id}));
+    std::map<UpdateState, std::int64_t> result;
+    for (UpdateState state : {UpdateState::kDownloading, UpdateState::kInstalling, UpdateState::kPendingReboot,
+                              UpdateState::kCommitted, UpdateState::kFailed}) {
+      result[state] = 0;
+    }
+    for (const SqlRow& row : rows.rows) {
+      CITADEL_TRY(UpdateState state, Stored(ParseUpdateState(row.Text(0)), "update report"));
+      result[state] = row.Int(1);
+    }
+    return result;
+  });
+  return Explain(std::move(counts), "counting the reports of deployment " + Quoted(deployment_id));
+}
+
+Expected<std::vector<UpdateReport>> SqlStore::ListUpdateReports(std::string_view tenant_id, std::string_view device_id,
+                                                                std::int64_t limit) {
+  CITADEL_TRY(std::int64_t bounded, CheckLimit(limit));
+  auto reports = WithConnection(*pool_, [&](SqlConnection& connection) {
+    return FetchAll(connection,
+                    Select(kReportColumns,
+                           "FROM device_update_reports WHERE tenant_id = $1 AND device_id = $2 "
+                           "ORDER BY reported_at DESC, deployment_id, target_name LIMIT $3"),
+                    {tenant_id, device_id, bounded}, ReportFromRow);
+  });
+  return Explain(std::move(reports), "listing the update reports of device " + Quoted(device_id));
+}
+
+// ---------------------------------------------------------------- group and device update settings
+
+Expected<void> SqlStore::SetDeviceGroupUpdateSettings(std::string_view tenant_id, std::string_view group_id,
+                                                      std::string_view os_feed, std::string_view maintenance_window) {
+  CITADEL_TRY_VOID(RequireNonEmpty(os_feed, "OS feed"));
+  auto updated = WithConnection(*pool_, [&](SqlConnection& connection) -> Expected<void> {
+    CITADEL_TRY(SqlResult update, connection.Execute("UPDATE device_groups SET os_feed = $3, maintenance_window = $4 "
+                                                     "WHERE tenant_id = $1 AND id = $2",
+                                                     {tenant_id, group_id, os_feed, maintenance_window}));
+    if (update.rows_affected == 0) {
+      return MakeError(ErrorCode::kNotFound, "device group " + Quoted(group_id) + " not found");
+    }
+    return kOk;
+  });
+  return Explain(std::move(updated), "setting the update settings of device group " + Quoted(group_id));
+}
+
+Expected<std::vector<DeviceGroup>> SqlStore::ListDeviceGroupsByOsFeed(std::string_view tenant_id,
+                                                                      std::string_view os_feed) {
+  auto groups = WithConnection(*pool_, [&](SqlConnection& connection) {
+    return FetchAll(
+        connection,
+        Select(kGroupColumns, "FROM device_groups WHERE tenant_id = $1 AND os_feed = $2 ORDER BY created_at, id"),
+        {tenant_id, os_feed}, GroupFromRow);
+  });
+  return Explain(std::move(groups), "listing the device groups of OS feed " + Quoted(os_feed));
+}
+
+Expected<std::int64_t> SqlStore::CountDevices(std::string_view tenant_id, std::string_view group_id) {
+  auto count = WithConnection(*pool_, [&](SqlConnection& connection) -> Expected<std::int64_t> {
+    CITADEL_TRY(SqlResult result,
+                connection.Execute("SELECT COUNT(*) FROM devices WHERE tenant_id = $1 AND device_group_id = $2",
+                                   {tenant_id, group_id}));
+    return result.rows.empty() ? 0 : result.rows.front().Int(0);
+  });
+  return Explain(std::move(count), "counting the devices of group " + Quoted(group_id));
+}
+
+Expected<bool> SqlStore::SetDeviceUpdateNow(std::string_view tenant_id, std::string_view device_id, bool update_now) {
+  auto changed = WithConnection(*pool_, [&](SqlConnection& connection) -> Expected<bool> {
+    // Conditional on the old value, so clearing is a take: one winner.
+    CITADEL_TRY(SqlResult update,
+                connection.Execute("UPDATE devices SET update_now = $3 WHERE id = $1 AND tenant_id = $2 "
+                                   "AND update_now <> $3",
+                                   {device_id, tenant_id, update_now}));
+    if (update.rows_affected == 1) return true;
+    CITADEL_TRY(SqlResult device,
+                connection.Execute("SELECT 1 FROM devices WHERE id = $1 AND tenant_id = $2", {device_id, tenant_id}));
+    if (device.rows.empty()) return MakeError(ErrorCode::kNotFound, "device " + Quoted(device_id) + " not found");
+    return false;
+  });
+  return Explain(std::move(changed), "setting update-now on device " + Quoted(device_id));
 }
 
 // ---------------------------------------------------------------- audit

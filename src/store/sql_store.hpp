@@ -27,6 +27,11 @@ class SqlStore final : public Store {
 
   std::string_view Backend() const override;
   Expected<void> Migrate() override;
+  // Applies pending migrations up to `version` only (Migrate() is
+  // MigrateTo(LatestSchemaVersion())). Never downgrades: a database past
+  // `version` is left alone. For tests that build an older database and for
+  // staged upgrades.
+  Expected<void> MigrateTo(int version);
   Expected<int> SchemaVersion() override;
 
   Expected<void> CreateTenant(const Tenant& tenant, const TenantCa& ca) override;
@@ -78,6 +83,48 @@ class SqlStore final : public Store {
                                                            std::string_view device_id) override;
   Expected<void> RevokeDevelopmentCapability(std::string_view tenant_id, std::string_view device_id,
                                              std::int64_t now) override;
+
+  Expected<void> PutRepositoryKey(const RepositoryKey& key) override;
+  Expected<RepositoryKey> GetRepositoryKey(std::string_view tenant_id, TufRepository repository, TufRole role) override;
+  Expected<std::vector<RepositoryKey>> ListRepositoryKeys(std::string_view tenant_id) override;
+
+  Expected<void> AddRepositoryMetadata(const RepositoryMetadata& metadata) override;
+  Expected<RepositoryMetadata> GetRepositoryMetadata(std::string_view tenant_id, TufRepository repository,
+                                                     std::string_view scope, TufRole role,
+                                                     std::int64_t version) override;
+  Expected<RepositoryMetadata> GetLatestRepositoryMetadata(std::string_view tenant_id, TufRepository repository,
+                                                           std::string_view scope, TufRole role) override;
+  Expected<std::int64_t> PruneRepositoryMetadata(std::string_view tenant_id, TufRepository repository,
+                                                 std::string_view scope, TufRole role,
+                                                 std::int64_t keep_latest) override;
+
+  Expected<void> AddImage(const Image& image) override;
+  Expected<Image> GetImage(std::string_view tenant_id, std::string_view sha256) override;
+  Expected<Image> GetImageByTargetName(std::string_view tenant_id, std::string_view target_name) override;
+  Expected<std::vector<Image>> ListImages(const ImageFilter& filter) override;
+  Expected<ImageDelta> AddImageDelta(const ImageDelta& delta) override;
+  Expected<ImageDelta> GetImageDelta(std::string_view tenant_id, std::string_view from_sha256,
+                                     std::string_view to_sha256) override;
+
+  Expected<void> CreateDeployment(const Deployment& deployment, const std::vector<std::string>& supersede) override;
+  Expected<Deployment> GetDeployment(std::string_view tenant_id, std::string_view deployment_id) override;
+  Expected<std::vector<Deployment>> ListDeployments(const DeploymentFilter& filter) override;
+  Expected<void> UpdateDeployment(std::string_view tenant_id, std::string_view deployment_id,
+                                  DeploymentState expected_state, DeploymentState new_state, std::int64_t new_percent,
+                                  std::int64_t updated_at) override;
+
+  Expected<bool> RecordUpdateReport(const UpdateReport& report) override;
+  Expected<std::map<UpdateState, std::int64_t>> CountUpdateReports(std::string_view tenant_id,
+                                                                   std::string_view deployment_id) override;
+  Expected<std::vector<UpdateReport>> ListUpdateReports(std::string_view tenant_id, std::string_view device_id,
+                                                        std::int64_t limit) override;
+
+  Expected<void> SetDeviceGroupUpdateSettings(std::string_view tenant_id, std::string_view group_id,
+                                              std::string_view os_feed, std::string_view maintenance_window) override;
+  Expected<std::vector<DeviceGroup>> ListDeviceGroupsByOsFeed(std::string_view tenant_id,
+                                                              std::string_view os_feed) override;
+  Expected<std::int64_t> CountDevices(std::string_view tenant_id, std::string_view group_id) override;
+  Expected<bool> SetDeviceUpdateNow(std::string_view tenant_id, std::string_view device_id, bool update_now) override;
 
   Expected<void> AppendAudit(const AuditEvent& event) override;
   Expected<std::vector<AuditEvent>> ListAudit(std::string_view tenant_id, std::int64_t limit) override;

@@ -1,5 +1,7 @@
 #include "store/store.hpp"
 
+#include <array>
+#include <cstddef>
 #include <string>
 
 #include "store/postgres/postgres_store.hpp"
@@ -28,6 +30,86 @@ Expected<Role> ParseRole(std::string_view name) {
   }
   return MakeError(ErrorCode::kInvalidArgument, "unknown role \"" + std::string(name.substr(0, 32)) +
                                                     "\"; expected operator, admin, contributor or reader");
+}
+
+namespace {
+
+// The stored name of each value of one of the update enums.
+template <typename Enum>
+struct EnumName {
+  Enum value;
+  std::string_view name;
+};
+
+constexpr std::array<EnumName<TufRepository>, 2> kTufRepositoryNames = {{
+    {TufRepository::kImage, "image"},
+    {TufRepository::kDirector, "director"},
+}};
+constexpr std::array<EnumName<TufRole>, 4> kTufRoleNames = {{
+    {TufRole::kRoot, "root"},
+    {TufRole::kTargets, "targets"},
+    {TufRole::kSnapshot, "snapshot"},
+    {TufRole::kTimestamp, "timestamp"},
+}};
+constexpr std::array<EnumName<ImageKind>, 2> kImageKindNames = {{
+    {ImageKind::kApp, "app"},
+    {ImageKind::kOs, "os"},
+}};
+constexpr std::array<EnumName<DeploymentState>, 4> kDeploymentStateNames = {{
+    {DeploymentState::kActive, "active"},
+    {DeploymentState::kPaused, "paused"},
+    {DeploymentState::kRolledBack, "rolled-back"},
+    {DeploymentState::kSuperseded, "superseded"},
+}};
+constexpr std::array<EnumName<UpdateState>, 5> kUpdateStateNames = {{
+    {UpdateState::kDownloading, "downloading"},
+    {UpdateState::kInstalling, "installing"},
+    {UpdateState::kPendingReboot, "pending-reboot"},
+    {UpdateState::kCommitted, "committed"},
+    {UpdateState::kFailed, "failed"},
+}};
+
+template <typename Enum, std::size_t N>
+std::string_view NameOf(const std::array<EnumName<Enum>, N>& names, Enum value) {
+  for (const auto& entry : names) {
+    if (entry.value == value) return entry.name;
+  }
+  return names.front().name;  // unreachable for a valid enumerator
+}
+
+template <typename Enum, std::size_t N>
+Expected<Enum> ParseName(const std::array<EnumName<Enum>, N>& names, std::string_view name, std::string_view what) {
+  std::string expected;
+  for (const auto& entry : names) {
+    if (entry.name == name) return entry.value;
+    expected += expected.empty() ? "" : ", ";
+    expected += entry.name;
+  }
+  return MakeError(ErrorCode::kInvalidArgument, "unknown " + std::string(what) + " \"" +
+                                                    std::string(name.substr(0, 32)) + "\"; expected " + expected);
+}
+
+}  // namespace
+
+std::string_view TufRepositoryName(TufRepository repository) { return NameOf(kTufRepositoryNames, repository); }
+Expected<TufRepository> ParseTufRepository(std::string_view name) {
+  return ParseName(kTufRepositoryNames, name, "repository");
+}
+
+std::string_view TufRoleName(TufRole role) { return NameOf(kTufRoleNames, role); }
+Expected<TufRole> ParseTufRole(std::string_view name) { return ParseName(kTufRoleNames, name, "TUF role"); }
+
+std::string_view ImageKindName(ImageKind kind) { return NameOf(kImageKindNames, kind); }
+Expected<ImageKind> ParseImageKind(std::string_view name) { return ParseName(kImageKindNames, name, "image kind"); }
+
+std::string_view DeploymentStateName(DeploymentState state) { return NameOf(kDeploymentStateNames, state); }
+Expected<DeploymentState> ParseDeploymentState(std::string_view name) {
+  return ParseName(kDeploymentStateNames, name, "deployment state");
+}
+
+std::string_view UpdateStateName(UpdateState state) { return NameOf(kUpdateStateNames, state); }
+Expected<UpdateState> ParseUpdateState(std::string_view name) {
+  return ParseName(kUpdateStateNames, name, "update state");
 }
 
 // The one place a backend is chosen.

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -63,12 +64,21 @@ struct Product {
   std::int64_t created_at = 0;
 };
 
+// The OS feed a device group follows unless told otherwise.
+inline constexpr std::string_view kDefaultOsFeed = "retail";
+
 struct DeviceGroup {
   std::string id;
   std::string tenant_id;
   std::string product_id;
   std::string name;
   std::int64_t created_at = 0;
+  // Over-the-air updates (since schema v3): the OS feed the group follows
+  // (an OS deployment to a feed reaches every group following it) and the
+  // group's maintenance window, JSON text as the service validated it or ""
+  // for "any time". The store does not interpret the window.
+  std::string os_feed = std::string(kDefaultOsFeed);
+  std::string maintenance_window{};
 };
 
 struct Device {
@@ -89,6 +99,9 @@ struct Device {
   std::string certificate_serial;  // current certificate
   std::int64_t certificate_expires_at = 0;
   bool revoked = false;  // the current certificate is revoked
+  // "Update now" (since schema v3): the next check-in reply tells the device
+  // to refresh and install at once, outside its maintenance window.
+  bool update_now = false;
 };
 
 struct DeviceFilter {
@@ -147,6 +160,137 @@ struct DevelopmentCapability {
   std::string document;
   std::int64_t created_at = 0;
   std::int64_t revoked_at = 0;  // 0 while in force
+};
+
+// ---------------------------------------------------------------- updates
+// Over-the-air updates (docs/ARCHITECTURE.md, "Over-the-air updates"). Each
+// enum is stored as its name; Parse* refuse anything else with
+// kInvalidArgument, so they also validate names arriving from callers.
+
+// A tenant's two TUF repositories (Uptane's split): the image repository
+// says what exists and is genuine, the director what a group should run.
+enum class TufRepository { kImage, kDirector };
+std::string_view TufRepositoryName(TufRepository repository);  // "image" | "director"
+Expected<TufRepository> ParseTufRepository(std::string_view name);
+
+// TUF's top-level roles, named as in the metadata's "_type".
+enum class TufRole { kRoot, kTargets, kSnapshot, kTimestamp };
+std::string_view TufRoleName(TufRole role);  // "root" | "targets" | "snapshot" | "timestamp"
+Expected<TufRole> ParseTufRole(std::string_view name);
+
+enum class ImageKind { kApp, kOs };
+std::string_view ImageKindName(ImageKind kind);  // "app" | "os"
+Expected<ImageKind> ParseImageKind(std::string_view name);
+
+enum class DeploymentState { kActive, kPaused, kRolledBack, kSuperseded };
+// "active" | "paused" | "rolled-back" | "superseded"
+std::string_view DeploymentStateName(DeploymentState state);
+Expected<DeploymentState> ParseDeploymentState(std::string_view name);
+
+// What a device reports about one target of one deployment.
+enum class UpdateState { kDownloading, kInstalling, kPendingReboot, kCommitted, kFailed };
+// "downloading" | "installing" | "pending-reboot" | "committed" | "failed"
+std::string_view UpdateStateName(UpdateState state);
+Expected<UpdateState> ParseUpdateState(std::string_view name);
+
+// An online signing key of one of a tenant's repositories. Root keys are
+// offline (the maker holds them), so role is never kRoot. SECURITY: the
+// private key is sealed by the caller (AES-256-GCM under the service master
+// key, like the tenant CA keys) before it reaches the store; the store never
+// sees a plaintext key.
+struct RepositoryKey {
+  std::string tenant_id;
+  TufRepository repository = TufRepository::kImage;
+  TufRole role = TufRole::kTimestamp;
+  std::string key_id;              // TUF key id (lower-case hex)
+  std::string public_key_json;     // the TUF public key object, JSON text
+  std::string sealed_private_key;  // base64 of the sealed private key
+  std::int64_t created_at = 0;
+};
+
+// One signed metadata file of a repository, kept append-only so that every
+// version a client may still ask for ("N.snapshot.json") stays servable.
+struct RepositoryMetadata {
+  std::string tenant_id;
+  TufRepository repository = TufRepository::kImage;
+  // "" for the image repository and for the director's (tenant-wide) root;
+  // the device group id for a group's director targets/snapshot/timestamp.
+  std::string scope;
+  TufRole role = TufRole::kTimestamp;
+  std::int64_t version = 0;  // >= 1
+  std::int64_t expires_at = 0;
+  std::string document;  // the signed file, byte for byte as served
+  std::int64_t created_at = 0;
+};
+
+// An uploaded image, content-addressed by the SHA-256 of its bytes.
+struct Image {
+  std::string tenant_id;
+  std::string sha256;  // lower-case hex
+  std::int64_t length = 0;
+  ImageKind kind = ImageKind::kApp;
+  std::string component_id;  // the app id, or the OS component
+  std::string version;
+  std::int64_t security_version = 0;  // anti-rollback floor it raises to
+  std::string target_name;            // its TUF target path, unique per tenant
+  std::int64_t uploaded_at = 0;
+  std::string uploaded_by;  // actor, e.g. "token:<id>"
+};
+
+struct ImageFilter {
+  std::string tenant_id;          // required
+  std::string component_id;       // optional
+  std::int64_t limit = 100;       // > 0; clamped to 1000
+  std::string after_target_name;  // keyset pagination: target names > this, ascending
+};
+
+// A delta that turns image from_sha256 into image to_sha256 (both the
+// tenant's images); the delta file itself is content-addressed too.
+struct ImageDelta {
+  std::string tenant_id;
+  std::string from_sha256;
+  std::string to_sha256;
+  std::string delta_sha256;
+  std::int64_t length = 0;
+  std::int64_t created_at = 0;
+};
+
+// A deployment is a rule, not per-device rows: "this group (or every group
+// following this OS feed) should run these targets, at this percent".
+struct Deployment {
+  std::string id;
+  std::string tenant_id;
+  std::string device_group_id;           // exactly one of device_group_id and os_feed
+  std::string os_feed;                   // is non-empty
+  std::string target_names_json = "[]";  // JSON array of target names
+  std::int64_t percent = 0;              // 0..100
+  // Staged rollout schedule the service advances, JSON text, e.g.
+  // [{"percent":10,"after_seconds":3600},...]; "" is stored as "[]".
+  std::string batches_json = "[]";
+  DeploymentState state = DeploymentState::kActive;
+  std::int64_t created_at = 0;
+  std::int64_t updated_at = 0;
+  std::string created_by;
+};
+
+struct DeploymentFilter {
+  std::string tenant_id;                // required
+  std::string device_group_id;          // optional
+  std::string os_feed;                  // optional
+  std::vector<DeploymentState> states;  // optional: any of these
+  std::int64_t limit = 100;             // > 0; clamped to 1000
+};
+
+// The latest state a device reported for one target of one deployment.
+struct UpdateReport {
+  std::string tenant_id;
+  std::string device_id;
+  std::string deployment_id;
+  std::string target_name;
+  UpdateState state = UpdateState::kDownloading;
+  std::string reason;            // why it failed; "" otherwise
+  std::int64_t reported_at = 0;  // when the device says it entered the state
+  std::int64_t updated_at = 0;   // when the service recorded it
 };
 
 enum class NonceResult { kConsumed, kUnknownOrUsed, kExpired };
@@ -251,6 +395,105 @@ class Store {
   // Revokes the capability in force; kNotFound when there is none.
   [[nodiscard]] virtual Expected<void> RevokeDevelopmentCapability(std::string_view tenant_id,
                                                                    std::string_view device_id, std::int64_t now) = 0;
+
+  // ---------------------------------------------------------------- updates
+  // Tenant isolation: every method below names a tenant and reads or writes
+  // only that tenant's rows; another tenant's ids read as kNotFound.
+
+  // Online repository keys, one per (repository, role). PutRepositoryKey
+  // fails with kAlreadyExists when that role has a key, kInvalidArgument for
+  // role root, kNotFound for an unknown tenant. ListRepositoryKeys orders by
+  // repository, role.
+  [[nodiscard]] virtual Expected<void> PutRepositoryKey(const RepositoryKey& key) = 0;
+  virtual Expected<RepositoryKey> GetRepositoryKey(std::string_view tenant_id, TufRepository repository,
+                                                   TufRole role) = 0;
+  virtual Expected<std::vector<RepositoryKey>> ListRepositoryKeys(std::string_view tenant_id) = 0;
+
+  // Signed metadata, append-only. AddRepositoryMetadata fails with
+  // kAlreadyExists when that version exists: of two replicas publishing the
+  // same next version exactly one wins; the loser re-reads the latest.
+  [[nodiscard]] virtual Expected<void> AddRepositoryMetadata(const RepositoryMetadata& metadata) = 0;
+  virtual Expected<RepositoryMetadata> GetRepositoryMetadata(std::string_view tenant_id, TufRepository repository,
+                                                             std::string_view scope, TufRole role,
+                                                             std::int64_t version) = 0;
+  // The highest version; kNotFound when none was published.
+  virtual Expected<RepositoryMetadata> GetLatestRepositoryMetadata(std::string_view tenant_id, TufRepository repository,
+                                                                   std::string_view scope, TufRole role) = 0;
+  // Deletes all but the keep_latest (>= 1) highest versions; returns how many
+  // went. Refuses role root (kInvalidArgument): a device with an old root
+  // walks every root version, so they all stay.
+  [[nodiscard]] virtual Expected<std::int64_t> PruneRepositoryMetadata(std::string_view tenant_id,
+                                                                       TufRepository repository, std::string_view scope,
+                                                                       TufRole role, std::int64_t keep_latest) = 0;
+
+  // Images. AddImage fails with kAlreadyExists when the tenant has an image
+  // with that sha256 (uploads are idempotent: compare with GetImage), and
+  // with kConflict when the target name already names another image.
+  // ListImages orders by target name (keyset pagination, see ImageFilter).
+  [[nodiscard]] virtual Expected<void> AddImage(const Image& image) = 0;
+  virtual Expected<Image> GetImage(std::string_view tenant_id, std::string_view sha256) = 0;
+  virtual Expected<Image> GetImageByTargetName(std::string_view tenant_id, std::string_view target_name) = 0;
+  virtual Expected<std::vector<Image>> ListImages(const ImageFilter& filter) = 0;
+
+  // Deltas. AddImageDelta is idempotent: it returns the delta on record for
+  // (from, to), which is `delta` unless another was recorded first (then the
+  // caller serves that one). kNotFound unless both images are the tenant's.
+  [[nodiscard]] virtual Expected<ImageDelta> AddImageDelta(const ImageDelta& delta) = 0;
+  virtual Expected<ImageDelta> GetImageDelta(std::string_view tenant_id, std::string_view from_sha256,
+                                             std::string_view to_sha256) = 0;
+
+  // Deployments. CreateDeployment records `deployment` (state active or
+  // paused) and, in the same transaction, marks the deployments named in
+  // `supersede` superseded (at deployment.created_at). Each of those must be
+  // the tenant's and still active or paused: otherwise nothing happens and
+  // the call fails with kNotFound or kConflict (another replica moved it; re-
+  // read and decide again). Which deployments a new one supersedes is the
+  // caller's policy (e.g. same scope and component). kNotFound when the
+  // device group is not the tenant's.
+  [[nodiscard]] virtual Expected<void> CreateDeployment(const Deployment& deployment,
+                                                        const std::vector<std::string>& supersede) = 0;
+  virtual Expected<Deployment> GetDeployment(std::string_view tenant_id, std::string_view deployment_id) = 0;
+  // Newest first (created_at, then id, descending).
+  virtual Expected<std::vector<Deployment>> ListDeployments(const DeploymentFilter& filter) = 0;
+  // Compare-and-set: sets state and percent only while the state is still
+  // expected_state; kConflict when it moved (re-read and decide again),
+  // kNotFound for a deployment the tenant does not have. The store does not
+  // judge transitions; the service does.
+  [[nodiscard]] virtual Expected<void> UpdateDeployment(std::string_view tenant_id, std::string_view deployment_id,
+                                                        DeploymentState expected_state, DeploymentState new_state,
+                                                        std::int64_t new_percent, std::int64_t updated_at) = 0;
+
+  // Device update reports: one row per (device, deployment, target), written
+  // only when a device reports. RecordUpdateReport upserts; a report older
+  // than the stored one (reported_at; at equal times, an earlier state in
+  // downloading < installing < pending-reboot < committed|failed) is ignored,
+  // so retries and reordering are harmless. Returns whether it was stored.
+  // kNotFound unless the device and the deployment are the tenant's.
+  [[nodiscard]] virtual Expected<bool> RecordUpdateReport(const UpdateReport& report) = 0;
+  // Devices per state (every state present, zeros included); kNotFound for
+  // a deployment the tenant does not have.
+  virtual Expected<std::map<UpdateState, std::int64_t>> CountUpdateReports(std::string_view tenant_id,
+                                                                           std::string_view deployment_id) = 0;
+  // The device's reports, most recently reported first; limit as in
+  // DeviceFilter.
+  virtual Expected<std::vector<UpdateReport>> ListUpdateReports(std::string_view tenant_id, std::string_view device_id,
+                                                                std::int64_t limit) = 0;
+
+  // Group update settings (see DeviceGroup); kNotFound for a group the tenant
+  // does not have.
+  [[nodiscard]] virtual Expected<void> SetDeviceGroupUpdateSettings(std::string_view tenant_id,
+                                                                    std::string_view group_id, std::string_view os_feed,
+                                                                    std::string_view maintenance_window) = 0;
+  // Ordered by created_at, id.
+  virtual Expected<std::vector<DeviceGroup>> ListDeviceGroupsByOsFeed(std::string_view tenant_id,
+                                                                      std::string_view os_feed) = 0;
+  // Claimed devices in the group (0 for a group the tenant does not have).
+  virtual Expected<std::int64_t> CountDevices(std::string_view tenant_id, std::string_view group_id) = 0;
+  // Sets or clears the device's update_now flag; returns whether it changed.
+  // Clearing is an atomic take: of check-ins racing to clear a set flag,
+  // exactly one gets true. kNotFound unless the device is the tenant's.
+  [[nodiscard]] virtual Expected<bool> SetDeviceUpdateNow(std::string_view tenant_id, std::string_view device_id,
+                                                          bool update_now) = 0;
 
   // Audit log: append-only. ListAudit returns the tenant's events newest
   // first (tenant_id "" = platform events); limit as in DeviceFilter.

@@ -49,6 +49,20 @@ TEST(ManifestTest, AzureSphereStyleExampleParses) {
   EXPECT_FALSE(manifest->resources.memory_mb.has_value());
 }
 
+TEST(ManifestTest, VersionAndSecurityVersionAreOptional) {
+  auto without = ParseManifest(testing::kEmptyCapabilitiesManifest);
+  ASSERT_TRUE(without) << without.error().message();
+  EXPECT_EQ(without->version, "");
+  EXPECT_EQ(without->security_version, 0);
+  Json document = Json::parse(testing::kEmptyCapabilitiesManifest);
+  document["Version"] = "2.1.0-rc.1+b7";
+  document["SecurityVersion"] = 3;
+  auto with = ParseManifest(document.dump());
+  ASSERT_TRUE(with) << with.error().message();
+  EXPECT_EQ(with->version, "2.1.0-rc.1+b7");
+  EXPECT_EQ(with->security_version, 3);
+}
+
 TEST(ManifestTest, EmptyCapabilitiesAskForNothing) {
   auto manifest = ParseManifest(testing::kEmptyCapabilitiesManifest);
   ASSERT_TRUE(manifest) << manifest.error().message();
@@ -90,6 +104,11 @@ const MalformedCase kMalformedCases[] = {
     {"unknown_top_level", R"({"Debug": true})", "Debug", "unknown field"},
     {"unknown_capability", R"({"Capabilities": {"Camera": ["CAM0"]}})", "Capabilities.Camera", "unknown field"},
     {"schema_version_2", R"({"SchemaVersion": 2})", "SchemaVersion", "not supported"},
+    {"version_space", R"({"Version": "2.0 beta"})", "Version", "only letters, digits"},
+    {"version_empty", R"({"Version": ""})", "Version", "empty"},
+    {"version_number", R"({"Version": 2})", "Version", "expected a string"},
+    {"security_version_negative", R"({"SecurityVersion": -1})", "SecurityVersion", "out of range"},
+    {"security_version_float", R"({"SecurityVersion": 1.5})", "SecurityVersion", "integer"},
     {"schema_version_string", R"({"SchemaVersion": "1"})", "SchemaVersion", "not supported"},
     {"missing_name", R"({"Name": null})", "Name", "missing field"},
     {"name_too_long", R"({"Name": "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"})", "Name",

@@ -16,6 +16,7 @@
 #include <random>
 #include <string>
 
+#include "store/postgres/postgres_store.hpp"
 #include "store/store.hpp"
 #include "store_suite.hpp"
 
@@ -61,6 +62,7 @@ class PostgresBackend final : public StoreBackend {
   }
 
   Expected<std::unique_ptr<Store>> Open() override { return OpenStore(store_url_); }
+  Expected<std::unique_ptr<SqlConnectionPool>> OpenPool() override { return OpenPostgresPool(store_url_); }
 
   void Cleanup() override {
     if (!created_) return;

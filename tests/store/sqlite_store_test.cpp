@@ -21,10 +21,13 @@ using citadel::testing::TempDir;
 class SqliteBackend final : public StoreBackend {
  public:
   void Prepare() override { dir_ = std::make_unique<TempDir>(); }
-  Expected<std::unique_ptr<Store>> Open() override { return OpenStore((dir_->path() / "store.db").string()); }
+  Expected<std::unique_ptr<Store>> Open() override { return OpenStore(Path()); }
+  Expected<std::unique_ptr<SqlConnectionPool>> OpenPool() override { return OpenSqlitePool(Path()); }
   void Cleanup() override { dir_.reset(); }
 
  private:
+  std::string Path() const { return (dir_->path() / "store.db").string(); }
+
   std::unique_ptr<TempDir> dir_;
 };
 
@@ -48,6 +51,39 @@ TEST(RoleTest, UnknownNamesAreRejected) {
     ASSERT_FALSE(parsed.has_value()) << name;
     EXPECT_EQ(parsed.error().code(), ErrorCode::kInvalidArgument);
   }
+}
+
+TEST(UpdateEnumTest, NamesRoundTripAndUnknownNamesAreRejected) {
+  for (TufRepository value : {TufRepository::kImage, TufRepository::kDirector}) {
+    EXPECT_EQ(ParseTufRepository(TufRepositoryName(value)).value(), value);
+  }
+  for (TufRole value : {TufRole::kRoot, TufRole::kTargets, TufRole::kSnapshot, TufRole::kTimestamp}) {
+    EXPECT_EQ(ParseTufRole(TufRoleName(value)).value(), value);
+  }
+  for (ImageKind value : {ImageKind::kApp, ImageKind::kOs})
+    EXPECT_EQ(ParseImageKind(ImageKindName(value)).value(), value);
+  for (DeploymentState value : {DeploymentState::kActive, DeploymentState::kPaused, DeploymentState::kRolledBack,
+                                DeploymentState::kSuperseded}) {
+    EXPECT_EQ(ParseDeploymentState(DeploymentStateName(value)).value(), value);
+  }
+  for (UpdateState value : {UpdateState::kDownloading, UpdateState::kInstalling, UpdateState::kPendingReboot,
+                            UpdateState::kCommitted, UpdateState::kFailed}) {
+    EXPECT_EQ(ParseUpdateState(UpdateStateName(value)).value(), value);
+  }
+  // The names the schema's CHECK constraints and the protocol use.
+  EXPECT_EQ(TufRepositoryName(TufRepository::kDirector), "director");
+  EXPECT_EQ(TufRoleName(TufRole::kTimestamp), "timestamp");
+  EXPECT_EQ(ImageKindName(ImageKind::kOs), "os");
+  EXPECT_EQ(DeploymentStateName(DeploymentState::kRolledBack), "rolled-back");
+  EXPECT_EQ(UpdateStateName(UpdateState::kPendingReboot), "pending-reboot");
+
+  EXPECT_EQ(ParseTufRepository("Image").error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(ParseTufRole("").error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(ParseImageKind("firmware").error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(ParseDeploymentState("rolled_back").error().code(), ErrorCode::kInvalidArgument);
+  auto unknown = ParseUpdateState("rebooting");
+  ASSERT_FALSE(unknown.has_value());
+  EXPECT_NE(unknown.error().message().find("pending-reboot"), std::string::npos) << unknown.error().message();
 }
 
 TEST(SqlitePlaceholderTest, DollarNumbersBecomeQuestionNumbers) {
@@ -97,7 +133,7 @@ TEST(OpenStoreTest, UnusableSqlitePathIsReported) {
   {
     std::FILE* file = std::fopen(blocker.c_str(), "w");
     ASSERT_NE(file, nullptr);
-    std::fclose(file);
+    (void)std::fclose(file);
   }
   auto store = OpenStore((blocker / "sub" / "citadel.db").string());
   ASSERT_FALSE(store.has_value());

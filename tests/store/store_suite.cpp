@@ -6,13 +6,16 @@
 #include <atomic>
 #include <cstdio>
 #include <latch>
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "store/migrations.hpp"
+#include "store/sql_store.hpp"
 
 namespace citadel::store::test {
 namespace {
@@ -36,6 +39,13 @@ ErrorCode CodeOf(const Expected<T>& result) {
   return result.has_value() ? ErrorCode::kInternal : result.error().code();
 }
 
+// The value of a successful result; fails the test (and gives T{}) otherwise.
+template <typename T>
+T Value(const Expected<T>& result) {
+  EXPECT_TRUE(result.has_value()) << result.error().message();
+  return result.has_value() ? *result : T{};
+}
+
 constexpr int kRacers = 8;
 
 Tenant MakeTenant(const std::string& id) { return Tenant{id, "Tenant " + id, 1000}; }
@@ -57,7 +67,7 @@ void CreateTenantWithProduct(Store& store, const std::string& tenant_id) {
 
 std::string DeviceId(int n) {
   char buffer[65];
-  std::snprintf(buffer, sizeof buffer, "%064x", n);
+  (void)std::snprintf(buffer, sizeof buffer, "%064x", n);
   return buffer;
 }
 
@@ -389,6 +399,7 @@ TEST_P(StoreSuite, ConcurrentClaimsHaveExactlyOneWinner) {
   std::latch start(kRacers);
   std::vector<std::optional<ErrorCode>> outcomes(kRacers);  // nullopt = claimed
   std::vector<std::thread> threads;
+  threads.reserve(kRacers);
   for (int i = 0; i < kRacers; ++i) {
     threads.emplace_back([&, i] {
       const std::string& tenant = tenants[static_cast<std::size_t>(i)];
@@ -527,6 +538,7 @@ TEST_P(StoreSuite, NonceIsConsumedExactlyOnceUnderRace) {
   std::latch start(kRacers);
   std::vector<std::optional<NonceResult>> results(kRacers);
   std::vector<std::thread> threads;
+  threads.reserve(kRacers);
   for (int i = 0; i < kRacers; ++i) {
     threads.emplace_back([&, i] {
       start.arrive_and_wait();
@@ -859,6 +871,7 @@ TEST_P(StoreSuite, ConcurrentCapabilityIssuesLeaveExactlyOneInForce) {
   }
   std::latch start(kRacers);
   std::vector<std::thread> threads;
+  threads.reserve(kRacers);
   std::atomic<int> succeeded{0};
   for (int i = 0; i < kRacers; ++i) {
     threads.emplace_back([&, i] {
@@ -873,6 +886,841 @@ TEST_P(StoreSuite, ConcurrentCapabilityIssuesLeaveExactlyOneInForce) {
   EXPECT_GE(succeeded.load(), 1);
   auto current = store_->GetDevelopmentCapability("acme", device);
   EXPECT_OK(current);
+}
+
+// ---------------------------------------------------------------- over-the-air updates (schema v3)
+
+namespace {
+
+// A lower-case hex SHA-256-shaped string, distinct per n.
+std::string Sha(int n) { return DeviceId(0x5000 + n); }
+
+Image MakeImage(const std::string& tenant_id, int n, const std::string& component_id, const std::string& version) {
+  Image image;
+  image.tenant_id = tenant_id;
+  image.sha256 = Sha(n);
+  image.length = 1000 + n;
+  image.kind = component_id == "os" ? ImageKind::kOs : ImageKind::kApp;
+  image.component_id = component_id;
+  image.version = version;
+  image.security_version = n;
+  image.target_name = component_id + "/" + version + ".img";
+  image.uploaded_at = 100 + n;
+  image.uploaded_by = "token:t1";
+  return image;
+}
+
+RepositoryMetadata MakeMetadata(const std::string& tenant_id, TufRepository repository, const std::string& scope,
+                                TufRole role, std::int64_t version) {
+  return RepositoryMetadata{tenant_id,
+                            repository,
+                            scope,
+                            role,
+                            version,
+                            10000 + version,
+                            R"({"signed":{"version":)" + std::to_string(version) + "}}",
+                            500 + version};
+}
+
+Deployment MakeDeployment(const std::string& id, const std::string& tenant_id, const std::string& group_id,
+                          const std::string& os_feed, std::int64_t created_at) {
+  Deployment deployment;
+  deployment.id = id;
+  deployment.tenant_id = tenant_id;
+  deployment.device_group_id = group_id;
+  deployment.os_feed = os_feed;
+  deployment.target_names_json = R"(["app/2.0.img"])";
+  deployment.percent = 50;
+  deployment.created_at = created_at;
+  deployment.updated_at = created_at;
+  deployment.created_by = "token:t1";
+  return deployment;
+}
+
+std::vector<std::string> DeploymentIds(const std::vector<Deployment>& deployments) {
+  std::vector<std::string> ids;
+  ids.reserve(deployments.size());
+  for (const Deployment& deployment : deployments) ids.push_back(deployment.id);
+  return ids;
+}
+
+// Opens kRacers extra stores ("replicas") on the test's database.
+std::vector<std::unique_ptr<Store>> OpenReplicas(StoreBackend& backend) {
+  std::vector<std::unique_ptr<Store>> replicas;
+  for (int i = 0; i < kRacers; ++i) {
+    auto replica = backend.Open();
+    EXPECT_TRUE(replica.has_value()) << replica.error().message();
+    if (!replica) return {};
+    replicas.push_back(std::move(*replica));
+  }
+  return replicas;
+}
+
+// Runs attempt(i, replica) on kRacers threads released together; returns
+// each attempt's error code, nullopt for success.
+template <typename Attempt>
+std::vector<std::optional<ErrorCode>> Race(std::vector<std::unique_ptr<Store>>& replicas, Attempt attempt) {
+  std::latch start(static_cast<std::ptrdiff_t>(replicas.size()));
+  std::vector<std::optional<ErrorCode>> outcomes(replicas.size());
+  std::vector<std::thread> threads;
+  threads.reserve(replicas.size());
+  for (std::size_t i = 0; i < replicas.size(); ++i) {
+    threads.emplace_back([&, i] {
+      start.arrive_and_wait();
+      auto result = attempt(static_cast<int>(i), *replicas[i]);
+      if (!result) outcomes[i] = result.error().code();
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  return outcomes;
+}
+
+}  // namespace
+
+TEST_P(StoreMigrationSuite, MigrationThreeKeepsTheRowsOfAVersionTwoDatabase) {
+  auto* sql_store = dynamic_cast<SqlStore*>(store_.get());
+  ASSERT_NE(sql_store, nullptr);
+  EXPECT_EQ(CodeOf(sql_store->MigrateTo(0)), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(CodeOf(sql_store->MigrateTo(LatestSchemaVersion() + 1)), ErrorCode::kInvalidArgument);
+  ASSERT_OK(sql_store->MigrateTo(2));
+  auto version = store_->SchemaVersion();
+  ASSERT_OK(version);
+  ASSERT_EQ(*version, 2);
+
+  {
+    // Rows exactly as the version-2 code wrote them (no v3 columns).
+    auto pool = backend_->OpenPool();
+    ASSERT_OK(pool);
+    auto lease = (*pool)->Acquire();
+    ASSERT_OK(lease);
+    SqlConnection& connection = **lease;
+    // SqlValue holds views: every text it refers to must outlive the loop.
+    const std::string device = DeviceId(1);
+    const std::string key_id = DeviceId(77);
+    for (const auto& [sql, params] : std::vector<std::pair<std::string, std::vector<SqlValue>>>{
+             {"INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)", {"acme", "Acme", 1}},
+             {"INSERT INTO tenant_cas (tenant_id, root_certificate_pem, issuing_certificate_pem, sealed_root_key, "
+              "sealed_issuing_key) VALUES ($1, $2, $3, $4, $5)",
+              {"acme", "root", "issuing", "sealed-root", "sealed-issuing"}},
+             {"INSERT INTO products (id, tenant_id, name, description, created_at) VALUES ($1, $2, $3, $4, $5)",
+              {"p1", "acme", "Thermostat", "", 2}},
+             {"INSERT INTO device_groups (id, tenant_id, product_id, name, created_at) VALUES ($1, $2, $3, $4, $5)",
+              {"g1", "acme", "p1", "Development", 3}},
+             {"INSERT INTO device_groups (id, tenant_id, product_id, name, created_at) VALUES ($1, $2, $3, $4, $5)",
+              {"g2", "acme", "p1", "Production", 4}},
+             {"INSERT INTO devices (id, rot_backend, first_seen, last_seen) VALUES ($1, $2, $3, $3)",
+              {device, "software", 5}},
+             {"UPDATE devices SET tenant_id = $2, product_id = $3, device_group_id = $4, claimed_at = $5 WHERE id = $1",
+              {device, "acme", "p1", "g2", 6}},
+             {"INSERT INTO publisher_keys (tenant_id, key_id, public_key_pem, name, created_at, revoked_at) "
+              "VALUES ($1, $2, $3, $4, $5, NULL)",
+              {"acme", key_id, "pem", "release", 7}},
+         }) {
+      auto executed = connection.Execute(sql, std::span<const SqlValue>(params));
+      ASSERT_TRUE(executed.has_value()) << sql << ": " << executed.error().message();
+    }
+  }
+
+  ASSERT_OK(store_->Migrate());
+  version = store_->SchemaVersion();
+  ASSERT_OK(version);
+  EXPECT_EQ(*version, LatestSchemaVersion());
+  EXPECT_GE(*version, 3);
+
+  auto tenant = store_->GetTenant("acme");
+  ASSERT_OK(tenant);
+  EXPECT_EQ(tenant->name, "Acme");
+  auto groups = store_->ListDeviceGroups("acme", "p1");
+  ASSERT_OK(groups);
+  ASSERT_EQ(groups->size(), 2u);
+  for (const DeviceGroup& group : *groups) {
+    EXPECT_EQ(group.os_feed, "retail") << group.id;
+    EXPECT_EQ(group.maintenance_window, "") << group.id;
+  }
+  EXPECT_EQ((*groups)[1].name, "Production");
+  auto device = store_->GetDevice(DeviceId(1));
+  ASSERT_OK(device);
+  EXPECT_EQ(device->device_group_id, "g2");
+  EXPECT_EQ(device->claimed_at, 6);
+  EXPECT_FALSE(device->update_now);
+  auto keys = store_->ListPublisherKeys("acme", true);
+  ASSERT_OK(keys);
+  ASSERT_EQ(keys->size(), 1u);
+  EXPECT_EQ((*keys)[0].name, "release");
+  auto by_feed = store_->ListDeviceGroupsByOsFeed("acme", "retail");
+  ASSERT_OK(by_feed);
+  EXPECT_EQ(by_feed->size(), 2u);
+  auto count = store_->CountDevices("acme", "g2");
+  ASSERT_OK(count);
+  EXPECT_EQ(*count, 1);
+  // The new tables work on the migrated database.
+  ASSERT_OK(store_->AddImage(MakeImage("acme", 1, "thermostat", "2.0")));
+  ASSERT_OK(store_->CreateDeployment(MakeDeployment("d1", "acme", "g2", "", 10), {}));
+}
+
+TEST_P(StoreSuite, RepositoryKeysAreOnePerRoleAndPerTenant) {
+  ASSERT_OK(store_->CreateTenant(MakeTenant("acme"), MakeCa("acme")));
+  ASSERT_OK(store_->CreateTenant(MakeTenant("globex"), MakeCa("globex")));
+  const RepositoryKey timestamp{
+      "acme", TufRepository::kImage, TufRole::kTimestamp, std::string(64, 'a'), R"({"keytype":"ed25519"})", "sealed-a",
+      100};
+  ASSERT_OK(store_->PutRepositoryKey(timestamp));
+  ASSERT_OK(store_->PutRepositoryKey(
+      {"acme", TufRepository::kImage, TufRole::kSnapshot, std::string(64, 'b'), "{}", "sealed-b", 101}));
+  ASSERT_OK(store_->PutRepositoryKey(
+      {"acme", TufRepository::kDirector, TufRole::kTargets, std::string(64, 'c'), "{}", "sealed-c", 102}));
+  ASSERT_OK(store_->PutRepositoryKey(
+      {"globex", TufRepository::kImage, TufRole::kTimestamp, std::string(64, 'd'), "{}", "sealed-d", 103}));
+
+  EXPECT_EQ(CodeOf(store_->PutRepositoryKey(
+                {"acme", TufRepository::kImage, TufRole::kTimestamp, std::string(64, 'e'), "{}", "sealed-e", 104})),
+            ErrorCode::kAlreadyExists);
+  EXPECT_EQ(CodeOf(store_->PutRepositoryKey(
+                {"acme", TufRepository::kImage, TufRole::kRoot, std::string(64, 'f'), "{}", "sealed-f", 104})),
+            ErrorCode::kInvalidArgument);
+  EXPECT_EQ(CodeOf(store_->PutRepositoryKey(
+                {"nobody", TufRepository::kImage, TufRole::kTimestamp, std::string(64, 'f'), "{}", "s", 104})),
+            ErrorCode::kNotFound);
+  EXPECT_EQ(CodeOf(store_->PutRepositoryKey({"acme", TufRepository::kDirector, TufRole::kSnapshot, "", "{}", "s", 1})),
+            ErrorCode::kInvalidArgument);
+
+  auto key = store_->GetRepositoryKey("acme", TufRepository::kImage, TufRole::kTimestamp);
+  ASSERT_OK(key);
+  EXPECT_EQ(key->tenant_id, "acme");
+  EXPECT_EQ(key->repository, TufRepository::kImage);
+  EXPECT_EQ(key->role, TufRole::kTimestamp);
+  EXPECT_EQ(key->key_id, timestamp.key_id);
+  EXPECT_EQ(key->public_key_json, timestamp.public_key_json);
+  EXPECT_EQ(key->sealed_private_key, "sealed-a");  // the first one stays
+  EXPECT_EQ(key->created_at, 100);
+  EXPECT_EQ(CodeOf(store_->GetRepositoryKey("acme", TufRepository::kDirector, TufRole::kTimestamp)),
+            ErrorCode::kNotFound);
+  EXPECT_EQ(CodeOf(store_->GetRepositoryKey("globex", TufRepository::kDirector, TufRole::kTargets)),
+            ErrorCode::kNotFound);
+
+  auto keys = store_->ListRepositoryKeys("acme");
+  ASSERT_OK(keys);
+  ASSERT_EQ(keys->size(), 3u);
+  EXPECT_EQ((*keys)[0].repository, TufRepository::kDirector);
+  EXPECT_EQ((*keys)[1].role, TufRole::kSnapshot);
+  EXPECT_EQ((*keys)[2].role, TufRole::kTimestamp);
+  auto globex = store_->ListRepositoryKeys("globex");
+  ASSERT_OK(globex);
+  ASSERT_EQ(globex->size(), 1u);
+  EXPECT_EQ((*globex)[0].sealed_private_key, "sealed-d");
+}
+
+TEST_P(StoreSuite, RepositoryMetadataIsAppendOnlyPerSeries) {
+  ASSERT_OK(store_->CreateTenant(MakeTenant("acme"), MakeCa("acme")));
+  ASSERT_OK(store_->CreateTenant(MakeTenant("globex"), MakeCa("globex")));
+  for (std::int64_t version = 1; version <= 3; ++version) {
+    ASSERT_OK(
+        store_->AddRepositoryMetadata(MakeMetadata("acme", TufRepository::kImage, "", TufRole::kTimestamp, version)));
+  }
+  ASSERT_OK(store_->AddRepositoryMetadata(MakeMetadata("acme", TufRepository::kDirector, "", TufRole::kRoot, 1)));
+  ASSERT_OK(store_->AddRepositoryMetadata(MakeMetadata("acme", TufRepository::kDirector, "g1", TufRole::kTargets, 7)));
+  ASSERT_OK(store_->AddRepositoryMetadata(MakeMetadata("globex", TufRepository::kImage, "", TufRole::kTimestamp, 9)));
+  // The exact bytes, whitespace and non-ASCII included.
+  RepositoryMetadata odd = MakeMetadata("acme", TufRepository::kDirector, "g2", TufRole::kTargets, 1);
+  odd.document = "{\"signed\" : {\"name\": \"Kühlschrank ❄\"},\n \"signatures\": []}\n";
+  ASSERT_OK(store_->AddRepositoryMetadata(odd));
+
+  auto second = store_->GetRepositoryMetadata("acme", TufRepository::kImage, "", TufRole::kTimestamp, 2);
+  ASSERT_OK(second);
+  const RepositoryMetadata expected = MakeMetadata("acme", TufRepository::kImage, "", TufRole::kTimestamp, 2);
+  EXPECT_EQ(second->tenant_id, "acme");
+  EXPECT_EQ(second->repository, TufRepository::kImage);
+  EXPECT_EQ(second->scope, "");
+  EXPECT_EQ(second->role, TufRole::kTimestamp);
+  EXPECT_EQ(second->version, 2);
+  EXPECT_EQ(second->expires_at, expected.expires_at);
+  EXPECT_EQ(second->document, expected.document);
+  EXPECT_EQ(second->created_at, expected.created_at);
+
+  auto latest = store_->GetLatestRepositoryMetadata("acme", TufRepository::kImage, "", TufRole::kTimestamp);
+  ASSERT_OK(latest);
+  EXPECT_EQ(latest->version, 3);
+  auto group_latest = store_->GetLatestRepositoryMetadata("acme", TufRepository::kDirector, "g1", TufRole::kTargets);
+  ASSERT_OK(group_latest);
+  EXPECT_EQ(group_latest->version, 7);
+  auto odd_read = store_->GetLatestRepositoryMetadata("acme", TufRepository::kDirector, "g2", TufRole::kTargets);
+  ASSERT_OK(odd_read);
+  EXPECT_EQ(odd_read->document, odd.document);
+  auto root = store_->GetLatestRepositoryMetadata("acme", TufRepository::kDirector, "", TufRole::kRoot);
+  ASSERT_OK(root);
+  EXPECT_EQ(root->version, 1);
+
+  // Series are separate: another scope, role, repository or tenant.
+  EXPECT_EQ(CodeOf(store_->GetLatestRepositoryMetadata("acme", TufRepository::kDirector, "g3", TufRole::kTargets)),
+            ErrorCode::kNotFound);
+  EXPECT_EQ(CodeOf(store_->GetLatestRepositoryMetadata("acme", TufRepository::kImage, "", TufRole::kSnapshot)),
+            ErrorCode::kNotFound);
+  EXPECT_EQ(CodeOf(store_->GetLatestRepositoryMetadata("acme", TufRepository::kDirector, "", TufRole::kTimestamp)),
+            ErrorCode::kNotFound);
+  EXPECT_EQ(CodeOf(store_->GetRepositoryMetadata("globex", TufRepository::kImage, "", TufRole::kTimestamp, 2)),
+            ErrorCode::kNotFound);
+  auto globex = store_->GetLatestRepositoryMetadata("globex", TufRepository::kImage, "", TufRole::kTimestamp);
+  ASSERT_OK(globex);
+  EXPECT_EQ(globex->version, 9);
+  EXPECT_EQ(CodeOf(store_->GetRepositoryMetadata("acme", TufRepository::kImage, "", TufRole::kTimestamp, 4)),
+            ErrorCode::kNotFound);
+
+  // Append-only: a version is never replaced.
+  RepositoryMetadata again = MakeMetadata("acme", TufRepository::kImage, "", TufRole::kTimestamp, 2);
+  again.document = "{}";
+  EXPECT_EQ(CodeOf(store_->AddRepositoryMetadata(again)), ErrorCode::kAlreadyExists);
+  EXPECT_EQ(store_->GetRepositoryMetadata("acme", TufRepository::kImage, "", TufRole::kTimestamp, 2)->document,
+            expected.document);
+  EXPECT_EQ(
+      CodeOf(store_->AddRepositoryMetadata(MakeMetadata("acme", TufRepository::kImage, "", TufRole::kTimestamp, 0))),
+      ErrorCode::kInvalidArgument);
+  EXPECT_EQ(CodeOf(store_->AddRepositoryMetadata(MakeMetadata("nobody", TufRepository::kImage, "", TufRole::kRoot, 1))),
+            ErrorCode::kNotFound);
+}
+
+TEST_P(StoreSuite, RacingPublishersOfOneVersionHaveExactlyOneWinner) {
+  ASSERT_OK(store_->CreateTenant(MakeTenant("acme"), MakeCa("acme")));
+  ASSERT_OK(
+      store_->AddRepositoryMetadata(MakeMetadata("acme", TufRepository::kDirector, "g1", TufRole::kTimestamp, 1)));
+  auto replicas = OpenReplicas(*backend_);
+  ASSERT_EQ(replicas.size(), static_cast<std::size_t>(kRacers));
+  auto outcomes = Race(replicas, [](int i, Store& replica) {
+    RepositoryMetadata metadata = MakeMetadata("acme", TufRepository::kDirector, "g1", TufRole::kTimestamp, 2);
+    metadata.document = "replica " + std::to_string(i);
+    return replica.AddRepositoryMetadata(metadata);
+  });
+  int winners = 0;
+  std::string winner;
+  for (std::size_t i = 0; i < outcomes.size(); ++i) {
+    if (!outcomes[i].has_value()) {
+      ++winners;
+      winner = "replica " + std::to_string(i);
+    } else {
+      EXPECT_EQ(*outcomes[i], ErrorCode::kAlreadyExists) << "replica " << i;
+    }
+  }
+  EXPECT_EQ(winners, 1);
+  auto latest = store_->GetLatestRepositoryMetadata("acme", TufRepository::kDirector, "g1", TufRole::kTimestamp);
+  ASSERT_OK(latest);
+  EXPECT_EQ(latest->version, 2);
+  EXPECT_EQ(latest->document, winner);
+}
+
+TEST_P(StoreSuite, PruneKeepsTheLatestVersionsAndNeverRoot) {
+  ASSERT_OK(store_->CreateTenant(MakeTenant("acme"), MakeCa("acme")));
+  ASSERT_OK(store_->CreateTenant(MakeTenant("globex"), MakeCa("globex")));
+  for (std::int64_t version = 1; version <= 6; ++version) {
+    ASSERT_OK(
+        store_->AddRepositoryMetadata(MakeMetadata("acme", TufRepository::kImage, "", TufRole::kSnapshot, version)));
+    ASSERT_OK(store_->AddRepositoryMetadata(MakeMetadata("acme", TufRepository::kImage, "", TufRole::kRoot, version)));
+  }
+  ASSERT_OK(store_->AddRepositoryMetadata(MakeMetadata("acme", TufRepository::kDirector, "g1", TufRole::kSnapshot, 1)));
+
+  // Another tenant's prune touches nothing of acme's.
+  auto foreign = store_->PruneRepositoryMetadata("globex", TufRepository::kImage, "", TufRole::kSnapshot, 1);
+  ASSERT_OK(foreign);
+  EXPECT_EQ(*foreign, 0);
+
+  auto pruned = store_->PruneRepositoryMetadata("acme", TufRepository::kImage, "", TufRole::kSnapshot, 2);
+  ASSERT_OK(pruned);
+  EXPECT_EQ(*pruned, 4);
+  for (std::int64_t version = 1; version <= 4; ++version) {
+    EXPECT_EQ(CodeOf(store_->GetRepositoryMetadata("acme", TufRepository::kImage, "", TufRole::kSnapshot, version)),
+              ErrorCode::kNotFound);
+  }
+  EXPECT_OK(store_->GetRepositoryMetadata("acme", TufRepository::kImage, "", TufRole::kSnapshot, 5));
+  EXPECT_EQ(store_->GetLatestRepositoryMetadata("acme", TufRepository::kImage, "", TufRole::kSnapshot)->version, 6);
+  auto again = store_->PruneRepositoryMetadata("acme", TufRepository::kImage, "", TufRole::kSnapshot, 2);
+  ASSERT_OK(again);
+  EXPECT_EQ(*again, 0);
+  auto generous = store_->PruneRepositoryMetadata("acme", TufRepository::kImage, "", TufRole::kSnapshot, 10);
+  ASSERT_OK(generous);
+  EXPECT_EQ(*generous, 0);
+  // Other series are untouched.
+  EXPECT_OK(store_->GetRepositoryMetadata("acme", TufRepository::kDirector, "g1", TufRole::kSnapshot, 1));
+
+  EXPECT_EQ(CodeOf(store_->PruneRepositoryMetadata("acme", TufRepository::kImage, "", TufRole::kRoot, 1)),
+            ErrorCode::kInvalidArgument);
+  EXPECT_EQ(CodeOf(store_->PruneRepositoryMetadata("acme", TufRepository::kImage, "", TufRole::kSnapshot, 0)),
+            ErrorCode::kInvalidArgument);
+  for (std::int64_t version = 1; version <= 6; ++version) {
+    EXPECT_OK(store_->GetRepositoryMetadata("acme", TufRepository::kImage, "", TufRole::kRoot, version));
+  }
+}
+
+TEST_P(StoreSuite, ImagesAreContentAddressedAndNamesAreUnique) {
+  ASSERT_OK(store_->CreateTenant(MakeTenant("acme"), MakeCa("acme")));
+  ASSERT_OK(store_->CreateTenant(MakeTenant("globex"), MakeCa("globex")));
+  const Image image = MakeImage("acme", 1, "os", "1.4.0");
+  ASSERT_OK(store_->AddImage(image));
+
+  auto read = store_->GetImage("acme", image.sha256);
+  ASSERT_OK(read);
+  EXPECT_EQ(read->tenant_id, "acme");
+  EXPECT_EQ(read->sha256, image.sha256);
+  EXPECT_EQ(read->length, image.length);
+  EXPECT_EQ(read->kind, ImageKind::kOs);
+  EXPECT_EQ(read->component_id, "os");
+  EXPECT_EQ(read->version, "1.4.0");
+  EXPECT_EQ(read->security_version, 1);
+  EXPECT_EQ(read->target_name, "os/1.4.0.img");
+  EXPECT_EQ(read->uploaded_at, image.uploaded_at);
+  EXPECT_EQ(read->uploaded_by, "token:t1");
+  auto by_name = store_->GetImageByTargetName("acme", "os/1.4.0.img");
+  ASSERT_OK(by_name);
+  EXPECT_EQ(by_name->sha256, image.sha256);
+
+  // Uploading the same bytes again: kAlreadyExists, which callers treat as done.
+  EXPECT_EQ(CodeOf(store_->AddImage(image)), ErrorCode::kAlreadyExists);
+  Image renamed = image;
+  renamed.target_name = "os/other.img";
+  EXPECT_EQ(CodeOf(store_->AddImage(renamed)), ErrorCode::kAlreadyExists);
+  EXPECT_EQ(CodeOf(store_->GetImageByTargetName("acme", "os/other.img")), ErrorCode::kNotFound);
+  // Other bytes under a taken name: a conflict, and the name keeps its image.
+  Image impostor = MakeImage("acme", 2, "os", "1.4.0");
+  EXPECT_EQ(CodeOf(store_->AddImage(impostor)), ErrorCode::kConflict);
+  EXPECT_EQ(CodeOf(store_->GetImage("acme", impostor.sha256)), ErrorCode::kNotFound);
+  EXPECT_EQ(store_->GetImageByTargetName("acme", "os/1.4.0.img")->sha256, image.sha256);
+
+  // Tenant isolation: globex neither sees acme's image nor is blocked by it.
+  EXPECT_EQ(CodeOf(store_->GetImage("globex", image.sha256)), ErrorCode::kNotFound);
+  EXPECT_EQ(CodeOf(store_->GetImageByTargetName("globex", "os/1.4.0.img")), ErrorCode::kNotFound);
+  Image theirs = image;
+  theirs.tenant_id = "globex";
+  ASSERT_OK(store_->AddImage(theirs));
+
+  Image bad = MakeImage("acme", 3, "app", "1.0");
+  bad.sha256 = std::string(64, 'A');
+  EXPECT_EQ(CodeOf(store_->AddImage(bad)), ErrorCode::kInvalidArgument);
+  bad.sha256 = "abc";
+  EXPECT_EQ(CodeOf(store_->AddImage(bad)), ErrorCode::kInvalidArgument);
+  bad = MakeImage("acme", 3, "app", "1.0");
+  bad.target_name = "";
+  EXPECT_EQ(CodeOf(store_->AddImage(bad)), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(CodeOf(store_->AddImage(MakeImage("nobody", 3, "app", "1.0"))), ErrorCode::kNotFound);
+}
+
+TEST_P(StoreSuite, ListImagesFiltersByComponentAndPaginates) {
+  ASSERT_OK(store_->CreateTenant(MakeTenant("acme"), MakeCa("acme")));
+  ASSERT_OK(store_->CreateTenant(MakeTenant("globex"), MakeCa("globex")));
+  std::vector<std::string> all, thermostat;
+  for (int n = 0; n < 9; ++n) {
+    const std::string component = n % 3 == 0 ? "os" : "thermostat";
+    Image image = MakeImage("acme", 10 + n, component, "1." + std::to_string(8 - n));
+    ASSERT_OK(store_->AddImage(image));
+    all.push_back(image.target_name);
+    if (component == "thermostat") thermostat.push_back(image.target_name);
+  }
+  ASSERT_OK(store_->AddImage(MakeImage("globex", 99, "thermostat", "9.9")));
+  std::sort(all.begin(), all.end());
+  std::sort(thermostat.begin(), thermostat.end());
+
+  auto list_all_pages = [&](ImageFilter filter) {
+    std::vector<std::string> names;
+    for (int page = 0; page < 100; ++page) {
+      auto images = store_->ListImages(filter);
+      EXPECT_TRUE(images.has_value()) << images.error().message();
+      if (!images || images->empty()) break;
+      EXPECT_LE(static_cast<std::int64_t>(images->size()), filter.limit);
+      for (const Image& image : *images) {
+        EXPECT_EQ(image.tenant_id, "acme");
+        names.push_back(image.target_name);
+      }
+      filter.after_target_name = images->back().target_name;
+    }
+    return names;
+  };
+  EXPECT_EQ(list_all_pages(ImageFilter{"acme", "", 4, ""}), all);
+  EXPECT_EQ(list_all_pages(ImageFilter{"acme", "thermostat", 2, ""}), thermostat);
+  auto none = store_->ListImages(ImageFilter{"acme", "fridge", 10, ""});
+  ASSERT_OK(none);
+  EXPECT_TRUE(none->empty());
+  EXPECT_EQ(CodeOf(store_->ListImages(ImageFilter{"", "", 10, ""})), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(CodeOf(store_->ListImages(ImageFilter{"acme", "", 0, ""})), ErrorCode::kInvalidArgument);
+}
+
+TEST_P(StoreSuite, ImageDeltasAreIdempotentAndNeedBothImages) {
+  ASSERT_OK(store_->CreateTenant(MakeTenant("acme"), MakeCa("acme")));
+  ASSERT_OK(store_->CreateTenant(MakeTenant("globex"), MakeCa("globex")));
+  ASSERT_OK(store_->AddImage(MakeImage("acme", 1, "os", "1.0")));
+  ASSERT_OK(store_->AddImage(MakeImage("acme", 2, "os", "2.0")));
+  ASSERT_OK(store_->AddImage(MakeImage("globex", 3, "os", "3.0")));
+
+  const ImageDelta delta{"acme", Sha(1), Sha(2), Sha(100), 42, 500};
+  auto recorded = store_->AddImageDelta(delta);
+  ASSERT_OK(recorded);
+  EXPECT_EQ(recorded->delta_sha256, Sha(100));
+  // A second, different delta for the same pair: the first one stays.
+  auto again = store_->AddImageDelta(ImageDelta{"acme", Sha(1), Sha(2), Sha(101), 43, 600});
+  ASSERT_OK(again);
+  EXPECT_EQ(again->delta_sha256, Sha(100));
+  EXPECT_EQ(again->length, 42);
+
+  auto read = store_->GetImageDelta("acme", Sha(1), Sha(2));
+  ASSERT_OK(read);
+  EXPECT_EQ(read->tenant_id, "acme");
+  EXPECT_EQ(read->from_sha256, Sha(1));
+  EXPECT_EQ(read->to_sha256, Sha(2));
+  EXPECT_EQ(read->delta_sha256, Sha(100));
+  EXPECT_EQ(read->length, 42);
+  EXPECT_EQ(read->created_at, 500);
+  EXPECT_EQ(CodeOf(store_->GetImageDelta("acme", Sha(2), Sha(1))), ErrorCode::kNotFound);
+  EXPECT_EQ(CodeOf(store_->GetImageDelta("globex", Sha(1), Sha(2))), ErrorCode::kNotFound);
+
+  // Both ends must be the tenant's images.
+  EXPECT_EQ(CodeOf(store_->AddImageDelta(ImageDelta{"acme", Sha(1), Sha(9), Sha(102), 1, 1})), ErrorCode::kNotFound);
+  EXPECT_EQ(CodeOf(store_->AddImageDelta(ImageDelta{"acme", Sha(3), Sha(2), Sha(102), 1, 1})), ErrorCode::kNotFound);
+  EXPECT_EQ(CodeOf(store_->AddImageDelta(ImageDelta{"globex", Sha(1), Sha(3), Sha(102), 1, 1})), ErrorCode::kNotFound);
+  EXPECT_EQ(CodeOf(store_->AddImageDelta(ImageDelta{"acme", Sha(1), Sha(1), Sha(102), 1, 1})),
+            ErrorCode::kInvalidArgument);
+  EXPECT_EQ(CodeOf(store_->AddImageDelta(ImageDelta{"acme", Sha(1), Sha(2), "x", 1, 1})), ErrorCode::kInvalidArgument);
+}
+
+TEST_P(StoreSuite, DeploymentsAreCreatedReadAndListedNewestFirst) {
+  CreateTenantWithProduct(*store_, "acme");
+  CreateTenantWithProduct(*store_, "globex");
+  Deployment group = MakeDeployment("d1", "acme", "acme-g1", "", 100);
+  group.batches_json = R"([{"percent":10,"after_seconds":3600}])";
+  ASSERT_OK(store_->CreateDeployment(group, {}));
+  Deployment feed = MakeDeployment("d2", "acme", "", "retail-eval", 200);
+  feed.batches_json = "";
+  feed.state = DeploymentState::kPaused;
+  ASSERT_OK(store_->CreateDeployment(feed, {}));
+  ASSERT_OK(store_->CreateDeployment(MakeDeployment("d3", "acme", "acme-g2", "", 300), {}));
+  ASSERT_OK(store_->CreateDeployment(MakeDeployment("d4", "acme", "acme-g1", "", 400), {}));
+  ASSERT_OK(store_->CreateDeployment(MakeDeployment("g1", "globex", "globex-g1", "", 500), {}));
+
+  auto read = store_->GetDeployment("acme", "d1");
+  ASSERT_OK(read);
+  EXPECT_EQ(read->id, "d1");
+  EXPECT_EQ(read->tenant_id, "acme");
+  EXPECT_EQ(read->device_group_id, "acme-g1");
+  EXPECT_EQ(read->os_feed, "");
+  EXPECT_EQ(read->target_names_json, R"(["app/2.0.img"])");
+  EXPECT_EQ(read->percent, 50);
+  EXPECT_EQ(read->batches_json, group.batches_json);
+  EXPECT_EQ(read->state, DeploymentState::kActive);
+  EXPECT_EQ(read->created_at, 100);
+  EXPECT_EQ(read->updated_at, 100);
+  EXPECT_EQ(read->created_by, "token:t1");
+  auto feed_read = store_->GetDeployment("acme", "d2");
+  ASSERT_OK(feed_read);
+  EXPECT_EQ(feed_read->device_group_id, "");
+  EXPECT_EQ(feed_read->os_feed, "retail-eval");
+  EXPECT_EQ(feed_read->batches_json, "[]");
+  EXPECT_EQ(feed_read->state, DeploymentState::kPaused);
+
+  using Ids = std::vector<std::string>;
+  auto list = [&](const DeploymentFilter& filter) {
+    auto deployments = store_->ListDeployments(filter);
+    EXPECT_TRUE(deployments.has_value()) << deployments.error().message();
+    return deployments ? DeploymentIds(*deployments) : Ids{};
+  };
+  EXPECT_EQ(list({"acme", "", "", {}, 100}), (Ids{"d4", "d3", "d2", "d1"}));
+  EXPECT_EQ(list({"acme", "", "", {}, 2}), (Ids{"d4", "d3"}));
+  EXPECT_EQ(list({"acme", "acme-g1", "", {}, 100}), (Ids{"d4", "d1"}));
+  EXPECT_EQ(list({"acme", "", "retail-eval", {}, 100}), (Ids{"d2"}));
+  EXPECT_EQ(list({"acme", "", "", {DeploymentState::kPaused}, 100}), (Ids{"d2"}));
+  EXPECT_EQ(list({"acme", "", "", {DeploymentState::kActive, DeploymentState::kPaused, DeploymentState::kActive}, 100}),
+            (Ids{"d4", "d3", "d2", "d1"}));
+  EXPECT_EQ(list({"acme", "acme-g1", "", {DeploymentState::kRolledBack}, 100}), Ids{});
+  EXPECT_EQ(list({"globex", "", "", {}, 100}), (Ids{"g1"}));
+  EXPECT_EQ(list({"globex", "acme-g1", "", {}, 100}), Ids{});
+  EXPECT_EQ(CodeOf(store_->ListDeployments({"", "", "", {}, 100})), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(CodeOf(store_->ListDeployments({"acme", "", "", {}, 0})), ErrorCode::kInvalidArgument);
+
+  // Tenant isolation.
+  EXPECT_EQ(CodeOf(store_->GetDeployment("globex", "d1")), ErrorCode::kNotFound);
+  EXPECT_EQ(CodeOf(store_->CreateDeployment(MakeDeployment("x1", "globex", "acme-g1", "", 600), {})),
+            ErrorCode::kNotFound);
+  EXPECT_EQ(CodeOf(store_->GetDeployment("globex", "x1")), ErrorCode::kNotFound);
+
+  // Exactly one of group and feed; percent in range; a new deployment is live.
+  EXPECT_EQ(CodeOf(store_->CreateDeployment(MakeDeployment("x2", "acme", "acme-g1", "retail", 600), {})),
+            ErrorCode::kInvalidArgument);
+  EXPECT_EQ(CodeOf(store_->CreateDeployment(MakeDeployment("x3", "acme", "", "", 600), {})),
+            ErrorCode::kInvalidArgument);
+  Deployment too_much = MakeDeployment("x4", "acme", "acme-g1", "", 600);
+  too_much.percent = 101;
+  EXPECT_EQ(CodeOf(store_->CreateDeployment(too_much, {})), ErrorCode::kInvalidArgument);
+  Deployment dead = MakeDeployment("x5", "acme", "acme-g1", "", 600);
+  dead.state = DeploymentState::kSuperseded;
+  EXPECT_EQ(CodeOf(store_->CreateDeployment(dead, {})), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(CodeOf(store_->CreateDeployment(MakeDeployment("d1", "acme", "acme-g2", "", 600), {})),
+            ErrorCode::kAlreadyExists);
+  EXPECT_EQ(CodeOf(store_->CreateDeployment(MakeDeployment("x6", "acme", "missing", "", 600), {})),
+            ErrorCode::kNotFound);
+}
+
+TEST_P(StoreSuite, CreateDeploymentSupersedesAtomically) {
+  CreateTenantWithProduct(*store_, "acme");
+  CreateTenantWithProduct(*store_, "globex");
+  ASSERT_OK(store_->CreateDeployment(MakeDeployment("d1", "acme", "acme-g1", "", 100), {}));
+  ASSERT_OK(store_->CreateDeployment(MakeDeployment("d2", "acme", "acme-g1", "", 200), {"d1"}));
+  auto d1 = store_->GetDeployment("acme", "d1");
+  ASSERT_OK(d1);
+  EXPECT_EQ(d1->state, DeploymentState::kSuperseded);
+  EXPECT_EQ(d1->updated_at, 200);
+  EXPECT_EQ(store_->GetDeployment("acme", "d2")->state, DeploymentState::kActive);
+
+  // d1 was moved already: d3 is not created, d2 stays active.
+  EXPECT_EQ(CodeOf(store_->CreateDeployment(MakeDeployment("d3", "acme", "acme-g1", "", 300), {"d2", "d1"})),
+            ErrorCode::kConflict);
+  EXPECT_EQ(CodeOf(store_->GetDeployment("acme", "d3")), ErrorCode::kNotFound);
+  EXPECT_EQ(store_->GetDeployment("acme", "d2")->state, DeploymentState::kActive);
+  EXPECT_EQ(CodeOf(store_->CreateDeployment(MakeDeployment("d3", "acme", "acme-g1", "", 300), {"nope"})),
+            ErrorCode::kNotFound);
+  EXPECT_EQ(CodeOf(store_->CreateDeployment(MakeDeployment("d3", "acme", "acme-g1", "", 300), {"d3"})),
+            ErrorCode::kInvalidArgument);
+  // Another tenant's deployment cannot be superseded.
+  ASSERT_OK(store_->CreateDeployment(MakeDeployment("g1", "globex", "globex-g1", "", 300), {}));
+  EXPECT_EQ(CodeOf(store_->CreateDeployment(MakeDeployment("d3", "acme", "acme-g1", "", 300), {"g1"})),
+            ErrorCode::kNotFound);
+  EXPECT_EQ(store_->GetDeployment("globex", "g1")->state, DeploymentState::kActive);
+
+  // A paused deployment can be superseded too; several at once.
+  ASSERT_OK(store_->UpdateDeployment("acme", "d2", DeploymentState::kActive, DeploymentState::kPaused, 50, 350));
+  ASSERT_OK(store_->CreateDeployment(MakeDeployment("d4", "acme", "", "retail", 390), {}));
+  ASSERT_OK(store_->CreateDeployment(MakeDeployment("d5", "acme", "acme-g1", "", 400), {"d2", "d4"}));
+  EXPECT_EQ(store_->GetDeployment("acme", "d2")->state, DeploymentState::kSuperseded);
+  EXPECT_EQ(store_->GetDeployment("acme", "d4")->state, DeploymentState::kSuperseded);
+}
+
+TEST_P(StoreSuite, DeploymentStateIsCompareAndSet) {
+  CreateTenantWithProduct(*store_, "acme");
+  CreateTenantWithProduct(*store_, "globex");
+  ASSERT_OK(store_->CreateDeployment(MakeDeployment("d1", "acme", "acme-g1", "", 100), {}));
+
+  ASSERT_OK(store_->UpdateDeployment("acme", "d1", DeploymentState::kActive, DeploymentState::kActive, 100, 150));
+  ASSERT_OK(store_->UpdateDeployment("acme", "d1", DeploymentState::kActive, DeploymentState::kPaused, 100, 200));
+  auto read = store_->GetDeployment("acme", "d1");
+  ASSERT_OK(read);
+  EXPECT_EQ(read->state, DeploymentState::kPaused);
+  EXPECT_EQ(read->percent, 100);
+  EXPECT_EQ(read->updated_at, 200);
+  EXPECT_EQ(read->created_at, 100);
+
+  // The state moved: the stale writer learns it and changes nothing.
+  EXPECT_EQ(
+      CodeOf(store_->UpdateDeployment("acme", "d1", DeploymentState::kActive, DeploymentState::kRolledBack, 0, 300)),
+      ErrorCode::kConflict);
+  EXPECT_EQ(store_->GetDeployment("acme", "d1")->state, DeploymentState::kPaused);
+  EXPECT_EQ(
+      CodeOf(store_->UpdateDeployment("globex", "d1", DeploymentState::kPaused, DeploymentState::kActive, 0, 300)),
+      ErrorCode::kNotFound);
+  EXPECT_EQ(
+      CodeOf(store_->UpdateDeployment("acme", "nope", DeploymentState::kPaused, DeploymentState::kActive, 0, 300)),
+      ErrorCode::kNotFound);
+  EXPECT_EQ(CodeOf(store_->UpdateDeployment("acme", "d1", DeploymentState::kPaused, DeploymentState::kActive, -1, 300)),
+            ErrorCode::kInvalidArgument);
+
+  // Racing replicas resuming the same paused deployment: exactly one wins.
+  auto replicas = OpenReplicas(*backend_);
+  ASSERT_EQ(replicas.size(), static_cast<std::size_t>(kRacers));
+  auto outcomes = Race(replicas, [](int i, Store& replica) {
+    return replica.UpdateDeployment("acme", "d1", DeploymentState::kPaused, DeploymentState::kActive, i, 400 + i);
+  });
+  int winners = 0;
+  std::int64_t winner = -1;
+  for (std::size_t i = 0; i < outcomes.size(); ++i) {
+    if (!outcomes[i].has_value()) {
+      ++winners;
+      winner = static_cast<std::int64_t>(i);
+    } else {
+      EXPECT_EQ(*outcomes[i], ErrorCode::kConflict) << "replica " << i;
+    }
+  }
+  EXPECT_EQ(winners, 1);
+  read = store_->GetDeployment("acme", "d1");
+  ASSERT_OK(read);
+  EXPECT_EQ(read->state, DeploymentState::kActive);
+  EXPECT_EQ(read->percent, winner);
+}
+
+TEST_P(StoreSuite, UpdateReportsKeepTheNewestStateAndCount) {
+  CreateTenantWithProduct(*store_, "acme");
+  CreateTenantWithProduct(*store_, "globex");
+  const std::string device = DeviceId(1);
+  const std::string other = DeviceId(2);
+  const std::string foreign = DeviceId(3);
+  for (const std::string& id : {device, other, foreign}) ASSERT_OK(store_->RecordDeviceSeen(id, "software", 10));
+  ASSERT_OK(store_->ClaimDevice(device, "acme", "acme-p", "acme-g1", 20));
+  ASSERT_OK(store_->ClaimDevice(other, "acme", "acme-p", "acme-g1", 20));
+  ASSERT_OK(store_->ClaimDevice(foreign, "globex", "globex-p", "globex-g1", 20));
+  ASSERT_OK(store_->CreateDeployment(MakeDeployment("d1", "acme", "acme-g1", "", 30), {}));
+  ASSERT_OK(store_->CreateDeployment(MakeDeployment("g1", "globex", "globex-g1", "", 30), {}));
+
+  auto report = [&](const std::string& id, UpdateState state, std::int64_t reported_at, std::string reason = "") {
+    return store_->RecordUpdateReport(
+        UpdateReport{"acme", id, "d1", "app/2.0.img", state, std::move(reason), reported_at, reported_at + 1});
+  };
+  auto stored_state = [&]() -> std::optional<UpdateReport> {
+    auto reports = store_->ListUpdateReports("acme", device, 10);
+    if (!reports || reports->size() != 1) return std::nullopt;
+    return reports->front();
+  };
+
+  EXPECT_EQ(Value(report(device, UpdateState::kDownloading, 100)), true);
+  EXPECT_EQ(Value(report(device, UpdateState::kInstalling, 200)), true);
+  // Older: a retry of the first report arriving late changes nothing.
+  EXPECT_EQ(Value(report(device, UpdateState::kDownloading, 100)), false);
+  EXPECT_EQ(Value(report(device, UpdateState::kDownloading, 150)), false);
+  // Same second: the later state in the update's life wins.
+  EXPECT_EQ(Value(report(device, UpdateState::kDownloading, 200)), false);
+  EXPECT_EQ(Value(report(device, UpdateState::kPendingReboot, 200)), true);
+  auto stored = stored_state();
+  ASSERT_TRUE(stored.has_value());
+  EXPECT_EQ(stored->state, UpdateState::kPendingReboot);
+  EXPECT_EQ(stored->reported_at, 200);
+  EXPECT_EQ(stored->updated_at, 201);
+  // A retry of the stored report itself is harmless.
+  EXPECT_OK(report(device, UpdateState::kPendingReboot, 200));
+  EXPECT_EQ(Value(report(device, UpdateState::kFailed, 300, "boot-failed: tries exhausted")), true);
+  stored = stored_state();
+  ASSERT_TRUE(stored.has_value());
+  EXPECT_EQ(stored->tenant_id, "acme");
+  EXPECT_EQ(stored->device_id, device);
+  EXPECT_EQ(stored->deployment_id, "d1");
+  EXPECT_EQ(stored->target_name, "app/2.0.img");
+  EXPECT_EQ(stored->state, UpdateState::kFailed);
+  EXPECT_EQ(stored->reason, "boot-failed: tries exhausted");
+  EXPECT_EQ(stored->reported_at, 300);
+  EXPECT_EQ(Value(report(device, UpdateState::kPendingReboot, 250)), false);
+
+  ASSERT_OK(report(other, UpdateState::kCommitted, 400));
+  ASSERT_OK(store_->RecordUpdateReport(
+      UpdateReport{"acme", device, "d1", "os/2.0.img", UpdateState::kDownloading, "", 500, 500}));
+  auto counts = store_->CountUpdateReports("acme", "d1");
+  ASSERT_OK(counts);
+  EXPECT_EQ(*counts, (std::map<UpdateState, std::int64_t>{{UpdateState::kDownloading, 1},
+                                                          {UpdateState::kInstalling, 0},
+                                                          {UpdateState::kPendingReboot, 0},
+                                                          {UpdateState::kCommitted, 1},
+                                                          {UpdateState::kFailed, 1}}));
+  auto reports = store_->ListUpdateReports("acme", device, 10);
+  ASSERT_OK(reports);
+  ASSERT_EQ(reports->size(), 2u);
+  EXPECT_EQ((*reports)[0].target_name, "os/2.0.img");  // most recent first
+  EXPECT_EQ((*reports)[1].target_name, "app/2.0.img");
+  auto limited = store_->ListUpdateReports("acme", device, 1);
+  ASSERT_OK(limited);
+  EXPECT_EQ(limited->size(), 1u);
+  EXPECT_EQ(CodeOf(store_->ListUpdateReports("acme", device, 0)), ErrorCode::kInvalidArgument);
+
+  // Tenant isolation: only the tenant's devices and deployments.
+  auto cross = store_->ListUpdateReports("globex", device, 10);
+  ASSERT_OK(cross);
+  EXPECT_TRUE(cross->empty());
+  EXPECT_EQ(CodeOf(store_->CountUpdateReports("globex", "d1")), ErrorCode::kNotFound);
+  EXPECT_EQ(CodeOf(store_->CountUpdateReports("acme", "nope")), ErrorCode::kNotFound);
+  EXPECT_EQ(CodeOf(store_->RecordUpdateReport(
+                UpdateReport{"globex", device, "g1", "app/2.0.img", UpdateState::kFailed, "", 900, 900})),
+            ErrorCode::kNotFound);
+  EXPECT_EQ(CodeOf(store_->RecordUpdateReport(
+                UpdateReport{"acme", foreign, "d1", "app/2.0.img", UpdateState::kFailed, "", 900, 900})),
+            ErrorCode::kNotFound);
+  EXPECT_EQ(CodeOf(store_->RecordUpdateReport(
+                UpdateReport{"acme", device, "g1", "app/2.0.img", UpdateState::kFailed, "", 900, 900})),
+            ErrorCode::kNotFound);
+  EXPECT_EQ(
+      CodeOf(store_->RecordUpdateReport(UpdateReport{"acme", device, "d1", "", UpdateState::kFailed, "", 900, 900})),
+      ErrorCode::kInvalidArgument);
+  counts = store_->CountUpdateReports("acme", "d1");
+  ASSERT_OK(counts);
+  EXPECT_EQ(counts->at(UpdateState::kFailed), 1);
+  auto globex_counts = store_->CountUpdateReports("globex", "g1");
+  ASSERT_OK(globex_counts);
+  for (const auto& [state, count] : *globex_counts) EXPECT_EQ(count, 0) << UpdateStateName(state);
+}
+
+TEST_P(StoreSuite, DeviceGroupsCarryTheirUpdateSettings) {
+  CreateTenantWithProduct(*store_, "acme");
+  CreateTenantWithProduct(*store_, "globex");
+  auto group = store_->GetDeviceGroup("acme", "acme-g1");
+  ASSERT_OK(group);
+  EXPECT_EQ(group->os_feed, "retail");
+  EXPECT_EQ(group->maintenance_window, "");
+
+  const std::string window = R"({"start":"02:00","length_minutes":120})";
+  ASSERT_OK(store_->SetDeviceGroupUpdateSettings("acme", "acme-g1", "retail-eval", window));
+  group = store_->GetDeviceGroup("acme", "acme-g1");
+  ASSERT_OK(group);
+  EXPECT_EQ(group->os_feed, "retail-eval");
+  EXPECT_EQ(group->maintenance_window, window);
+  auto listed = store_->ListDeviceGroups("acme", "acme-p");
+  ASSERT_OK(listed);
+  ASSERT_EQ(listed->size(), 2u);
+  EXPECT_EQ((*listed)[0].os_feed, "retail-eval");
+  EXPECT_EQ((*listed)[1].os_feed, "retail");
+
+  DeviceGroup beta{"acme-g3", "acme", "acme-p", "Beta", 2000};
+  beta.os_feed = "retail-eval";
+  ASSERT_OK(store_->CreateDeviceGroup(beta));
+  auto eval = store_->ListDeviceGroupsByOsFeed("acme", "retail-eval");
+  ASSERT_OK(eval);
+  ASSERT_EQ(eval->size(), 2u);
+  EXPECT_EQ((*eval)[0].id, "acme-g1");
+  EXPECT_EQ((*eval)[1].id, "acme-g3");
+  EXPECT_EQ((*eval)[0].maintenance_window, window);
+  auto retail = store_->ListDeviceGroupsByOsFeed("acme", "retail");
+  ASSERT_OK(retail);
+  ASSERT_EQ(retail->size(), 1u);
+  EXPECT_EQ((*retail)[0].id, "acme-g2");
+  auto globex_eval = store_->ListDeviceGroupsByOsFeed("globex", "retail-eval");
+  ASSERT_OK(globex_eval);
+  EXPECT_TRUE(globex_eval->empty());
+
+  // Back to any time.
+  ASSERT_OK(store_->SetDeviceGroupUpdateSettings("acme", "acme-g1", "retail", ""));
+  EXPECT_EQ(store_->GetDeviceGroup("acme", "acme-g1")->maintenance_window, "");
+  EXPECT_EQ(CodeOf(store_->SetDeviceGroupUpdateSettings("globex", "acme-g1", "retail-eval", "")), ErrorCode::kNotFound);
+  EXPECT_EQ(store_->GetDeviceGroup("acme", "acme-g1")->os_feed, "retail");
+  EXPECT_EQ(CodeOf(store_->SetDeviceGroupUpdateSettings("acme", "acme-g1", "", "")), ErrorCode::kInvalidArgument);
+  DeviceGroup no_feed{"acme-g4", "acme", "acme-p", "No feed", 2000};
+  no_feed.os_feed = "";
+  EXPECT_EQ(CodeOf(store_->CreateDeviceGroup(no_feed)), ErrorCode::kInvalidArgument);
+}
+
+TEST_P(StoreSuite, DevicesAreCountedAndUpdateNowIsTakenOnce) {
+  CreateTenantWithProduct(*store_, "acme");
+  CreateTenantWithProduct(*store_, "globex");
+  for (int n = 0; n < 6; ++n) {
+    ASSERT_OK(store_->RecordDeviceSeen(DeviceId(n), "software", 10));
+    if (n < 3) ASSERT_OK(store_->ClaimDevice(DeviceId(n), "acme", "acme-p", "acme-g1", 20));
+    if (n == 3) ASSERT_OK(store_->ClaimDevice(DeviceId(n), "acme", "acme-p", "acme-g2", 20));
+    if (n == 4) ASSERT_OK(store_->ClaimDevice(DeviceId(n), "globex", "globex-p", "globex-g1", 20));
+  }
+  EXPECT_EQ(Value(store_->CountDevices("acme", "acme-g1")), 3);
+  EXPECT_EQ(Value(store_->CountDevices("acme", "acme-g2")), 1);
+  EXPECT_EQ(Value(store_->CountDevices("globex", "acme-g1")), 0);
+  EXPECT_EQ(Value(store_->CountDevices("acme", "nope")), 0);
+
+  const std::string device = DeviceId(1);
+  EXPECT_FALSE(store_->GetDevice(device)->update_now);
+  EXPECT_EQ(Value(store_->SetDeviceUpdateNow("acme", device, true)), true);
+  EXPECT_EQ(Value(store_->SetDeviceUpdateNow("acme", device, true)), false);
+  EXPECT_TRUE(store_->GetDevice(device)->update_now);
+  auto listed = store_->ListDevices(DeviceFilter{"acme", "acme-g1", "", 10, ""});
+  ASSERT_OK(listed);
+  for (const Device& each : *listed) EXPECT_EQ(each.update_now, each.id == device) << each.id;
+
+  EXPECT_EQ(CodeOf(store_->SetDeviceUpdateNow("globex", device, false)), ErrorCode::kNotFound);
+  EXPECT_EQ(CodeOf(store_->SetDeviceUpdateNow("acme", DeviceId(5), true)), ErrorCode::kNotFound);  // unclaimed
+  EXPECT_EQ(CodeOf(store_->SetDeviceUpdateNow("acme", DeviceId(4), true)), ErrorCode::kNotFound);  // globex's
+  EXPECT_TRUE(store_->GetDevice(device)->update_now);
+
+  // Check-ins racing to take the flag: exactly one gets it.
+  auto replicas = OpenReplicas(*backend_);
+  ASSERT_EQ(replicas.size(), static_cast<std::size_t>(kRacers));
+  std::atomic<int> taken{0};
+  auto outcomes = Race(replicas, [&](int /*i*/, Store& replica) -> Expected<void> {
+    CITADEL_TRY(bool changed, replica.SetDeviceUpdateNow("acme", device, false));
+    if (changed) ++taken;
+    return kOk;
+  });
+  for (const auto& outcome : outcomes) EXPECT_FALSE(outcome.has_value());
+  EXPECT_EQ(taken.load(), 1);
+  EXPECT_FALSE(store_->GetDevice(device)->update_now);
 }
 
 }  // namespace citadel::store::test

@@ -11,6 +11,7 @@
 #include <ostream>
 #include <string>
 
+#include "store/sql_connection.hpp"
 #include "store/store.hpp"
 
 namespace citadel::store::test {
@@ -23,6 +24,9 @@ class StoreBackend {
   virtual void Prepare() = 0;
   // Opens a store on that database; each call is a new "replica".
   virtual Expected<std::unique_ptr<Store>> Open() = 0;
+  // Opens a raw connection pool on that database, to build states the Store
+  // interface cannot (e.g. rows as an older schema's code wrote them).
+  virtual Expected<std::unique_ptr<SqlConnectionPool>> OpenPool() = 0;
   // Removes the database; stores opened on it are already closed.
   virtual void Cleanup() = 0;
 };
