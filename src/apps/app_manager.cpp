@@ -257,6 +257,7 @@ void AppManager::LaunchNow(const std::string& component_id) {
       record.state = RunState::kFailed;
     } else {
       // A restart that failed to launch backs off like a crash.
+      CountTrialExitLocked(component_id);
       record.state = RunState::kBackoff;
       record.restart_at = SteadyClock::now() + record.backoff.OnExit(Milliseconds(0));
     }
@@ -339,6 +340,7 @@ void AppManager::HandleExitLocked(Supervised& record) {
     log::Info("app stopped", {{"component_id", component_id}, {"exit", record.last_exit}});
     return;
   }
+  CountTrialExitLocked(component_id);
   auto delay = record.backoff.OnExit(uptime);
   ++record.restarts;
   record.state = RunState::kBackoff;
@@ -378,6 +380,7 @@ AppStatus AppManager::StatusLocked(const InstalledApp& app) const {
   AppStatus status;
   status.app = app;
   status.problem = store_.Problem(app.component_id);
+  status.on_trial = store_.TrialOf(app.component_id).has_value();
   auto found = records_.find(app.component_id);
   if (found == records_.end()) return status;
   const Supervised& record = *found->second;
@@ -470,11 +473,8 @@ Expected<void> AppManager::Remove(std::string_view name_or_component_id) {
   return kOk;
 }
 
-Expected<InstalledApp> AppManager::Install(std::span<const std::uint8_t> image_bytes, std::string_view label,
-                                           InstallSource source) {
-  bool was_running = false;
-  std::string component_id;
-  auto before_commit = [&](const InstalledApp& app, bool update) {
+AppStore::BeforeCommit AppManager::StopOldVersion(bool& was_running, std::string& component_id) {
+  return [this, &was_running, &component_id](const InstalledApp& app, bool update) {
     component_id = app.component_id;
     if (!update) return;
     {
@@ -486,7 +486,13 @@ Expected<InstalledApp> AppManager::Install(std::span<const std::uint8_t> image_b
     }
     if (was_running) (void)StopInstance(app.component_id);
   };
-  auto installed = store_.Install(image_bytes, label, source, before_commit);
+}
+
+Expected<InstalledApp> AppManager::Install(std::span<const std::uint8_t> image_bytes, std::string_view label,
+                                           InstallSource source) {
+  bool was_running = false;
+  std::string component_id;
+  auto installed = store_.Install(image_bytes, label, source, StopOldVersion(was_running, component_id));
   if (!installed) {
     // Nothing changed on disk: the previous version runs again.
     if (was_running) (void)Start(component_id);
@@ -497,6 +503,131 @@ Expected<InstalledApp> AppManager::Install(std::span<const std::uint8_t> image_b
     if (!started) return WrapError(started.error(), "installed " + installed->name + ", but it did not start");
   }
   return installed;
+}
+
+// ---- update trials ----------------------------------------------------------
+
+std::vector<update::InstalledApp> AppManager::InstalledApps() {
+  std::vector<update::InstalledApp> result;
+  for (const auto& app : store_.List()) {
+    update::InstalledApp installed;
+    installed.component_id = app.component_id;
+    installed.version = app.version;
+    installed.security_version = app.security_version;
+    installed.image_sha256 = app.image_sha256;
+    if (!app.image_sha256.empty()) installed.image_file = store_.ImageFileOf(app.component_id);
+    result.push_back(std::move(installed));
+  }
+  return result;
+}
+
+Expected<void> AppManager::BeginTrial(const std::filesystem::path& image_file, std::string_view expected_component_id) {
+  {
+    std::lock_guard lock(mutex_);
+    if (shut_down_) return MakeError(ErrorCode::kUnavailable, "citadeld is shutting down");
+  }
+  bool was_running = false;
+  std::string component_id;
+  auto installed = store_.BeginTrial(image_file, expected_component_id, StopOldVersion(was_running, component_id));
+  if (!installed) {
+    // The previous version is installed as it was: it runs again.
+    if (was_running) (void)Start(component_id);
+    return std::unexpected(installed.error());
+  }
+  if (!was_running && installed->desired != DesiredState::kRunning) return kOk;
+  {
+    // The same image again (after a crash of the update client, say): the
+    // trial version already runs, or waits for its next restart.
+    std::lock_guard lock(mutex_);
+    auto found = records_.find(installed->component_id);
+    if (found != records_.end() && found->second->state != RunState::kStopped) return kOk;
+  }
+  // A failure to start is the trial's outcome (Trial() says kFailed), not
+  // this call's: the new version is installed and the caller must revert.
+  if (auto started = Start(installed->component_id); !started) {
+    log::Error("app version on trial did not start",
+               {{"component_id", installed->component_id}, {"reason", started.error().message()}});
+  }
+  return kOk;
+}
+
+update::TrialHealth AppManager::Trial(std::string_view component_id) {
+  auto trial = store_.TrialOf(component_id);
+  if (!trial) return update::TrialHealth::kNoTrial;
+  if (trial->phase == TrialPhase::kReverting) return update::TrialHealth::kFailed;
+  if (trial->exits >= options_.trial_max_exits) return update::TrialHealth::kCrashLoop;
+  if (!store_.Problem(component_id).empty()) return update::TrialHealth::kFailed;
+  auto app = store_.Resolve(component_id);
+  if (!app) return update::TrialHealth::kNoTrial;
+  // Nothing runs, so nothing can go wrong: the checks at install were all.
+  if (app->desired != DesiredState::kRunning) return update::TrialHealth::kHealthy;
+  std::lock_guard lock(mutex_);
+  auto found = records_.find(component_id);
+  if (found == records_.end()) return update::TrialHealth::kRunning;
+  const Supervised& record = *found->second;
+  if (record.state == RunState::kFailed) return update::TrialHealth::kFailed;
+  if (record.state == RunState::kRunning && SteadyClock::now() - record.started_steady >= options_.trial_period) {
+    return update::TrialHealth::kHealthy;
+  }
+  return update::TrialHealth::kRunning;
+}
+
+std::string AppManager::TrialFailure(std::string_view component_id) {
+  auto trial = store_.TrialOf(component_id);
+  if (!trial) return {};
+  if (trial->phase == TrialPhase::kReverting) return "the trial is being reverted";
+  std::string last_exit;
+  RunState state = RunState::kStopped;
+  {
+    std::lock_guard lock(mutex_);
+    if (auto found = records_.find(component_id); found != records_.end()) {
+      last_exit = found->second->last_exit;
+      state = found->second->state;
+    }
+  }
+  if (trial->exits >= options_.trial_max_exits) {
+    return "crash loop: the new version exited " + std::to_string(trial->exits) + " times during its trial" +
+           (last_exit.empty() ? std::string() : " (last: " + last_exit + ")");
+  }
+  if (auto problem = store_.Problem(component_id); !problem.empty()) return "cannot start: " + problem;
+  if (state == RunState::kFailed) return last_exit;
+  return {};
+}
+
+Expected<void> AppManager::CommitTrial(std::string_view component_id) { return store_.CommitTrial(component_id); }
+
+Expected<void> AppManager::RevertTrial(std::string_view component_id) {
+  if (!store_.TrialOf(component_id)) return kOk;  // reverted (or committed) already
+  const std::string id(component_id);
+  CITADEL_TRY_VOID(StopInstance(id));
+  CITADEL_TRY_VOID(store_.RevertTrial(id));
+  auto app = store_.Resolve(id);
+  if (!app) {
+    // A first install on trial: the app is gone.
+    std::lock_guard lock(mutex_);
+    auto found = records_.find(id);
+    if (found != records_.end() && !found->second->instance) records_.erase(found);
+    return kOk;
+  }
+  if (app->desired == DesiredState::kRunning) {
+    // The revert itself is done; a previous version that no longer starts
+    // shows as failed in the app's status and log.
+    if (auto started = Start(id); !started) {
+      log::Error("reverted app did not start", {{"component_id", id}, {"reason", started.error().message()}});
+    }
+  }
+  return kOk;
+}
+
+void AppManager::CountTrialExitLocked(const std::string& component_id) {
+  std::uint32_t exits = store_.RecordTrialExit(component_id);
+  if (exits == 0) return;
+  auto found = records_.find(component_id);
+  if (found != records_.end()) {
+    found->second->log.AppendLine("[citadeld] exit " + std::to_string(exits) + " of the version on trial",
+                                  Clock::now());
+  }
+  log::Warn("app version on trial exited", {{"component_id", component_id}, {"exits", std::to_string(exits)}});
 }
 
 std::vector<AppStatus> AppManager::List() const {

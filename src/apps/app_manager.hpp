@@ -16,6 +16,20 @@
 // 60 s by default, reset after 30 s of uptime); nothing in the loop waits on
 // one app, so others keep being served.
 //
+// Update trials (update::AppInstaller, for the update client): BeginTrial
+// installs the new version through AppStore::BeginTrial, stopping the old
+// instance only after every check passed, and starts the new one if the
+// app was running or is meant to run. The trial is healthy once the new
+// version's current instance has been up for `trial_period` (an app not
+// meant to run has nothing to watch and is healthy at once); it is a crash
+// loop once it exited `trial_max_exits` times during the trial (the exits
+// are persisted with the trial, and restarts keep following the backoff
+// meanwhile); it failed when it could not be started at all.
+// RevertTrial stops the app, puts the previous version back and starts it
+// again if it is meant to run. Install (sideload, development interface)
+// over an installed app stays immediate: it is not a trial, and it is
+// refused while a trial of that app is open.
+//
 // Security contract: the manager only launches apps the store lists with a
 // policy that built; what an instance may do is entirely the launcher's
 // (sandbox's) business. Violations reported by the Supervisor and the Broker
@@ -46,6 +60,7 @@
 #include "common/error.hpp"
 #include "common/time.hpp"
 #include "common/unique_fd.hpp"
+#include "update/installers.hpp"
 
 namespace citadel::apps {
 
@@ -57,6 +72,10 @@ struct ManagerOptions {
   std::size_t log_lines = kDefaultLogLines;
   std::size_t log_bytes = kDefaultLogBytes;
   std::size_t max_violations = 256;
+  // Update trials: healthy after this much uptime of the new version
+  // (citadeld --update-trial-seconds); a crash loop after this many exits.
+  Milliseconds trial_period = std::chrono::seconds(30);
+  std::uint32_t trial_max_exits = 3;
 };
 
 enum class RunState { kStopped, kStarting, kRunning, kStopping, kBackoff, kFailed };
@@ -77,14 +96,15 @@ struct AppStatus {
   std::optional<TimePoint> started_at;
   Milliseconds next_restart_in{0};  // kBackoff only
   std::size_t violations = 0;
-  std::string problem;  // why the app cannot start at all ("" when it can)
+  std::string problem;    // why the app cannot start at all ("" when it can)
+  bool on_trial = false;  // an update of it is on trial (the previous version is kept)
 };
 
-class AppManager {
+class AppManager : public update::AppInstaller {
  public:
   static Expected<std::unique_ptr<AppManager>> Create(AppStore& store, AppLauncher& launcher,
                                                       ManagerOptions options = {});
-  ~AppManager();
+  ~AppManager() override;
   AppManager(const AppManager&) = delete;
   AppManager& operator=(const AppManager&) = delete;
 
@@ -115,6 +135,16 @@ class AppManager {
   // thread. Called by the destructor; idempotent.
   void Shutdown();
 
+  // update::AppInstaller (contract in update/installers.hpp). Any thread;
+  // BeginTrial and RevertTrial block while an instance stops and starts.
+  std::vector<update::InstalledApp> InstalledApps() override;
+  [[nodiscard]] Expected<void> BeginTrial(const std::filesystem::path& image_file,
+                                          std::string_view expected_component_id) override;
+  update::TrialHealth Trial(std::string_view component_id) override;
+  std::string TrialFailure(std::string_view component_id) override;
+  [[nodiscard]] Expected<void> CommitTrial(std::string_view component_id) override;
+  [[nodiscard]] Expected<void> RevertTrial(std::string_view component_id) override;
+
  private:
   using SteadyClock = std::chrono::steady_clock;
   struct Supervised;
@@ -137,6 +167,12 @@ class AppManager {
   template <typename Predicate>
   bool WaitLocked(std::unique_lock<std::mutex>& lock, Milliseconds timeout, Predicate done);
   Expected<AppStatus> StopInstance(const std::string& component_id);
+  // An exit (or failed restart) that the backoff will restart: counted
+  // against an open trial.
+  void CountTrialExitLocked(const std::string& component_id);
+  // The stop-before-swap callback shared by Install and BeginTrial.
+  // Sets `component_id` and, when an instance was stopped, `was_running`.
+  AppStore::BeforeCommit StopOldVersion(bool& was_running, std::string& component_id);
 
   AppStore& store_;
   AppLauncher& launcher_;

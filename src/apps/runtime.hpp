@@ -13,8 +13,8 @@
 // run. Apps run only through the sandbox launcher: there is no unsandboxed
 // fallback.
 //
-// Threading: Start() and the destructor on one thread; manager() is
-// thread-safe. The RoT must outlive the runtime; only its TLS key's const
+// Threading: Start() and the destructor on one thread; manager() and
+// installer() are thread-safe. The RoT must outlive the runtime; only its TLS key's const
 // methods are used (from the broker's thread).
 #pragma once
 
@@ -43,6 +43,8 @@ struct AppRuntimeSettings {
   std::filesystem::path sandbox_exe;                    // bin/citadel-sandbox
   std::filesystem::path applibs_dir;                    // holds libapplibs.so
   bool dev_interface = true;                            // serve STATE/dev.sock
+  // Restart backoff, stop grace, and the update trial: citadeld's
+  // --update-trial-seconds sets manager.trial_period.
   ManagerOptions manager;
 };
 
@@ -54,6 +56,9 @@ class AppRuntime {
   AppRuntime& operator=(const AppRuntime&) = delete;
 
   AppManager& manager() { return *manager_; }
+  // What the update client installs app updates through (the AppManager);
+  // valid for the runtime's lifetime.
+  update::AppInstaller& installer() { return *manager_; }
   broker::Broker& broker() { return *broker_; }
 
  private:

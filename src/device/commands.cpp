@@ -2,6 +2,7 @@
 
 #include <chrono>
 
+#include "common/encoding.hpp"
 #include "common/file.hpp"
 #include "common/log.hpp"
 #include "crypto/crypto.hpp"
@@ -92,8 +93,72 @@ Expected<PreparedRun> PrepareRun(const RunSettings& settings) {
   options.unclaimed_retry = settings.unclaimed_retry;
   options.max_backoff = settings.max_backoff;
   options.once = settings.once;
+  prepared.server_ca_pem = *ca_pem;
   CITADEL_TRY(prepared.agent, DeviceAgent::Create(std::move(options), *prepared.rot));
   return prepared;
+}
+
+Expected<PreparedBoot> PrepareBoot(const UpdateSettings& settings, RunSettings& run) {
+  PreparedBoot prepared;
+  const std::string spec =
+      settings.boot_control.empty() ? "file:" + (run.state_dir / "boot").string() : settings.boot_control;
+  auto boot = boot::Open(spec);
+  if (!boot) return WrapError(boot.error(), "--boot-control " + spec);
+  prepared.boot = std::move(*boot);
+  // --once only looks: it must not take a boot try from an OS trial.
+  if (run.once) {
+    CITADEL_TRY(boot::BootState state, prepared.boot->ReadState());
+    prepared.booted = state.booted;
+  } else {
+    CITADEL_TRY(prepared.booted, update::BootAtStart(*prepared.boot));
+  }
+  if (settings.os_slots.empty()) return prepared;
+  auto slots = update::FileOsSlots::Open(settings.os_slots);
+  if (!slots) return WrapError(slots.error(), "--os-slots");
+  prepared.slots = std::move(*slots);
+  run.os_image = prepared.slots->ImagePath(prepared.booted);
+  std::error_code ec;
+  if (!std::filesystem::exists(run.os_image, ec)) {
+    return MakeError(ErrorCode::kNotFound, "--os-slots: the booted slot " +
+                                               std::string(boot::SlotName(prepared.booted)) + " has no image at " +
+                                               run.os_image.string() + " (put the factory OS image there)");
+  }
+  CITADEL_TRY(auto record, update::RecordedOsSlot(run.state_dir, prepared.booted));
+  if (record) run.os_version = record->version;
+  log::Info("OS slot booted", {{"slot", boot::SlotName(prepared.booted)}, {"version", run.os_version}});
+  return prepared;
+}
+
+Expected<std::unique_ptr<update::UpdateClient>> StartUpdateClient(const UpdateSettings& settings,
+                                                                  const RunSettings& run, PreparedRun& prepared,
+                                                                  PreparedBoot& boot, update::AppInstaller* apps) {
+  update::UpdateClientOptions options;
+  options.state_dir = run.state_dir;
+  options.device_id = prepared.rot->DeviceId();
+  options.service_url = run.server_url;
+  options.os_component_id = run.os_name;
+  options.os_version = run.os_version;
+  options.image_root = settings.image_root;
+  options.director_root = settings.director_root;
+  options.request_reboot = settings.request_reboot;
+  options.on_settled = settings.on_settled;
+  // With OS slots, the digest this boot measured of the booted slot's image
+  // (register 0) says what runs.
+  for (const auto& event : prepared.rot->MeasurementLog()) {
+    if (boot.slots && event.type == "os") options.booted_os_sha256 = HexEncode(event.digest);
+  }
+  update::UpdateDependencies dependencies;
+  dependencies.rot = prepared.rot.get();
+  dependencies.apps = apps;
+  dependencies.boot = boot.boot.get();
+  dependencies.os_slots = boot.slots.get();
+  dependencies.fetchers = update::MutualTlsFetcherFactory(prepared.server_ca_pem, prepared.rot->TlsClientKey());
+  CITADEL_TRY(auto client, update::UpdateClient::Create(std::move(options), std::move(dependencies)));
+  auto recovered = client->Recover();
+  if (!recovered) return WrapError(recovered.error(), "update client");
+  prepared.agent->AttachUpdateClient(client.get());
+  client->Start();
+  return client;
 }
 
 }  // namespace citadel::device

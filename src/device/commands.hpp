@@ -3,6 +3,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -13,6 +14,9 @@
 #include "device/provisioning.hpp"
 #include "device/rot_backend.hpp"
 #include "rot/rot.hpp"
+#include "update/installers.hpp"
+#include "update/os_slots.hpp"
+#include "update/update_client.hpp"
 
 namespace citadel::device {
 
@@ -56,10 +60,42 @@ EffectiveConfig MakeEffectiveConfig(const RunSettings& settings, std::string_vie
 struct PreparedRun {
   std::unique_ptr<rot::RootOfTrust> rot;
   std::unique_ptr<DeviceAgent> agent;
+  std::string server_ca_pem;
 };
 
 // Opens the RoT, measures OS, runtime and configuration into it, and
 // creates the agent. Does not contact the service.
 Expected<PreparedRun> PrepareRun(const RunSettings& settings);
+
+// Over-the-air updates in `citadeld run` (src/update).
+struct UpdateSettings {
+  std::string boot_control;          // boot::Open spec; empty: "file:STATE/boot"
+  std::filesystem::path os_slots;    // file OS slots (development); empty: no OS updates
+  std::filesystem::path image_root;  // factory-provisioned TUF roots; empty: trust on first use
+  std::filesystem::path director_root;
+  std::function<void()> request_reboot;  // an OS update wants the device restarted
+  std::function<void()> on_settled;      // see UpdateClientOptions::on_settled
+};
+
+struct PreparedBoot {
+  std::unique_ptr<boot::BootControl> boot;
+  std::unique_ptr<update::OsSlots> slots;  // null without OS slots
+  boot::Slot booted = boot::Slot::kA;
+};
+
+// Before PrepareRun: opens the boot control and plays the bootloader's part
+// (update::BootAtStart: on the file backend every start of citadeld is a
+// power-on). With OS slots, run.os_image becomes the booted slot's image and
+// run.os_version the version the update client recorded for it, so what is
+// measured and reported is the OS that booted.
+Expected<PreparedBoot> PrepareBoot(const UpdateSettings& settings, RunSettings& run);
+
+// After PrepareRun: creates the update client (floors in the prepared RoT,
+// mutual TLS with its TLS key and the pinned CA), reconciles it with the
+// boot (Recover), attaches it to the agent and starts its thread. `apps` may
+// be null (no app subsystem). Everything passed must outlive the client.
+Expected<std::unique_ptr<update::UpdateClient>> StartUpdateClient(const UpdateSettings& settings,
+                                                                  const RunSettings& run, PreparedRun& prepared,
+                                                                  PreparedBoot& boot, update::AppInstaller* apps);
 
 }  // namespace citadel::device

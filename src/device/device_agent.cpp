@@ -260,6 +260,11 @@ DeviceAgent::StepResult DeviceAgent::CheckIn() {
   // Inventory is best effort: a missing /proc entry reports 0, not a failure.
   check_in.uptime_seconds = ReadUptimeSeconds().value_or(0);
   check_in.free_memory_kb = ReadAvailableMemoryKb().value_or(0);
+  std::optional<update::CheckInSection> update_section;
+  if (update_client_ != nullptr) {
+    update_section = update_client_->PrepareCheckIn();
+    check_in.update = update_section->update;
+  }
   auto body = protocol::CheckInToJson(check_in).dump();
 
   auto response = device_client_->Send("POST", kCheckInPath, body, kJsonHeaders);
@@ -274,6 +279,9 @@ DeviceAgent::StepResult DeviceAgent::CheckIn() {
   if (auto stored = StoreAppTrust(*reply); !stored) {
     if (!fatal_error_) fatal_error_ = stored.error();
     return StepResult::kFailed;
+  }
+  if (update_client_ != nullptr) {
+    update_client_->OnCheckIn(*update_section, reply->update, credentials_->FullChainPem());
   }
   next_check_in_ = seconds(reply->next_check_in_seconds);
   consecutive_unauthorized_ = 0;

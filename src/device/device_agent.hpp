@@ -4,6 +4,12 @@
 // Each check-in reply also carries the tenant's app trust (publisher keys,
 // development capability), which is written under DIR/trust.
 //
+// Updates: with an update client attached (AttachUpdateClient), every
+// check-in body carries its `update` section (what runs, unacknowledged
+// reports) and every successful reply hands the client the service's update
+// hints and this device's certificate chain. The client does its work on
+// its own thread; a check-in never waits for it.
+//
 //   start ──► stored certificate with > 1/3 of its life left? ──yes──► check in
 //                 │no                                                    │
 //                 ▼                                                      ▼
@@ -36,6 +42,7 @@
 #include "http/http.hpp"
 #include "protocol/protocol.hpp"
 #include "rot/rot.hpp"
+#include "update/update_client.hpp"
 
 namespace citadel::device {
 
@@ -85,6 +92,9 @@ class DeviceAgent {
 
   DeviceStatus Status() const;
 
+  // Call before Run(); the client must outlive the agent's Run().
+  void AttachUpdateClient(update::UpdateClient* client) { update_client_ = client; }
+
  private:
   enum class StepResult { kDone, kUnclaimed, kUnauthorized, kFailed };
 
@@ -115,6 +125,7 @@ class DeviceAgent {
   std::unique_ptr<http::Client> attestation_client_;
   std::unique_ptr<http::Client> device_client_;  // mutual TLS, once attested
   std::optional<DeviceCredentials> credentials_;
+  update::UpdateClient* update_client_ = nullptr;
   TimePoint renewal_at_{};
   std::chrono::seconds next_check_in_{0};  // the service's wish, 0 = none
   std::chrono::seconds unclaimed_retry_after_{0};

@@ -8,12 +8,25 @@
 // `citadeld apps serve --state DIR --board FILE` runs the app subsystem
 // without a service connection (tests, the simulator, the hostile suite).
 //
+// Updates (src/update): `citadeld run` (without --once) also runs the update
+// client. --boot-control picks the A/B boot backend (default file:STATE/boot,
+// where every start of citadeld plays a power-on); --os-slots DIR gives file
+// OS slots (development: DIR/slot-A.img, slot-B.img), and then the booted
+// slot's image is the OS that is measured; --update-trial-seconds is how
+// long an updated app must run before it is committed; --update-once exits
+// (0) once an update pass has finished and its reports were acknowledged
+// (power-cut tests drive one pass per process with it).
+//
 // Exit codes: 0 success; 1 failure (message on stderr); 3 `run --once`
-// found the device genuine but not claimed; CLI11's codes (>= 100) for
+// found the device genuine but not claimed; 75 reboot requested: an OS
+// update armed its trial slot and the device must restart (the supervisor
+// — tests, scripts/run-local, the virtual fleet — starts citadeld again,
+// which on the file boot backend is the reboot); CLI11's codes (>= 100) for
 // usage errors.
 #include <pthread.h>
 #include <signal.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
@@ -43,6 +56,7 @@ using citadel::device::Milliseconds;
 
 constexpr int kExitFailure = 1;
 constexpr int kExitUnclaimed = 3;
+constexpr int kExitRebootRequested = 75;  // EX_TEMPFAIL: "restart me"
 // A signal asks for shutdown within a second; an HTTP request in flight
 // (bounded by its own timeouts) is abandoned after this long. Every file
 // the runtime writes is replaced atomically, so exiting mid-request is safe.
@@ -121,6 +135,7 @@ sigset_t BlockShutdownSignals() {
 
 struct AppOptions {
   std::string board;           // empty: no apps
+  int trial_seconds = 30;      // update trials (run only)
   std::string hosts_override;  // JSON {"name": ["127.0.0.1"]}
   std::string sandbox_exe;     // default: citadel-sandbox beside citadeld
   std::string applibs_dir;     // default: ../lib beside citadeld
@@ -156,6 +171,7 @@ citadel::Expected<std::unique_ptr<citadel::apps::AppRuntime>> StartApps(const Ap
   settings.applibs_dir =
       options.applibs_dir.empty() ? exe_dir.parent_path() / "lib" : std::filesystem::path(options.applibs_dir);
   settings.dev_interface = !options.no_dev_interface;
+  settings.manager.trial_period = std::chrono::seconds(options.trial_seconds);
   auto runtime = citadel::apps::AppRuntime::Start(std::move(settings), rot);
   if (!runtime) return citadel::WrapError(runtime.error(), "starting the app subsystem");
   return runtime;
@@ -240,6 +256,23 @@ int main(int argc, char** argv) {
   AppOptions run_apps;
   AddAppOptions(run_cmd, run_apps, false);
   run_cmd->add_flag("--no-apps", run_apps.no_apps, "do not run apps even with --board");
+  citadel::device::UpdateSettings updates;
+  bool update_once = false;
+  run_cmd->add_option("--boot-control", updates.boot_control,
+                      "A/B boot control: file:DIR, uboot:FW_ENV_CONFIG or grub:GRUBENV (default file:STATE/boot)");
+  run_cmd->add_option("--os-slots", updates.os_slots,
+                      "directory of file OS slots slot-A.img/slot-B.img (development); the booted one is measured");
+  run_cmd
+      ->add_option("--update-trial-seconds", run_apps.trial_seconds,
+                   "how long an updated app must run before its update is committed")
+      ->check(CLI::Range(1, 86400))
+      ->capture_default_str();
+  run_cmd->add_option("--image-root", updates.image_root,
+                      "trusted root of the image repository, provisioned at the factory (default: first use)");
+  run_cmd->add_option("--director-root", updates.director_root,
+                      "trusted root of the director, provisioned at the factory (default: first use)");
+  run_cmd->add_flag("--update-once", update_once,
+                    "exit once an update pass finished and its reports were acknowledged (tests)");
   add_common(run_cmd);
 
   // apps serve
@@ -319,27 +352,57 @@ int main(int argc, char** argv) {
   run.check_in_interval = DurationOption(check_in_interval);
   run.unclaimed_retry = DurationOption(unclaimed_retry);
   run.max_backoff = DurationOption(max_backoff);
-  // Threads started below (apps, agent) must not receive the shutdown
-  // signals: only RunWithSignals' sigwait does.
+  // Threads started below (apps, agent, updates) must not receive the
+  // shutdown signals: only RunWithSignals' sigwait does.
   (void)BlockShutdownSignals();
+  // The boot first: what is measured is the OS slot that booted.
+  auto boot = citadel::device::PrepareBoot(updates, run);
+  if (!boot) return Fail(boot.error());
   auto prepared = citadel::device::PrepareRun(run);
   if (!prepared) return Fail(prepared.error());
   const bool with_apps = !run_apps.board.empty() && !run_apps.no_apps && !run.once;
+  citadel::update::AppInstaller* installer = nullptr;
 #ifdef CITADEL_HAVE_APPS
   std::unique_ptr<citadel::apps::AppRuntime> apps;
   if (with_apps) {
     auto started = StartApps(run_apps, run.state_dir, *prepared->rot);
     if (!started) return Fail(started.error());
     apps = std::move(*started);
+    installer = &apps->manager();
   }
-  int code = RunWithSignals(*prepared->agent);
-  apps.reset();  // stops every app before the RoT goes away
-  return code;
 #else
   if (with_apps) {
     std::cerr << "citadeld: this build has no app subsystem; run without --board\n";
     return kExitFailure;
   }
-  return RunWithSignals(*prepared->agent);
 #endif
+  std::atomic<bool> reboot_requested{false};
+  std::unique_ptr<citadel::update::UpdateClient> update_client;
+  if (!run.once) {
+    citadel::device::DeviceAgent& agent = *prepared->agent;
+    updates.request_reboot = [&reboot_requested, &agent] {
+      reboot_requested = true;
+      agent.Stop();
+    };
+    if (update_once) updates.on_settled = [&agent] { agent.Stop(); };
+    auto client = citadel::device::StartUpdateClient(updates, run, *prepared, *boot, installer);
+    if (!client) return Fail(client.error());
+    update_client = std::move(*client);
+  }
+  int code = RunWithSignals(*prepared->agent);
+  if (update_client && !update_client->StopAndWait(kShutdownGrace)) {
+    // A download is waiting on a slow server; every update step is
+    // crash-safe, so leave without it.
+    citadel::log::Warn("shutdown: abandoning the update step in flight");
+    std::_Exit(reboot_requested ? kExitRebootRequested : code);
+  }
+  update_client.reset();
+#ifdef CITADEL_HAVE_APPS
+  apps.reset();  // stops every app before the RoT goes away
+#endif
+  if (reboot_requested && code == 0) {
+    citadel::log::Info("reboot requested by an OS update; exiting with 75");
+    return kExitRebootRequested;
+  }
+  return code;
 }

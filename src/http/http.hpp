@@ -16,6 +16,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
@@ -47,12 +48,51 @@ struct Request {
   std::string QueryParameter(std::string_view name) const;  // "" when absent
 };
 
+// A response body the server reads from a file while it writes the
+// response, never holding more than a bounded chunk in memory: bytes
+// [offset, offset + length) of path.
+struct FileBody {
+  std::filesystem::path path{};
+  std::uint64_t offset = 0;
+  std::uint64_t length = 0;
+};
+
 struct Response {
   int status = 200;
   std::string content_type = "application/json";
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;
+  // Server only: when set, the body is this file range instead of `body`
+  // (which must be empty), and the Content-Length is file->length. The file
+  // is opened when the response is written: if it cannot be opened or is
+  // shorter than offset + length, the server answers 500 instead (or, when
+  // the file shrinks during the write, cuts the connection so the client
+  // sees a short body, never wrong bytes under a complete length).
+  std::optional<FileBody> file{};
 };
+
+// Serving a file with range requests (RFC 9110 section 14), for handlers
+// that return a FileBody.
+//
+// SelectByteRange reads a Range header value against a file of `size`
+// bytes. One range is honoured: "bytes=N-", "bytes=N-M" (M past the end is
+// clamped) and the suffix form "bytes=-N". An empty, malformed or
+// multi-range header is ignored (status 200, the whole file), as RFC 9110
+// allows; a range that starts at or beyond the end is 416.
+struct ByteRange {
+  int status = 200;  // 200 whole file, 206 partial, 416 not satisfiable
+  std::uint64_t offset = 0;
+  std::uint64_t length = 0;
+};
+ByteRange SelectByteRange(std::string_view range_header, std::uint64_t size);
+
+// The response for bytes of the file at path (of `size` bytes, as the
+// caller knows it) under the request's Range header: 200 with the whole
+// file, 206 with Content-Range "bytes first-last/size", or 416 (problem
+// body) with Content-Range "bytes */size". 200 and 206 carry
+// "Accept-Ranges: bytes".
+Response FileResponse(const Request& request, std::filesystem::path path, std::uint64_t size,
+                      std::string content_type = "application/octet-stream");
 
 // An RFC 9457 problem response with content type application/problem+json:
 // {"type":"urn:citadel:problem:<name>","title":...,"status":...,"detail":...}.

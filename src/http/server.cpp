@@ -9,10 +9,20 @@
 // -> write -> repeat or close.
 // Protocol errors answer 400/413/431 and then close with a bounded
 // "lingering close" so the client can read the answer before the reset.
+//
+// File responses (Response::file) are streamed from the file with pread in
+// kFileChunkBytes pieces, so serving a 1 GiB image costs one chunk of
+// memory per connection. The byte-range helpers (SelectByteRange,
+// FileResponse) live here beside the code that serves what they select.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <array>
 #include <atomic>
 #include <cctype>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -38,8 +48,10 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <boost/optional.hpp>
 
 #include "common/log.hpp"
+#include "common/unique_fd.hpp"
 #include "http/http.hpp"
 #include "http/tls.hpp"
 
@@ -62,6 +74,72 @@ constexpr std::size_t kMaxLingerBytes = 4 * 1024 * 1024;
 constexpr auto kMaxLingerTime = std::chrono::seconds(2);
 // Back-off after a failed accept (e.g. EMFILE) so the loop does not spin.
 constexpr auto kAcceptRetryDelay = std::chrono::milliseconds(50);
+
+// Memory a file response uses per connection while it is written.
+constexpr std::size_t kFileChunkBytes = 64 * 1024;
+
+// A Beast body (BodyWriter side only: responses) that streams bytes
+// [offset, offset + length) of an open file with pread. A file that ends
+// early fails the write, which closes the connection: the client sees a
+// body shorter than its Content-Length, never other bytes.
+// The lower-case member names are Beast's Body concept.
+struct FileRangeBody {
+  struct value_type {  // NOLINT(readability-identifier-naming)
+    UniqueFd fd;
+    std::uint64_t offset = 0;
+    std::uint64_t length = 0;
+  };
+
+  static std::uint64_t size(const value_type& body) { return body.length; }
+
+  class writer {  // NOLINT(readability-identifier-naming)
+   public:
+    using const_buffers_type = asio::const_buffer;
+
+    template <bool kIsRequest, class Fields>
+    writer(const bhttp::header<kIsRequest, Fields>& /*header*/, const value_type& body) : body_(body) {}
+
+    void init(beast::error_code& ec) { ec = {}; }
+
+    boost::optional<std::pair<const_buffers_type, bool>> get(beast::error_code& ec) {
+      ec = {};
+      if (done_ >= body_.length) return boost::none;
+      const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(buffer_.size(), body_.length - done_));
+      ssize_t got = -1;
+      do {
+        got = ::pread(body_.fd.get(), buffer_.data(), want, static_cast<off_t>(body_.offset + done_));
+      } while (got < 0 && errno == EINTR);
+      if (got <= 0) {
+        ec = got == 0 ? make_error_code(boost::system::errc::no_message_available)
+                      : beast::error_code(errno, boost::system::system_category());
+        return boost::none;
+      }
+      done_ += static_cast<std::uint64_t>(got);
+      return std::make_pair(asio::const_buffer(buffer_.data(), static_cast<std::size_t>(got)), done_ < body_.length);
+    }
+
+   private:
+    const value_type& body_;
+    std::uint64_t done_ = 0;
+    std::vector<char> buffer_ = std::vector<char>(kFileChunkBytes);
+  };
+};
+
+// Opens the file range a handler asked for; the error says what is wrong
+// (for the log, not for the client).
+Expected<FileRangeBody::value_type> OpenFileRange(const FileBody& file) {
+  UniqueFd fd(::open(file.path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return MakeError(ErrorCode::kIo, "cannot open " + file.path.string());
+  struct stat status {};
+  if (::fstat(fd.get(), &status) != 0 || !S_ISREG(status.st_mode)) {
+    return MakeError(ErrorCode::kIo, file.path.string() + " is not a readable regular file");
+  }
+  const auto size = static_cast<std::uint64_t>(status.st_size);
+  if (file.offset > size || file.length > size - file.offset) {
+    return MakeError(ErrorCode::kIo, file.path.string() + " is shorter than the range to serve");
+  }
+  return FileRangeBody::value_type{std::move(fd), file.offset, file.length};
+}
 
 class ServerImpl;
 
@@ -108,6 +186,7 @@ class Session : public std::enable_shared_from_this<Session> {
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   bhttp::response<bhttp::string_body> response_;
+  bhttp::response<FileRangeBody> file_response_;
   bhttp::response<bhttp::empty_body> continue_response_;
   Phase phase_ = Phase::kHandshake;
   bool first_request_ = true;
@@ -371,11 +450,21 @@ void Session::Write(Response response, unsigned version, bool keep_alive, bool h
     log::Error("request handler returned an invalid status", {{"status", std::to_string(response.status)}});
     response = ProblemResponse(500, "internal", "Internal Server Error", "the server failed to handle the request");
   }
+  std::optional<FileRangeBody::value_type> file;
+  if (response.file) {
+    auto opened = OpenFileRange(*response.file);
+    if (!opened) {
+      log::Error("cannot serve a file response", {{"error", opened.error().message()}});
+      response = ProblemResponse(500, "internal", "Internal Server Error", "the server failed to read the file");
+    } else {
+      file = std::move(*opened);
+    }
+  }
   response_ = {};
   response_.version(version);
   response_.result(static_cast<unsigned>(response.status));
   response_.set(bhttp::field::server, "citadel");
-  if (!response.content_type.empty() && (!response.body.empty() || response.status != 204)) {
+  if (!response.content_type.empty() && (!response.body.empty() || file || response.status != 204)) {
     response_.set(bhttp::field::content_type, response.content_type);
   }
   for (const auto& [name, value] : response.headers) {
@@ -388,7 +477,21 @@ void Session::Write(Response response, unsigned version, bool keep_alive, bool h
     }
     response_.insert(name, value);
   }
-  std::size_t body_size = response.body.size();
+  close_after_write_ = !keep_alive;
+  phase_ = Phase::kWriting;
+  tcp_stream().expires_after(server_.options().read_timeout);
+  auto on_write = [self = shared_from_this()](beast::error_code ec, std::size_t) { self->OnWrite(ec); };
+  if (file && !head) {
+    // The header built above moves into the file response.
+    file_response_ = bhttp::response<FileRangeBody>(std::move(response_.base()));
+    file_response_.body() = std::move(*file);
+    file_response_.keep_alive(keep_alive);
+    file_response_.prepare_payload();
+    response_ = {};
+    bhttp::async_write(stream_, file_response_, std::move(on_write));
+    return;
+  }
+  const std::uint64_t body_size = file ? file->length : response.body.size();
   response_.body() = std::move(response.body);
   response_.keep_alive(keep_alive);
   response_.prepare_payload();
@@ -396,15 +499,12 @@ void Session::Write(Response response, unsigned version, bool keep_alive, bool h
     response_.body().clear();
     response_.content_length(body_size);
   }
-  close_after_write_ = !keep_alive;
-  phase_ = Phase::kWriting;
-  tcp_stream().expires_after(server_.options().read_timeout);
-  bhttp::async_write(stream_, response_,
-                     [self = shared_from_this()](beast::error_code ec, std::size_t) { self->OnWrite(ec); });
+  bhttp::async_write(stream_, response_, std::move(on_write));
 }
 
 void Session::OnWrite(beast::error_code ec) {
   response_ = {};
+  file_response_ = {};
   if (ec) {
     log::Debug("writing a response failed", {{"remote", remote_address_}, {"error", ec.message()}});
     Close();
@@ -629,7 +729,73 @@ void ServerImpl::Wait() {
   stopped_changed_.wait(lock, [this] { return stopped_; });
 }
 
+// "123" -> 123; nullopt for anything else (empty, signs, overflow).
+std::optional<std::uint64_t> ParseDecimal(std::string_view text) {
+  if (text.empty() || text.size() > 19) return std::nullopt;
+  std::uint64_t value = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return std::nullopt;
+    value = value * 10 + static_cast<std::uint64_t>(c - '0');
+  }
+  return value;
+}
+
 }  // namespace
+
+ByteRange SelectByteRange(std::string_view range_header, std::uint64_t size) {
+  const ByteRange whole{200, 0, size};
+  constexpr std::string_view kUnit = "bytes=";
+  if (range_header.size() <= kUnit.size() || !beast::iequals(range_header.substr(0, kUnit.size()), kUnit)) {
+    return whole;
+  }
+  std::string_view spec = range_header.substr(kUnit.size());
+  while (!spec.empty() && (spec.front() == ' ' || spec.front() == '\t')) spec.remove_prefix(1);
+  while (!spec.empty() && (spec.back() == ' ' || spec.back() == '\t')) spec.remove_suffix(1);
+  const auto dash = spec.find('-');
+  if (dash == std::string_view::npos || spec.find(',') != std::string_view::npos) return whole;
+  const std::string_view first_text = spec.substr(0, dash);
+  const std::string_view last_text = spec.substr(dash + 1);
+  if (first_text.empty()) {  // suffix: the last N bytes
+    auto suffix = ParseDecimal(last_text);
+    if (!suffix) return whole;
+    if (*suffix == 0 || size == 0) return ByteRange{416, 0, 0};
+    const std::uint64_t length = std::min(*suffix, size);
+    return ByteRange{206, size - length, length};
+  }
+  auto first = ParseDecimal(first_text);
+  if (!first) return whole;
+  std::uint64_t last = size == 0 ? 0 : size - 1;
+  if (!last_text.empty()) {
+    auto parsed = ParseDecimal(last_text);
+    if (!parsed || *parsed < *first) return whole;  // invalid: ignored
+    last = std::min(last, *parsed);
+  }
+  if (*first >= size) return ByteRange{416, 0, 0};
+  return ByteRange{206, *first, last - *first + 1};
+}
+
+Response FileResponse(const Request& request, std::filesystem::path path, std::uint64_t size,
+                      std::string content_type) {
+  const ByteRange range = SelectByteRange(request.Header("range"), size);
+  if (range.status == 416) {
+    Response refused = ProblemResponse(
+        416, "range-not-satisfiable", "Range Not Satisfiable",
+        "the requested range starts at or beyond the end of the " + std::to_string(size) + "-byte file");
+    refused.headers.emplace_back("Content-Range", "bytes */" + std::to_string(size));
+    return refused;
+  }
+  Response response;
+  response.status = range.status;
+  response.content_type = std::move(content_type);
+  response.headers.emplace_back("Accept-Ranges", "bytes");
+  if (range.status == 206) {
+    response.headers.emplace_back("Content-Range", "bytes " + std::to_string(range.offset) + "-" +
+                                                       std::to_string(range.offset + range.length - 1) + "/" +
+                                                       std::to_string(size));
+  }
+  response.file = FileBody{std::move(path), range.offset, range.length};
+  return response;
+}
 
 Expected<std::unique_ptr<Server>> Server::Create(ServerOptions options, Handler handler) {
   try {

@@ -311,23 +311,173 @@ Expected<AttestationResult> ParseAttestationResult(std::string_view body) {
 
 // --- Check-in ---
 
+namespace {
+
+bool IsUpdateState(std::string_view state) {
+  return std::find(kUpdateStates.begin(), kUpdateStates.end(), state) != kUpdateStates.end();
+}
+
+Expected<InstalledComponent> InstalledFromJson(const Json& value, std::string_view path) {
+  CITADEL_TRY_VOID(ExpectObject(value, path, {"kind", "component_id", "version", "sha256"}, UnknownFields::kRefuse));
+  InstalledComponent installed;
+  CITADEL_TRY(installed.kind, RequiredString(value, path, "kind", 8, /*allow_empty=*/false));
+  if (installed.kind != "app" && installed.kind != "os") {
+    return FieldError(Child(path, "kind"), "expected \"app\" or \"os\", got " + Quote(installed.kind));
+  }
+  CITADEL_TRY(installed.component_id,
+              RequiredString(value, path, "component_id", kMaxComponentIdBytes, /*allow_empty=*/false));
+  CITADEL_TRY(installed.version, RequiredString(value, path, "version", kMaxVersionBytes, /*allow_empty=*/false));
+  CITADEL_TRY(const Json* sha256, Require(value, path, "sha256"));
+  if (!(sha256->is_string() && sha256->get_ref<const std::string&>().empty())) {
+    CITADEL_TRY_VOID(ReadHex(*sha256, Child(path, "sha256"), crypto::Sha256Digest{}.size()));
+  }
+  installed.sha256 = sha256->get<std::string>();
+  return installed;
+}
+
+Expected<UpdateReportEntry> ReportFromJson(const Json& value, std::string_view path) {
+  CITADEL_TRY_VOID(ExpectObject(value, path, {"deployment_id", "target_name", "state", "reason", "reported_at"},
+                                UnknownFields::kRefuse));
+  UpdateReportEntry report;
+  CITADEL_TRY(report.deployment_id,
+              RequiredString(value, path, "deployment_id", kMaxDeploymentIdBytes, /*allow_empty=*/false));
+  CITADEL_TRY(report.target_name,
+              RequiredString(value, path, "target_name", kMaxTargetNameBytes, /*allow_empty=*/false));
+  CITADEL_TRY(report.state, RequiredString(value, path, "state", 32, /*allow_empty=*/false));
+  if (!IsUpdateState(report.state)) {
+    return FieldError(Child(path, "state"),
+                      "unknown state " + Quote(report.state) +
+                          " (expected downloading, installing, pending-reboot, committed or failed)");
+  }
+  CITADEL_TRY(report.reason, RequiredString(value, path, "reason", kMaxUpdateReasonBytes, /*allow_empty=*/true));
+  CITADEL_TRY(report.reported_at, RequiredString(value, path, "reported_at", 64, /*allow_empty=*/false));
+  if (!ParseRfc3339(report.reported_at)) return FieldError(Child(path, "reported_at"), "expected an RFC 3339 time");
+  return report;
+}
+
+Expected<CheckInUpdate> CheckInUpdateFromJson(const Json& value, std::string_view path) {
+  CITADEL_TRY_VOID(ExpectObject(value, path, {"installed", "reports"}, UnknownFields::kRefuse));
+  CheckInUpdate update;
+  auto installed_path = Child(path, "installed");
+  CITADEL_TRY(const Json* installed, Require(value, path, "installed"));
+  CITADEL_TRY_VOID(ExpectArray(*installed, installed_path, kMaxUpdateEntries));
+  for (std::size_t i = 0; i < installed->size(); ++i) {
+    CITADEL_TRY(auto entry, InstalledFromJson((*installed)[i], Element(installed_path, i)));
+    update.installed.push_back(std::move(entry));
+  }
+  auto reports_path = Child(path, "reports");
+  CITADEL_TRY(const Json* reports, Require(value, path, "reports"));
+  CITADEL_TRY_VOID(ExpectArray(*reports, reports_path, kMaxUpdateEntries));
+  for (std::size_t i = 0; i < reports->size(); ++i) {
+    CITADEL_TRY(auto entry, ReportFromJson((*reports)[i], Element(reports_path, i)));
+    update.reports.push_back(std::move(entry));
+  }
+  return update;
+}
+
+Json CheckInUpdateToJson(const CheckInUpdate& update) {
+  Json installed = Json::array();
+  for (const auto& c : update.installed) {
+    installed.push_back(
+        {{"kind", c.kind}, {"component_id", c.component_id}, {"version", c.version}, {"sha256", c.sha256}});
+  }
+  Json reports = Json::array();
+  for (const auto& r : update.reports) {
+    reports.push_back({{"deployment_id", r.deployment_id},
+                       {"target_name", r.target_name},
+                       {"state", r.state},
+                       {"reason", r.reason},
+                       {"reported_at", r.reported_at}});
+  }
+  return Json{{"installed", std::move(installed)}, {"reports", std::move(reports)}};
+}
+
+// A repository path the service names in a reply: absolute, under
+// /v1/repo/, plain segments only. The device joins it to the service URL,
+// so a hostile or broken reply cannot point it at another host or walk up.
+bool IsRepositoryPath(std::string_view path) {
+  constexpr std::string_view kPrefix = "/v1/repo/";
+  if (path.substr(0, kPrefix.size()) != kPrefix) return false;
+  std::string_view rest = path.substr(kPrefix.size());
+  if (rest.empty()) return false;
+  std::size_t start = 0;
+  while (start <= rest.size()) {
+    std::size_t end = rest.find('/', start);
+    if (end == std::string_view::npos) end = rest.size();
+    std::string_view segment = rest.substr(start, end - start);
+    if (segment.empty() || segment == "." || segment == "..") return false;
+    for (char c : segment) {
+      bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+                c == '.';
+      if (!ok) return false;
+    }
+    start = end + 1;
+  }
+  return true;
+}
+
+Expected<CheckInUpdateReply> CheckInUpdateReplyFromJson(const Json& value, std::string_view path) {
+  // Like the reply itself: members a newer service adds are ignored.
+  CITADEL_TRY_VOID(ExpectObject(value, path, {}, UnknownFields::kIgnore));
+  CheckInUpdateReply update;
+  for (auto [key, member] :
+       {std::pair{"image_repository", &update.image_repository}, std::pair{"director", &update.director}}) {
+    CITADEL_TRY(*member, RequiredString(value, path, key, kMaxRepositoryPathBytes, /*allow_empty=*/false));
+    if (!IsRepositoryPath(*member)) {
+      return FieldError(Child(path, key), "expected a path under /v1/repo/, got " + Quote(*member));
+    }
+  }
+  CITADEL_TRY(update.director_timestamp_version,
+              RequiredInteger(value, path, "director_timestamp_version", 0, kMaxSafeInteger));
+  CITADEL_TRY(const Json* update_now, Require(value, path, "update_now"));
+  CITADEL_TRY(update.update_now, json_fields::ReadBool(*update_now, Child(path, "update_now")));
+  CITADEL_TRY(update.acknowledged,
+              RequiredInteger(value, path, "acknowledged", 0, static_cast<std::int64_t>(kMaxUpdateEntries)));
+  return update;
+}
+
+}  // namespace
+
 Json CheckInToJson(const CheckIn& check_in) {
-  return Json{{"os_version", check_in.os_version},
-              {"runtime_version", check_in.runtime_version},
-              {"uptime_seconds", check_in.uptime_seconds},
-              {"free_memory_kb", check_in.free_memory_kb}};
+  Json json{{"os_version", check_in.os_version},
+            {"runtime_version", check_in.runtime_version},
+            {"uptime_seconds", check_in.uptime_seconds},
+            {"free_memory_kb", check_in.free_memory_kb}};
+  if (check_in.update) json["update"] = CheckInUpdateToJson(*check_in.update);
+  return json;
 }
 
 Expected<CheckIn> ParseCheckIn(std::string_view body) {
   CITADEL_TRY(auto json, ParseBody(body, kMaxMessageBytes, "check-in"));
-  CITADEL_TRY_VOID(ExpectObject(json, "", {"os_version", "runtime_version", "uptime_seconds", "free_memory_kb"},
+  CITADEL_TRY_VOID(ExpectObject(json, "",
+                                {"os_version", "runtime_version", "uptime_seconds", "free_memory_kb", "update"},
                                 UnknownFields::kRefuse));
   CheckIn check_in;
   CITADEL_TRY(check_in.os_version, RequiredString(json, "", "os_version", 128, /*allow_empty=*/true));
   CITADEL_TRY(check_in.runtime_version, RequiredString(json, "", "runtime_version", 128, /*allow_empty=*/true));
   CITADEL_TRY(check_in.uptime_seconds, RequiredInteger(json, "", "uptime_seconds", 0, kMaxSafeInteger));
   CITADEL_TRY(check_in.free_memory_kb, RequiredInteger(json, "", "free_memory_kb", 0, kMaxSafeInteger));
+  if (const Json* update = Find(json, "update"); update != nullptr) {
+    CITADEL_TRY(check_in.update, CheckInUpdateFromJson(*update, "update"));
+  }
   return check_in;
+}
+
+// --- Staged rollout ---
+
+std::uint32_t RolloutBucket(std::string_view device_id, std::string_view deployment_id) {
+  std::string input;
+  input.reserve(deployment_id.size() + 1 + device_id.size());
+  input.append(deployment_id).append(":").append(device_id);
+  const crypto::Sha256Digest digest = crypto::Sha256(input);
+  const std::uint32_t first = (std::uint32_t{digest[0]} << 24) | (std::uint32_t{digest[1]} << 16) |
+                              (std::uint32_t{digest[2]} << 8) | std::uint32_t{digest[3]};
+  return first % kRolloutBuckets;
+}
+
+bool InRollout(std::string_view device_id, std::string_view deployment_id, std::int64_t percent) {
+  const std::int64_t clamped = std::clamp<std::int64_t>(percent, 0, 100);
+  return static_cast<std::int64_t>(RolloutBucket(device_id, deployment_id)) < clamped * 100;
 }
 
 // --- App trust: check-in reply and the AppDevelopment capability ---
@@ -396,11 +546,19 @@ Json CheckInReplyToJson(const CheckInReply& reply) {
   for (const auto& key : reply.publisher_keys) {
     keys.push_back({{"key_id", key.key_id}, {"public_key_pem", key.public_key_pem}});
   }
-  return Json{{"device_id", reply.device_id},
-              {"tenant_id", reply.tenant_id},
-              {"next_check_in_seconds", reply.next_check_in_seconds},
-              {"publisher_keys", std::move(keys)},
-              {"app_development", reply.app_development}};
+  Json json{{"device_id", reply.device_id},
+            {"tenant_id", reply.tenant_id},
+            {"next_check_in_seconds", reply.next_check_in_seconds},
+            {"publisher_keys", std::move(keys)},
+            {"app_development", reply.app_development}};
+  if (reply.update) {
+    json["update"] = {{"image_repository", reply.update->image_repository},
+                      {"director", reply.update->director},
+                      {"director_timestamp_version", reply.update->director_timestamp_version},
+                      {"update_now", reply.update->update_now},
+                      {"acknowledged", reply.update->acknowledged}};
+  }
+  return json;
 }
 
 Expected<CheckInReply> ParseCheckInReply(std::string_view body) {
@@ -425,6 +583,9 @@ Expected<CheckInReply> ParseCheckInReply(std::string_view body) {
     auto parsed = ParseDevelopmentCapabilityEnvelope(*capability);
     if (!parsed) return WrapError(parsed.error(), "app_development");
     reply.app_development = *capability;
+  }
+  if (const Json* update = Find(json, "update"); update != nullptr && !update->is_null()) {
+    CITADEL_TRY(reply.update, CheckInUpdateReplyFromJson(*update, "update"));
   }
   return reply;
 }

@@ -4,8 +4,10 @@
 // field) and bounded, and have fuzz targets in fuzz/.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -82,12 +84,49 @@ struct AttestationResult {
 Json AttestationResultToJson(const AttestationResult& result);
 Expected<AttestationResult> ParseAttestationResult(std::string_view body);
 
+// ---- Over-the-air updates in the check-in (docs/PROTOCOL.md, "Updates").
+inline constexpr std::size_t kMaxUpdateEntries = 64;  // installed[] and reports[] each
+inline constexpr std::size_t kMaxTargetNameBytes = 512;
+inline constexpr std::size_t kMaxComponentIdBytes = 128;
+inline constexpr std::size_t kMaxVersionBytes = 64;
+inline constexpr std::size_t kMaxDeploymentIdBytes = 64;
+inline constexpr std::size_t kMaxUpdateReasonBytes = 1024;
+inline constexpr std::size_t kMaxRepositoryPathBytes = 256;
+// The states a device reports, in the order an update goes through them.
+inline constexpr std::array<std::string_view, 5> kUpdateStates = {"downloading", "installing", "pending-reboot",
+                                                                  "committed", "failed"};
+
+// A component the device runs now.
+struct InstalledComponent {
+  std::string kind;  // "app" | "os"
+  std::string component_id;
+  std::string version;
+  std::string sha256;  // 64 lower-case hex of the installed image, or "" when unknown (a factory image)
+};
+
+// One state change of one target of one deployment. The device re-sends a
+// report until a check-in reply acknowledges it.
+struct UpdateReportEntry {
+  std::string deployment_id;
+  std::string target_name;
+  std::string state;        // one of kUpdateStates
+  std::string reason;       // why it failed; "" otherwise
+  std::string reported_at;  // RFC 3339: when the device entered the state
+};
+
+struct CheckInUpdate {
+  std::vector<InstalledComponent> installed;  // <= kMaxUpdateEntries
+  std::vector<UpdateReportEntry> reports;     // <= kMaxUpdateEntries, oldest first
+};
+
 // POST /v1/device/check-in (mutual TLS)
 struct CheckIn {
   std::string os_version;
   std::string runtime_version;
   std::int64_t uptime_seconds = 0;
   std::int64_t free_memory_kb = 0;
+  // Absent for devices without the update client (they omit the member).
+  std::optional<CheckInUpdate> update{};
 };
 Json CheckInToJson(const CheckIn& check_in);
 Expected<CheckIn> ParseCheckIn(std::string_view body);
@@ -110,6 +149,22 @@ Expected<crypto::PublicKey> PublisherKeyFromEntry(const PublisherKeyEntry& entry
 // Lower-case hex SHA-256 of the key's DER SPKI (= image::PublisherKeyId).
 std::string KeyId(const crypto::PublicKey& key);
 
+// Where the device's update client looks, and whether it needs to. Paths
+// are absolute paths on the service ("/v1/repo/T/image").
+struct CheckInUpdateReply {
+  std::string image_repository;
+  std::string director;
+  // The group's current director timestamp version: the device refreshes
+  // its director only when this moved (or update_now), so an idle check-in
+  // costs no repository traffic.
+  std::int64_t director_timestamp_version = 0;
+  bool update_now = false;  // refresh and install now, outside the maintenance window
+  // The first `acknowledged` reports of the check-in were handled (recorded,
+  // already known, or dropped as naming no deployment of the tenant); the
+  // device stops re-sending them.
+  std::int64_t acknowledged = 0;
+};
+
 struct CheckInReply {
   std::string device_id;
   std::string tenant_id;
@@ -117,9 +172,22 @@ struct CheckInReply {
   std::vector<PublisherKeyEntry> publisher_keys;
   // The AppDevelopment envelope (not yet verified), or null.
   Json app_development;
+  // Present when the device is in a group whose tenant publishes updates.
+  std::optional<CheckInUpdateReply> update{};
 };
 Json CheckInReplyToJson(const CheckInReply& reply);
 Expected<CheckInReply> ParseCheckInReply(std::string_view body);
+
+// The staged-rollout rule (docs/PROTOCOL.md, "Updates"), shared by the
+// service (progress) and the device (whether to take a deployment's current
+// target): bucket = the first 4 bytes, big-endian, of SHA-256(deployment_id
+// ":" device_id) mod kRolloutBuckets; a device is in the rollout when
+// bucket < percent * 100. The bucket does not depend on the percent, so
+// raising the percent never removes a device.
+inline constexpr std::uint32_t kRolloutBuckets = 10000;
+std::uint32_t RolloutBucket(std::string_view device_id, std::string_view deployment_id);
+// percent is clamped to 0..100: 0 takes no device, 100 every device.
+bool InRollout(std::string_view device_id, std::string_view deployment_id, std::int64_t percent);
 
 // The AppDevelopment capability (docs/helpers/CONTRACTS.md, docs/PROTOCOL.md
 // "App trust"): the signed part of the envelope

@@ -8,6 +8,7 @@
 #include "common/log.hpp"
 #include "server/auth.hpp"
 #include "server/data_dir.hpp"
+#include "server/deployments.hpp"
 
 namespace citadel::server {
 namespace {
@@ -232,6 +233,8 @@ Response EnableDevelopment(ApiContext& ctx, const Request& request, const Caller
 }  // namespace
 
 void RegisterRoutes(http::Router& router, ApiContext& ctx) {
+  RegisterRepositoryRoutes(router, ctx);
+  RegisterDeploymentRoutes(router, ctx);
   router.Add("GET", "/v1/health", [&ctx](const Request&, const PathParams&) {
     return JsonResponse(200, {{"status", "ok"}, {"store", ctx.store.Backend()}});
   });
@@ -262,12 +265,26 @@ void RegisterRoutes(http::Router& router, ApiContext& ctx) {
     }
     auto check_in = protocol::ParseCheckIn(request.body);
     if (!check_in) return Problem(400, "invalid-request", "Invalid request", check_in.error().message());
+    const std::int64_t now = Now();
     if (auto recorded = ctx.store.RecordCheckIn(device->device_id, check_in->os_version, check_in->runtime_version,
-                                                check_in->uptime_seconds, check_in->free_memory_kb, Now());
+                                                check_in->uptime_seconds, check_in->free_memory_kb, now);
         !recorded) {
       return ErrorResponse(recorded.error());
     }
+    // Updates (docs/PROTOCOL.md, "Check-in additions"): record the reports,
+    // then point the device at its repositories. Devices without the update
+    // client omit the member and may ignore the reply's.
+    DeploymentService deployments(ctx.store, ctx.repository);
+    std::int64_t acknowledged = 0;
+    if (check_in->update) {
+      auto handled = deployments.RecordReports(device->tenant_id, device->device_id, check_in->update->reports, now);
+      if (!handled) return ErrorResponse(handled.error());
+      acknowledged = *handled;
+    }
+    auto update = deployments.CheckInReply(device->tenant_id, device->device_id, acknowledged, now);
+    if (!update) return ErrorResponse(update.error());
     protocol::CheckInReply reply;
+    reply.update = std::move(*update);
     reply.device_id = device->device_id;
     reply.tenant_id = device->tenant_id;
     reply.next_check_in_seconds = ctx.options.check_in_interval.count();
@@ -490,8 +507,8 @@ void RegisterRoutes(http::Router& router, ApiContext& ctx) {
       "GET", "/v1/tenants/{tenant}/devices",
       TenantRoute(ctx, Role::kReader,
                   [&ctx](const Request& request, const PathParams&, const Caller&, const std::string& tenant_id) {
-                    auto limit = ParseLimit(request.QueryParameter("limit"), 100, 1000);
-                    if (!limit) return Problem(400, "invalid-request", "Invalid request", "limit must be 1..1000");
+                    auto limit = PageLimit(request);
+                    if (!limit) return BadPageLimit();
                     store::DeviceFilter filter;
                     filter.tenant_id = tenant_id;
                     filter.device_group_id = request.QueryParameter("device_group");
@@ -500,11 +517,8 @@ void RegisterRoutes(http::Router& router, ApiContext& ctx) {
                     filter.limit = *limit;
                     auto devices = ctx.store.ListDevices(filter);
                     if (!devices) return ErrorResponse(devices.error());
-                    Json list = Json::array();
-                    for (const auto& d : *devices) list.push_back(DeviceJson(d));
-                    Json next = nullptr;
-                    if (static_cast<std::int64_t>(devices->size()) == *limit) next = devices->back().id;
-                    return JsonResponse(200, {{"devices", list}, {"next", next}});
+                    return PageResponse("devices", *devices, *limit, DeviceJson,
+                                        [](const store::Device& d) { return d.id; });
                   }));
   router.Add("GET", "/v1/tenants/{tenant}/devices/{device}",
              TenantRoute(ctx, Role::kReader,
@@ -664,8 +678,8 @@ void RegisterRoutes(http::Router& router, ApiContext& ctx) {
       "GET", "/v1/tenants/{tenant}/audit",
       TenantRoute(ctx, Role::kAdmin,
                   [&ctx](const Request& request, const PathParams&, const Caller&, const std::string& tenant_id) {
-                    auto limit = ParseLimit(request.QueryParameter("limit"), 100, 1000);
-                    if (!limit) return Problem(400, "invalid-request", "Invalid request", "limit must be 1..1000");
+                    auto limit = PageLimit(request);
+                    if (!limit) return BadPageLimit();
                     auto events = ctx.store.ListAudit(tenant_id, *limit);
                     if (!events) return ErrorResponse(events.error());
                     Json list = Json::array();

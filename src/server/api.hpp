@@ -12,6 +12,9 @@
 
 namespace citadel::server {
 
+class BlobStore;
+class Repository;
+
 struct ApiOptions {
   std::chrono::seconds check_in_interval{300};
 };
@@ -21,10 +24,18 @@ struct ApiContext {
   TenantCaCache& authorities;
   Attestor& attestor;
   const crypto::SecretBytes& master_key;
+  Repository& repository;  // TUF repositories (server/repository.hpp)
+  BlobStore& blobs;        // uploaded images and deltas (server/blob_store.hpp)
   ApiOptions options;
 };
 
 // Registers every route on router. ctx must outlive the router.
 void RegisterRoutes(http::Router& router, ApiContext& ctx);
+// Over-the-air updates: repository files and their management
+// (api_repository.cpp); called by RegisterRoutes.
+void RegisterRepositoryRoutes(http::Router& router, ApiContext& ctx);
+// Deployments, group update settings, update-now (api_deployments.cpp);
+// called by RegisterRoutes.
+void RegisterDeploymentRoutes(http::Router& router, ApiContext& ctx);
 
 }  // namespace citadel::server

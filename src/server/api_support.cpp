@@ -154,6 +154,12 @@ std::optional<std::int64_t> ParseLimit(const std::string& text, std::int64_t fal
   return value;
 }
 
+std::optional<std::int64_t> PageLimit(const http::Request& request) {
+  return ParseLimit(request.QueryParameter("limit"), 100, 1000);
+}
+
+http::Response BadPageLimit() { return Problem(400, "invalid-request", "Invalid request", "limit must be 1..1000"); }
+
 Response DeviceProblemFromAuth(const Error& error) {
   if (error.code() == ErrorCode::kUnauthenticated) {
     return Problem(401, "device-certificate-invalid", "Device certificate invalid", error.message());

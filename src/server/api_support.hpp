@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/canonical_json.hpp"
 #include "common/error.hpp"
@@ -45,6 +46,23 @@ Expected<std::string> StringField(const Json& body, std::string_view name, bool 
                                   std::size_t max_length = kMaxNameLength);
 // ?limit= in [1, max], `fallback` when absent; nullopt when malformed.
 std::optional<std::int64_t> ParseLimit(const std::string& text, std::int64_t fallback, std::int64_t max);
+
+// A paginated list route's ?limit=: 100 when absent, 1..1000; nullopt when
+// malformed (answer BadPageLimit()).
+std::optional<std::int64_t> PageLimit(const http::Request& request);
+http::Response BadPageLimit();
+
+// {"<field>": [to_json(item)...], "next": next_key(last item) when the page
+// is full, else null}: the client passes "next" back as ?after=.
+template <typename Item, typename ToJson, typename NextKey>
+http::Response PageResponse(std::string_view field, const std::vector<Item>& items, std::int64_t limit,
+                            const ToJson& to_json, const NextKey& next_key) {
+  Json list = Json::array();
+  for (const auto& item : items) list.push_back(to_json(item));
+  Json next = nullptr;
+  if (!items.empty() && static_cast<std::int64_t>(items.size()) == limit) next = next_key(items.back());
+  return JsonResponse(200, {{std::string(field), std::move(list)}, {"next", std::move(next)}});
+}
 
 void Audit(store::Store& store, std::string_view tenant, const Caller& caller, std::string_view action,
            std::string_view target, const Json& details = Json::object());

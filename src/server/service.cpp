@@ -46,10 +46,17 @@ Expected<std::unique_ptr<Service>> Service::Create(const ServiceOptions& options
   attestor_options.unclaimed_retry = options.unclaimed_retry;
   service->attestor_ = std::make_unique<Attestor>(*service->store_, *service->authorities_, attestor_options);
 
+  service->repository_ = std::make_unique<Repository>(*service->store_, service->master_key_);
+  // Uploaded images and deltas; shared by replicas (see blob_store.hpp).
+  auto blobs = BlobStore::Open(options.data_dir / "blobs");
+  if (!blobs) return WrapError(blobs.error(), "blob store");
+  service->blobs_ = std::move(*blobs);
+
   ApiOptions api_options;
   api_options.check_in_interval = options.check_in_interval;
   service->api_context_ = std::make_unique<ApiContext>(
-      ApiContext{*service->store_, *service->authorities_, *service->attestor_, service->master_key_, api_options});
+      ApiContext{*service->store_, *service->authorities_, *service->attestor_, service->master_key_,
+                 *service->repository_, *service->blobs_, api_options});
   service->router_ = std::make_unique<http::Router>();
   RegisterRoutes(*service->router_, *service->api_context_);
 

@@ -20,7 +20,9 @@
 #include "http/http.hpp"
 #include "server/api.hpp"
 #include "server/attestation.hpp"
+#include "server/blob_store.hpp"
 #include "server/data_dir.hpp"
+#include "server/repository.hpp"
 #include "server/tenant_ca.hpp"
 #include "store/store.hpp"
 
@@ -55,6 +57,8 @@ class Service {
 
   store::Store& store() { return *store_; }
   Attestor& attestor() { return *attestor_; }
+  Repository& repository() { return *repository_; }
+  BlobStore& blobs() { return *blobs_; }
 
  private:
   Service() = default;
@@ -67,6 +71,8 @@ class Service {
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<TenantCaCache> authorities_;
   std::unique_ptr<Attestor> attestor_;
+  std::unique_ptr<Repository> repository_;
+  std::unique_ptr<BlobStore> blobs_;
   std::unique_ptr<ApiContext> api_context_;
   std::unique_ptr<http::Router> router_;
   std::unique_ptr<http::Server> http_;

@@ -12,29 +12,11 @@ namespace {
 
 namespace fs = std::filesystem;
 using testing::Manifest;
+using testing::Snapshot;
 
 constexpr const char* kAlphaId = "11111111-1111-4111-8111-111111111111";
 constexpr const char* kBetaId = "22222222-2222-4222-8222-222222222222";
 constexpr const char* kGammaId = "33333333-3333-4333-8333-333333333333";
-
-// Every path under root with its type, mode and contents: two snapshots
-// compare equal exactly when nothing changed.
-std::string Snapshot(const fs::path& root) {
-  std::vector<std::string> entries;
-  std::error_code ec;
-  for (fs::recursive_directory_iterator it(root, ec), end; !ec && it != end; it.increment(ec)) {
-    auto status = it->symlink_status();
-    std::string entry = fs::relative(it->path(), root).string() + " " +
-                        std::to_string(static_cast<int>(status.type())) + " " +
-                        std::to_string(static_cast<unsigned>(status.permissions()));
-    if (status.type() == fs::file_type::regular) entry += " " + *ReadFile(it->path(), 1u << 24);
-    entries.push_back(entry);
-  }
-  std::sort(entries.begin(), entries.end());
-  std::string text;
-  for (const auto& entry : entries) text += entry + "\n";
-  return text;
-}
 
 class StoreTest : public ::testing::Test {
  protected:

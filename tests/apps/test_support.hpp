@@ -11,6 +11,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -66,6 +67,15 @@ inline std::string Manifest(const std::string& name, const std::string& componen
                             const std::string& capabilities = "{}") {
   return R"({"SchemaVersion":1,"Name":")" + name + R"(","ComponentId":")" + component_id +
          R"(","EntryPoint":"/bin/app","CmdArgs":[],"ApplicationType":"Default","Capabilities":)" + capabilities + "}";
+}
+
+// A manifest with the Version and SecurityVersion of an update.
+inline std::string VersionedManifest(const std::string& name, const std::string& component_id,
+                                     const std::string& version, std::int64_t security_version,
+                                     const std::string& capabilities = "{}") {
+  return R"({"SchemaVersion":1,"Name":")" + name + R"(","ComponentId":")" + component_id + R"(","Version":")" +
+         version + R"(","SecurityVersion":)" + std::to_string(security_version) +
+         R"(,"EntryPoint":"/bin/app","CmdArgs":[],"ApplicationType":"Default","Capabilities":)" + capabilities + "}";
 }
 
 inline Bytes PackApp(const fs::path& work, const crypto::PrivateKey& key, const std::string& manifest) {
@@ -141,6 +151,25 @@ struct TestTenant {
         .dump();
   }
 };
+
+// Every path under root with its type, mode and contents: two snapshots
+// compare equal exactly when nothing changed.
+inline std::string Snapshot(const fs::path& root) {
+  std::vector<std::string> entries;
+  std::error_code ec;
+  for (fs::recursive_directory_iterator it(root, ec), end; !ec && it != end; it.increment(ec)) {
+    auto status = it->symlink_status();
+    std::string entry = fs::relative(it->path(), root).string() + " " +
+                        std::to_string(static_cast<int>(status.type())) + " " +
+                        std::to_string(static_cast<unsigned>(status.permissions()));
+    if (status.type() == fs::file_type::regular) entry += " " + *ReadFile(it->path(), 1u << 24);
+    entries.push_back(entry);
+  }
+  std::sort(entries.begin(), entries.end());
+  std::string text;
+  for (const auto& entry : entries) text += entry + "\n";
+  return text;
+}
 
 // ---- fake launcher ----------------------------------------------------------
 

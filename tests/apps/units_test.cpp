@@ -81,13 +81,22 @@ TEST(AppsStateTest, RoundTripsAndRefusesDamage) {
                    std::string(64, 'c'),
                    true,
                    DesiredState::kRunning,
-                   "2026-11-22T00:00:00Z"};
+                   "2026-11-22T00:00:00Z",
+                   "1.2.0",
+                   4,
+                   std::string(64, 'd')};
   state.apps[app.component_id] = app;
+  InstalledApp previous = app;
+  previous.version = "1.1.0";
+  previous.image_sha256 = std::string(64, 'e');
+  state.trials[app.component_id] =
+      TrialRecord{app.image_sha256, "2026-11-23T00:00:00Z", 2, TrialPhase::kReverting, false, previous};
   ASSERT_TRUE(SaveAppsState(path, state));
   EXPECT_EQ(std::filesystem::status(path).permissions() & std::filesystem::perms::all, std::filesystem::perms(0600));
   auto loaded = LoadAppsState(path);
   ASSERT_TRUE(loaded) << loaded.error().message();
   EXPECT_EQ(loaded->apps.at(app.component_id), app);
+  EXPECT_EQ(loaded->trials.at(app.component_id), state.trials.at(app.component_id));
   EXPECT_EQ(AppUid(3), 61003u);
 
   testing::WriteText(path, R"({"schema_version":1,"apps":{"x":{"name":"a"}}})");

@@ -492,5 +492,168 @@ TEST(CheckInReplyTest, BadKeysAndCapabilitiesAreRefused) {
   EXPECT_FALSE(ParseCheckInReply(R"({"app_development":{"capability":{}}})"));
 }
 
+// ---- Updates in the check-in
+
+CheckInUpdate SampleUpdate() {
+  CheckInUpdate update;
+  update.installed.push_back({"app", "3c1f0000-0000-4000-8000-000000000001", "1.0.0", std::string(64, 'a')});
+  update.installed.push_back({"os", "citadel-os", "2026.1", ""});
+  update.reports.push_back({"dep_1", "apps/x/2.0.0/x.img", "downloading", "", "2026-11-21T10:00:00Z"});
+  update.reports.push_back({"dep_1", "apps/x/2.0.0/x.img", "failed", "crash-loop", "2026-11-21T10:05:00Z"});
+  return update;
+}
+
+TEST(CheckInUpdateTest, RoundTripAndOldDevicesOmitIt) {
+  CheckIn in{.os_version = "1", .runtime_version = "2", .uptime_seconds = 3, .free_memory_kb = 4};
+  in.update = SampleUpdate();
+  auto parsed = ParseCheckIn(CheckInToJson(in).dump());
+  ASSERT_TRUE(parsed) << parsed.error().message();
+  ASSERT_TRUE(parsed->update.has_value());
+  ASSERT_EQ(parsed->update->installed.size(), 2u);
+  EXPECT_EQ(parsed->update->installed[0].component_id, in.update->installed[0].component_id);
+  EXPECT_EQ(parsed->update->installed[0].sha256, std::string(64, 'a'));
+  EXPECT_EQ(parsed->update->installed[1].kind, "os");
+  EXPECT_EQ(parsed->update->installed[1].sha256, "");
+  ASSERT_EQ(parsed->update->reports.size(), 2u);
+  EXPECT_EQ(parsed->update->reports[1].state, "failed");
+  EXPECT_EQ(parsed->update->reports[1].reason, "crash-loop");
+  EXPECT_EQ(parsed->update->reports[1].reported_at, "2026-11-21T10:05:00Z");
+
+  CheckIn old{.os_version = "1", .runtime_version = "2", .uptime_seconds = 3, .free_memory_kb = 4};
+  Json old_json = CheckInToJson(old);
+  EXPECT_FALSE(old_json.contains("update"));
+  auto old_parsed = ParseCheckIn(old_json.dump());
+  ASSERT_TRUE(old_parsed);
+  EXPECT_FALSE(old_parsed->update.has_value());
+}
+
+TEST(CheckInUpdateTest, IsStrictAndBounded) {
+  CheckIn base{.os_version = "1", .runtime_version = "2", .uptime_seconds = 3, .free_memory_kb = 4};
+  base.update = SampleUpdate();
+  const Json valid = CheckInToJson(base);
+  struct Case {
+    std::function<void(Json&)> change;
+    std::string message;
+  };
+  std::vector<Case> cases = {
+      {[](Json& j) { j["update"]["extra"] = 1; }, "update.extra: unknown field"},
+      {[](Json& j) { j["update"].erase("reports"); }, "update.reports: missing field"},
+      {[](Json& j) { j["update"] = "x"; }, "update: expected an object"},
+      {[](Json& j) { j["update"]["installed"][0]["kind"] = "firmware"; }, "update.installed[0].kind"},
+      {[](Json& j) { j["update"]["installed"][0]["sha256"] = "ABC"; }, "update.installed[0].sha256"},
+      {[](Json& j) { j["update"]["installed"][1]["version"] = std::string(65, 'v'); },
+       "update.installed[1].version: is 65 bytes"},
+      {[](Json& j) { j["update"]["reports"][0]["state"] = "done"; }, "update.reports[0].state: unknown state"},
+      {[](Json& j) { j["update"]["reports"][0]["reported_at"] = "yesterday"; },
+       "update.reports[0].reported_at: expected an RFC 3339 time"},
+      {[](Json& j) { j["update"]["reports"][1]["deployment_id"] = ""; },
+       "update.reports[1].deployment_id: must not be empty"},
+      {[](Json& j) { j["update"]["reports"][1]["target_name"] = std::string(kMaxTargetNameBytes + 1, 't'); },
+       "update.reports[1].target_name: is 513 bytes"},
+      {[](Json& j) { j["update"]["reports"][1]["reason"] = std::string(kMaxUpdateReasonBytes + 1, 'r'); },
+       "update.reports[1].reason"},
+      {[](Json& j) { j["update"]["reports"][0]["x"] = true; }, "update.reports[0].x: unknown field"},
+      {[](Json& j) {
+         Json many = Json::array();
+         for (std::size_t i = 0; i <= kMaxUpdateEntries; ++i) many.push_back(j["update"]["reports"][0]);
+         j["update"]["reports"] = many;
+       },
+       "update.reports"},
+  };
+  for (const auto& c : cases) {
+    Json changed = valid;
+    c.change(changed);
+    auto parsed = ParseCheckIn(changed.dump());
+    ASSERT_FALSE(parsed) << changed.dump();
+    EXPECT_EQ(parsed.error().code(), ErrorCode::kInvalidArgument);
+    EXPECT_THAT(parsed.error().message(), HasSubstr(c.message)) << changed.dump();
+  }
+  // Exactly the bound is fine.
+  Json full = valid;
+  Json many = Json::array();
+  for (std::size_t i = 0; i < kMaxUpdateEntries; ++i) many.push_back(full["update"]["reports"][0]);
+  full["update"]["reports"] = many;
+  EXPECT_TRUE(ParseCheckIn(full.dump()));
+}
+
+TEST(CheckInUpdateTest, ReplyRoundTripAndStrictPaths) {
+  CheckInReply reply;
+  reply.device_id = std::string(64, 'd');
+  reply.tenant_id = "ten_1";
+  reply.update = CheckInUpdateReply{"/v1/repo/ten_1/image", "/v1/repo/ten_1/director/grp_1", 7, true, 2};
+  Json json = CheckInReplyToJson(reply);
+  json["update"]["added_later"] = 1;  // a newer service may say more
+  auto parsed = ParseCheckInReply(json.dump());
+  ASSERT_TRUE(parsed) << parsed.error().message();
+  ASSERT_TRUE(parsed->update.has_value());
+  EXPECT_EQ(parsed->update->image_repository, "/v1/repo/ten_1/image");
+  EXPECT_EQ(parsed->update->director, "/v1/repo/ten_1/director/grp_1");
+  EXPECT_EQ(parsed->update->director_timestamp_version, 7);
+  EXPECT_TRUE(parsed->update->update_now);
+  EXPECT_EQ(parsed->update->acknowledged, 2);
+
+  CheckInReply without;
+  EXPECT_FALSE(CheckInReplyToJson(without).contains("update"));
+  auto none = ParseCheckInReply(CheckInReplyToJson(without).dump());
+  ASSERT_TRUE(none);
+  EXPECT_FALSE(none->update.has_value());
+
+  for (const char* bad : {"https://evil.example/v1/repo/t/image", "/v1/repo/../../etc", "/v1/repo/t//image",
+                          "/v1/repo/", "/v1/other/t", "/v1/repo/t/image/", "/v1/repo/t/im age"}) {
+    Json changed = CheckInReplyToJson(reply);
+    changed["update"]["director"] = bad;
+    auto refused = ParseCheckInReply(changed.dump());
+    ASSERT_FALSE(refused) << bad;
+    EXPECT_THAT(refused.error().message(), HasSubstr("update.director")) << bad;
+  }
+  Json wrong_type = CheckInReplyToJson(reply);
+  wrong_type["update"]["update_now"] = 1;
+  EXPECT_FALSE(ParseCheckInReply(wrong_type.dump()));
+  Json negative = CheckInReplyToJson(reply);
+  negative["update"]["director_timestamp_version"] = -1;
+  EXPECT_FALSE(ParseCheckInReply(negative.dump()));
+  Json missing = CheckInReplyToJson(reply);
+  missing["update"].erase("acknowledged");
+  EXPECT_FALSE(ParseCheckInReply(missing.dump()));
+}
+
+// ---- The rollout bucket
+
+TEST(RolloutTest, BucketIsTheFirst32BitsOfTheHashModTenThousand) {
+  const std::string device = std::string(64, 'a');
+  const crypto::Sha256Digest digest = crypto::Sha256("dep_1:" + device);
+  const std::uint32_t first = (std::uint32_t{digest[0]} << 24) | (std::uint32_t{digest[1]} << 16) |
+                              (std::uint32_t{digest[2]} << 8) | std::uint32_t{digest[3]};
+  EXPECT_EQ(RolloutBucket(device, "dep_1"), first % 10000);
+  EXPECT_LT(RolloutBucket(device, "dep_1"), kRolloutBuckets);
+  EXPECT_FALSE(InRollout(device, "dep_1", 0));
+  EXPECT_TRUE(InRollout(device, "dep_1", 100));
+  EXPECT_TRUE(InRollout(device, "dep_1", 1000));  // clamped
+  EXPECT_FALSE(InRollout(device, "dep_1", -5));
+}
+
+TEST(RolloutTest, FractionIsWithinTwoPercentAndRaisingThePercentNeverRemovesADevice) {
+  constexpr int kDevices = 10000;
+  std::vector<std::string> ids;
+  ids.reserve(kDevices);
+  for (int i = 0; i < kDevices; ++i) ids.push_back(HexEncode(crypto::RandomBytes(32)));
+  for (const char* deployment : {"dep_a", "dep_b"}) {
+    std::vector<bool> previous(kDevices, false);
+    for (std::int64_t percent : {0, 1, 5, 10, 25, 50, 75, 90, 100}) {
+      int in = 0;
+      for (int i = 0; i < kDevices; ++i) {
+        const bool now_in = InRollout(ids[static_cast<std::size_t>(i)], deployment, percent);
+        if (previous[static_cast<std::size_t>(i)]) {
+          EXPECT_TRUE(now_in) << "device left the rollout at " << percent << "%";
+        }
+        previous[static_cast<std::size_t>(i)] = now_in;
+        in += now_in ? 1 : 0;
+      }
+      const double fraction = 100.0 * in / kDevices;
+      EXPECT_NEAR(fraction, static_cast<double>(percent), 2.0) << deployment << " at " << percent << "%";
+    }
+  }
+}
+
 }  // namespace
 }  // namespace citadel::protocol
