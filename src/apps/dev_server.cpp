@@ -239,6 +239,9 @@ void DevServer::Serve(Connection& connection) {
 Json AppStatusJson(const AppStatus& status) {
   Json json{{"component_id", status.app.component_id},
             {"name", status.app.name},
+            {"version", status.app.version},
+            {"security_version", status.app.security_version},
+            {"on_trial", status.on_trial},
             {"state", RunStateName(status.state)},
             {"desired", DesiredStateName(status.app.desired)},
             {"digest", status.app.digest},

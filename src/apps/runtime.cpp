@@ -4,6 +4,8 @@
 
 namespace citadel::apps {
 
+std::string CgroupRootName(std::string_view device_id) { return "citadel-" + std::string(device_id.substr(0, 16)); }
+
 void AppRuntime::Report(std::string_view component_id, std::string_view what, std::string_view detail) {
   if (auto* manager = violations_to_.load()) {
     manager->ReportViolation(component_id, what, detail);
@@ -49,6 +51,10 @@ Expected<std::unique_ptr<AppRuntime>> AppRuntime::Start(AppRuntimeSettings setti
   launcher_options.sandbox_exe = settings.sandbox_exe;
   launcher_options.applibs_dir = settings.applibs_dir;
   launcher_options.hosts_override = std::move(hosts);
+  // One group tree per device: a virtual fleet runs many citadelds on one
+  // host, and each kills what is left in its apps' groups when it starts
+  // one, so a shared name would let one device end another's app.
+  launcher_options.cgroup_root_name = CgroupRootName(device_id);
   CITADEL_TRY(runtime->launcher_,
               SandboxLauncher::Create(std::move(launcher_options), *runtime->broker_, *runtime->supervisor_));
   CITADEL_TRY(runtime->manager_, AppManager::Create(*runtime->store_, *runtime->launcher_, settings.manager));

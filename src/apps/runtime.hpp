@@ -22,6 +22,8 @@
 #include <filesystem>
 #include <memory>
 #include <optional>
+#include <string>
+#include <string_view>
 
 #include "app/board.hpp"
 #include "apps/app_manager.hpp"
@@ -47,6 +49,10 @@ struct AppRuntimeSettings {
   // --update-trial-seconds sets manager.trial_period.
   ManagerOptions manager;
 };
+
+// The device's control-group tree under the cgroup mount:
+// "citadel-<first 16 hex digits of the device id>".
+std::string CgroupRootName(std::string_view device_id);
 
 class AppRuntime {
  public:

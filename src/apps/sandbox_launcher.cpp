@@ -117,7 +117,7 @@ class SandboxedApp : public RunningApp {
 Expected<std::unique_ptr<SandboxLauncher>> SandboxLauncher::Create(SandboxLauncherOptions options,
                                                                    broker::Broker& broker,
                                                                    seccomp::Supervisor& supervisor) {
-  CITADEL_TRY(auto cgroups, sandbox::Cgroups::Detect());
+  CITADEL_TRY(auto cgroups, sandbox::Cgroups::Detect(options.cgroup_root_name));
   return std::unique_ptr<SandboxLauncher>(
       new SandboxLauncher(std::move(options), std::move(cgroups), broker, supervisor));
 }

@@ -34,6 +34,8 @@ struct SandboxLauncherOptions {
   std::filesystem::path sandbox_exe;  // bin/citadel-sandbox
   std::filesystem::path applibs_dir;  // directory holding libapplibs.so
   seccomp::HostsOverride hosts_override;
+  // The apps' control groups live at <cgroup root>/<cgroup_root_name>/<component id>.
+  std::string cgroup_root_name = "citadel";
 };
 
 class SandboxLauncher : public AppLauncher {

@@ -1,5 +1,6 @@
 // Running the bootloader tools (fw_printenv, fw_setenv, grub-editenv):
-// fork/exec without a shell, bounded in time and output.
+// RunSubprocess (common/subprocess.hpp) with the boot backends' policy for
+// where tools come from and what environment they see.
 //
 // Internal to src/boot.
 #pragma once
@@ -13,14 +14,12 @@
 #include <vector>
 
 #include "common/error.hpp"
+#include "common/subprocess.hpp"
 
 namespace citadel::boot {
 
-struct ToolResult {
-  int exit_code = -1;  // the exit status; -1 if killed by a signal
-  std::string out;     // stdout
-  std::string err;     // stderr, cut to a few KiB
-};
+// exit_code, out (stdout), err (stderr, cut to a few KiB).
+using ToolResult = SubprocessResult;
 
 // The first executable `name` in `directories`, or kFailedPrecondition
 // "NAME not found in DIRS: install PACKAGE".
@@ -30,9 +29,9 @@ Expected<std::filesystem::path> FindTool(std::string_view name, std::string_view
 // Runs `tool` with `args` (argv[1..]), stdin from /dev/null, an environment
 // of only PATH (the given directories) and LC_ALL=C, and no descriptor but
 // 0-2 inherited. Kills it and fails with kUnavailable once `timeout` has
-// passed; fails with kTooLarge when stdout exceeds max_output bytes. A
-// non-zero exit is not an error here: the caller reads exit_code.
-// Safe to call from a multi-threaded process.
+// passed; fails with kTooLarge when stdout exceeds max_output bytes; keeps
+// the first 4 KiB of stderr. A non-zero exit is not an error here: the
+// caller reads exit_code. Safe to call from a multi-threaded process.
 Expected<ToolResult> RunTool(const std::filesystem::path& tool, const std::vector<std::string>& args,
                              const std::vector<std::filesystem::path>& path_directories,
                              std::chrono::milliseconds timeout, std::size_t max_output = 256 * 1024);

@@ -1,5 +1,7 @@
 #include "cli/api_client.hpp"
 
+#include <algorithm>
+
 namespace citadel::cli {
 
 std::string PercentEncode(std::string_view text) {
@@ -34,18 +36,20 @@ ApiClient::ApiClient(std::unique_ptr<http::Client> client, std::string server, s
     : client_(std::move(client)), server_(std::move(server)), token_(std::move(token)) {}
 
 Result<http::Response> ApiClient::Send(std::string_view method, std::string_view path, std::string_view body,
-                                       bool authenticate, const FailureContext& context) {
+                                       std::string_view content_type, bool authenticate, const FailureContext& context,
+                                       std::span<const int> handled) {
   FailureContext full_context = context;
   if (full_context.server.empty()) full_context.server = server_;
   std::vector<std::pair<std::string, std::string>> headers = {{"Accept", "application/json"}};
   if (authenticate) headers.emplace_back("Authorization", "Bearer " + token_);
-  if (!body.empty()) headers.emplace_back("Content-Type", "application/json");
+  if (!content_type.empty()) headers.emplace_back("Content-Type", std::string(content_type));
   auto response = client_->Send(method, path, body, headers);
   if (!response) {
     // The HTTP client's message already names the server and what failed.
     return std::unexpected(FailureFromError(response.error(), full_context));
   }
-  if (response->status < 200 || response->status > 299) {
+  const bool is_handled = std::find(handled.begin(), handled.end(), response->status) != handled.end();
+  if ((response->status < 200 || response->status > 299) && !is_handled) {
     return std::unexpected(FailureFromResponse(response->status, response->body, full_context));
   }
   return std::move(*response);
@@ -61,29 +65,59 @@ Result<nlohmann::json> ApiClient::ParseJsonBody(const http::Response& response) 
   return json;
 }
 
+Result<ApiAnswer> ApiClient::SendForAnswer(std::string_view method, std::string_view path, std::string_view body,
+                                           std::string_view content_type, const FailureContext& context,
+                                           std::span<const int> handled) {
+  CITADEL_TRY(auto response, Send(method, path, body, content_type, true, context, handled));
+  if (response.status >= 200 && response.status <= 299) {
+    CITADEL_TRY(auto json, ParseJsonBody(response));
+    return ApiAnswer{response.status, std::move(json)};
+  }
+  // A handled refusal: its problem document when it is JSON, else null (the
+  // caller goes by the status).
+  auto json = nlohmann::json::parse(response.body, nullptr, /*allow_exceptions=*/false);
+  return ApiAnswer{response.status, json.is_discarded() ? nlohmann::json() : std::move(json)};
+}
+
 Result<nlohmann::json> ApiClient::Get(std::string_view path, const FailureContext& context) {
-  CITADEL_TRY(auto response, Send("GET", path, {}, true, context));
+  CITADEL_TRY(auto response, Send("GET", path, {}, {}, true, context));
   return ParseJsonBody(response);
 }
 
 Result<nlohmann::json> ApiClient::Post(std::string_view path, const nlohmann::json& body,
                                        const FailureContext& context) {
-  CITADEL_TRY(auto response, Send("POST", path, body.dump(), true, context));
+  CITADEL_TRY(auto response, Send("POST", path, body.dump(), "application/json", true, context));
   return ParseJsonBody(response);
 }
 
+Result<nlohmann::json> ApiClient::Patch(std::string_view path, const nlohmann::json& body,
+                                        const FailureContext& context) {
+  CITADEL_TRY(auto response, Send("PATCH", path, body.dump(), "application/json", true, context));
+  return ParseJsonBody(response);
+}
+
+Result<ApiAnswer> ApiClient::Put(std::string_view path, std::string_view bytes, std::string_view content_type,
+                                 const FailureContext& context, std::span<const int> handled) {
+  return SendForAnswer("PUT", path, bytes, content_type, context, handled);
+}
+
+Result<ApiAnswer> ApiClient::PostForAnswer(std::string_view path, const nlohmann::json& body,
+                                           const FailureContext& context, std::span<const int> handled) {
+  return SendForAnswer("POST", path, body.dump(), "application/json", context, handled);
+}
+
 Result<nlohmann::json> ApiClient::Delete(std::string_view path, const FailureContext& context) {
-  CITADEL_TRY(auto response, Send("DELETE", path, {}, true, context));
+  CITADEL_TRY(auto response, Send("DELETE", path, {}, {}, true, context));
   return ParseJsonBody(response);
 }
 
 Result<std::string> ApiClient::GetText(std::string_view path, const FailureContext& context) {
-  CITADEL_TRY(auto response, Send("GET", path, {}, true, context));
+  CITADEL_TRY(auto response, Send("GET", path, {}, {}, true, context));
   return std::move(response.body);
 }
 
 Result<nlohmann::json> ApiClient::Health() {
-  CITADEL_TRY(auto response, Send("GET", "/v1/health", {}, false, {}));
+  CITADEL_TRY(auto response, Send("GET", "/v1/health", {}, {}, false, {}));
   return ParseJsonBody(response);
 }
 

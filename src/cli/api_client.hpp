@@ -4,6 +4,7 @@
 #pragma once
 
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -23,6 +24,14 @@ std::string PercentEncode(std::string_view text);
 // "?a=1&b=x%20y" from the non-empty values; "" when all are empty.
 std::string QueryString(const std::vector<std::pair<std::string, std::string>>& parameters);
 
+// An answer together with its status, for callers that tell answers apart
+// (201 created vs 200 already there) or act on one particular non-2xx answer
+// (an upload's 409 upload-offset-mismatch says where to resume).
+struct ApiAnswer {
+  int status = 0;
+  nlohmann::json body;  // the parsed JSON body (a problem document for a non-2xx status); null when empty
+};
+
 class ApiClient {
  public:
   // client must be connected to `server`; token is sent as
@@ -35,6 +44,15 @@ class ApiClient {
   Result<nlohmann::json> Get(std::string_view path, const FailureContext& context = {});
   Result<nlohmann::json> Post(std::string_view path, const nlohmann::json& body, const FailureContext& context = {});
   Result<nlohmann::json> Delete(std::string_view path, const FailureContext& context = {});
+  Result<nlohmann::json> Patch(std::string_view path, const nlohmann::json& body, const FailureContext& context = {});
+  // PUT of raw bytes (an upload chunk) sent as `content_type`. An answer
+  // whose status is in `handled` is returned as an ApiAnswer instead of a
+  // Failure, so the caller can read its problem document.
+  Result<ApiAnswer> Put(std::string_view path, std::string_view bytes, std::string_view content_type,
+                        const FailureContext& context = {}, std::span<const int> handled = {});
+  // POST that returns the status with the body; `handled` as for Put.
+  Result<ApiAnswer> PostForAnswer(std::string_view path, const nlohmann::json& body, const FailureContext& context = {},
+                                  std::span<const int> handled = {});
   // For non-JSON answers (the PEM CA chain).
   Result<std::string> GetText(std::string_view path, const FailureContext& context = {});
 
@@ -49,8 +67,14 @@ class ApiClient {
   const std::string& server() const { return server_; }
 
  private:
-  Result<http::Response> Send(std::string_view method, std::string_view path, std::string_view body, bool authenticate,
-                              const FailureContext& context);
+  // The answer of a 2xx status or one in `handled`; a Failure otherwise.
+  // Content-Type is sent when content_type is not empty.
+  Result<http::Response> Send(std::string_view method, std::string_view path, std::string_view body,
+                              std::string_view content_type, bool authenticate, const FailureContext& context,
+                              std::span<const int> handled = {});
+  Result<ApiAnswer> SendForAnswer(std::string_view method, std::string_view path, std::string_view body,
+                                  std::string_view content_type, const FailureContext& context,
+                                  std::span<const int> handled);
   Result<nlohmann::json> ParseJsonBody(const http::Response& response);
 
   std::unique_ptr<http::Client> client_;

@@ -251,6 +251,8 @@ int RunCli(const std::vector<std::string>& args, const Environment& environment)
   RegisterPolicyCommands(commands);
   RegisterManufacturerCommands(commands);
   RegisterImageCommands(commands);
+  RegisterRepositoryCommands(commands);
+  RegisterUpdateCommands(commands);
   app.footer(kRootFooter);
 
   std::ostream& out = *environment.out;

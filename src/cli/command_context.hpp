@@ -101,6 +101,8 @@ void RegisterFleetCommands(CommandSet& commands);         // product, device-gro
 void RegisterPolicyCommands(CommandSet& commands);        // policy, audit
 void RegisterManufacturerCommands(CommandSet& commands);  // manufacturer (local)
 void RegisterImageCommands(CommandSet& commands);         // image, publisher-key (local)
+void RegisterRepositoryCommands(CommandSet& commands);    // keys, repo (TUF key ceremony, signing)
+void RegisterUpdateCommands(CommandSet& commands);        // image upload/list, deployment, group updates
 void RegisterDeviceAppsCommands(
     CommandSet& commands);  // device sideload, device app ..., device apply-development (local)
 

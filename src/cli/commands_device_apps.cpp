@@ -156,11 +156,13 @@ Result<void> List(CommandContext& context, const DeviceOptions& options) {
     context.out() << "No apps installed. Sideload one with `citadel device sideload APP.img --device DIR`.\n";
     return {};
   }
-  Table table({"NAME", "COMPONENT ID", "STATE", "PID", "RESTARTS", "SIGNER", "LAST EXIT"});
+  Table table({"NAME", "VERSION", "COMPONENT ID", "STATE", "PID", "RESTARTS", "SIGNER", "LAST EXIT"});
   for (const auto& app : apps) {
     std::string state = Cell(app, "state");
     if (state != Cell(app, "desired")) state += " (wants " + Cell(app, "desired") + ")";
-    table.AddRow({Cell(app, "name"), ShortenId(Cell(app, "component_id")), state, Cell(app, "pid"),
+    std::string version = Cell(app, "version");
+    if (app.value("on_trial", false)) version += " (on trial)";
+    table.AddRow({Cell(app, "name"), version, ShortenId(Cell(app, "component_id")), state, Cell(app, "pid"),
                   Cell(app, "restarts"),
                   ShortenId(Cell(app, "image_signer")) + (app.value("sideloaded", false) ? " (dev)" : ""),
                   Cell(app, "last_exit")});

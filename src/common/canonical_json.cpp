@@ -9,11 +9,19 @@ namespace citadel {
 namespace {
 
 constexpr std::int64_t kMaxSafeInteger = (std::int64_t{1} << 53) - 1;
+// Deeper than any document Citadel or TUF signs; ParseJsonStrict stops at
+// 32 already, this guards values built in code.
+constexpr std::size_t kMaxCanonicalDepth = 64;
 
-void AppendEscaped(std::string& out, const std::string& text) {
+void AppendEscaped(std::string& out, const std::string& text, CanonicalForm form) {
   static constexpr char kHex[] = "0123456789abcdef";
   out += '"';
   for (char c : text) {
+    if (form == CanonicalForm::kOlpc) {
+      if (c == '"' || c == '\\') out += '\\';
+      out += c;
+      continue;
+    }
     auto byte = static_cast<unsigned char>(c);
     switch (c) {
       case '"':
@@ -50,7 +58,9 @@ void AppendEscaped(std::string& out, const std::string& text) {
   out += '"';
 }
 
-Expected<void> Append(std::string& out, const Json& value) {
+Expected<void> Append(std::string& out, const Json& value, CanonicalForm form, std::size_t depth) {
+  if (depth > kMaxCanonicalDepth) return MakeError(ErrorCode::kInvalidArgument, "canonical JSON: nesting too deep");
+  const bool any_integer = form == CanonicalForm::kOlpc;
   switch (value.type()) {
     case Json::value_t::null:
       out += "null";
@@ -60,7 +70,7 @@ Expected<void> Append(std::string& out, const Json& value) {
       return kOk;
     case Json::value_t::number_integer: {
       auto n = value.get<std::int64_t>();
-      if (n > kMaxSafeInteger || n < -kMaxSafeInteger) {
+      if (!any_integer && (n > kMaxSafeInteger || n < -kMaxSafeInteger)) {
         return MakeError(ErrorCode::kInvalidArgument, "integer outside the canonical range");
       }
       out += std::to_string(n);
@@ -68,7 +78,7 @@ Expected<void> Append(std::string& out, const Json& value) {
     }
     case Json::value_t::number_unsigned: {
       auto n = value.get<std::uint64_t>();
-      if (n > static_cast<std::uint64_t>(kMaxSafeInteger)) {
+      if (!any_integer && n > static_cast<std::uint64_t>(kMaxSafeInteger)) {
         return MakeError(ErrorCode::kInvalidArgument, "integer outside the canonical range");
       }
       out += std::to_string(n);
@@ -77,7 +87,7 @@ Expected<void> Append(std::string& out, const Json& value) {
     case Json::value_t::number_float:
       return MakeError(ErrorCode::kInvalidArgument, "floating-point numbers have no canonical form");
     case Json::value_t::string:
-      AppendEscaped(out, value.get_ref<const std::string&>());
+      AppendEscaped(out, value.get_ref<const std::string&>(), form);
       return kOk;
     case Json::value_t::array: {
       out += '[';
@@ -85,7 +95,7 @@ Expected<void> Append(std::string& out, const Json& value) {
       for (const auto& element : value) {
         if (!first) out += ',';
         first = false;
-        CITADEL_TRY_VOID(Append(out, element));
+        CITADEL_TRY_VOID(Append(out, element, form, depth + 1));
       }
       out += ']';
       return kOk;
@@ -102,9 +112,9 @@ Expected<void> Append(std::string& out, const Json& value) {
       for (const auto* key : keys) {
         if (!first) out += ',';
         first = false;
-        AppendEscaped(out, *key);
+        AppendEscaped(out, *key, form);
         out += ':';
-        CITADEL_TRY_VOID(Append(out, value.at(*key)));
+        CITADEL_TRY_VOID(Append(out, value.at(*key), form, depth + 1));
       }
       out += '}';
       return kOk;
@@ -164,9 +174,9 @@ Expected<Json> ParseJsonStrict(std::string_view text, std::size_t max_depth) {
   }
 }
 
-Expected<std::string> CanonicalJson(const Json& value) {
+Expected<std::string> CanonicalJson(const Json& value, CanonicalForm form) {
   std::string out;
-  CITADEL_TRY_VOID(Append(out, value));
+  CITADEL_TRY_VOID(Append(out, value, form, 0));
   return out;
 }
 

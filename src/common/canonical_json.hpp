@@ -30,8 +30,21 @@ inline constexpr std::size_t kDefaultMaxJsonDepth = 32;
 // nesting deeper than max_depth, and trailing garbage. Never throws.
 Expected<Json> ParseJsonStrict(std::string_view text, std::size_t max_depth = kDefaultMaxJsonDepth);
 
-// Returns the canonical bytes of value, or an error if value holds a
-// floating-point number or an integer outside the safe range.
-Expected<std::string> CanonicalJson(const Json& value);
+// The two canonical byte forms Citadel signs over. They share everything
+// (no white space; object members sorted by key bytes, i.e. code point
+// order; floats refused; nesting deeper than 64 refused) except:
+//   kJcs   RFC 8785 (JCS) for Citadel's own protocol: strings escaped as
+//          JSON ('"', '\\', control characters), integers within
+//          ±(2^53 − 1) so every JSON implementation reads them exactly;
+//   kOlpc  OLPC canonical JSON, securesystemslib's encode_canonical, which
+//          TUF signatures cover: strings escape ONLY '"' and '\\' (every
+//          other byte raw, so the output may not be valid JSON text: it is
+//          only hashed or signed), integers of any magnitude. A TUF
+//          signature over kJcs bytes would not verify in other TUF clients.
+enum class CanonicalForm { kJcs, kOlpc };
+
+// Returns the canonical bytes of value (kInvalidArgument on a float, an
+// integer outside the form's range, a binary value or too deep nesting).
+Expected<std::string> CanonicalJson(const Json& value, CanonicalForm form = CanonicalForm::kJcs);
 
 }  // namespace citadel

@@ -87,13 +87,13 @@ Expected<PreparedRun> PrepareRun(const RunSettings& settings) {
   AgentOptions options;
   options.state_dir = settings.state_dir;
   options.server_url = settings.server_url;
+  prepared.server_ca_pem = *ca_pem;  // the update client pins the same CA
   options.server_ca_pem = std::move(*ca_pem);
   options.os_version = settings.os_version;
   options.check_in_interval = settings.check_in_interval;
   options.unclaimed_retry = settings.unclaimed_retry;
   options.max_backoff = settings.max_backoff;
   options.once = settings.once;
-  prepared.server_ca_pem = *ca_pem;
   CITADEL_TRY(prepared.agent, DeviceAgent::Create(std::move(options), *prepared.rot));
   return prepared;
 }

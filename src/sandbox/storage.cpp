@@ -2,12 +2,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <array>
@@ -17,18 +14,19 @@
 #include <vector>
 
 #include "common/log.hpp"
+#include "common/subprocess.hpp"
 
 namespace citadel::sandbox {
 namespace {
 
 namespace fs = std::filesystem;
-using Clock = std::chrono::steady_clock;
 
 constexpr std::uint64_t kBlockSize = 1024;
 // ext4 needs this many blocks before mke2fs adds a journal.
 constexpr std::uint64_t kMinBlocks = 2048;
 constexpr auto kMkfsTimeout = std::chrono::seconds(60);
 constexpr const char* kMkfs = "/sbin/mkfs.ext4";
+constexpr std::size_t kMaxMkfsOutput = 4096;
 
 std::string ErrnoText(int error) { return std::strerror(error); }
 
@@ -90,72 +88,6 @@ std::uint64_t UsableBytes(const Superblock& sb) {
   return sb.free_blocks > held ? (sb.free_blocks - held) * sb.block_size : 0;
 }
 
-struct ProgramResult {
-  int status = 0;
-  std::string output;
-};
-
-// Runs a fixed argv with an empty environment, stdin from /dev/null and
-// stdout+stderr captured (bounded). Safe in a multi-threaded caller.
-Expected<ProgramResult> RunProgram(const std::vector<std::string>& args, Clock::duration timeout) {
-  std::vector<char*> argv;
-  argv.reserve(args.size() + 1);
-  for (const std::string& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
-  argv.push_back(nullptr);
-  std::array<char*, 2> envp{const_cast<char*>("PATH=/usr/sbin:/usr/bin:/sbin:/bin"), nullptr};
-  int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-  if (null_fd < 0) return MakeError(ErrorCode::kIo, std::string("opening /dev/null: ") + ErrnoText(errno));
-  UniqueFd null_owner(null_fd);
-  std::array<int, 2> pipe_fds{};
-  if (::pipe2(pipe_fds.data(), O_CLOEXEC) != 0) {
-    return MakeError(ErrorCode::kIo, std::string("pipe: ") + ErrnoText(errno));
-  }
-  UniqueFd read_end(pipe_fds[0]);
-  UniqueFd write_end(pipe_fds[1]);
-  pid_t pid = ::fork();
-  if (pid < 0) return MakeError(ErrorCode::kIo, "fork for " + args[0] + ": " + ErrnoText(errno));
-  if (pid == 0) {
-    // Only async-signal-safe calls between fork and exec.
-    if (::dup2(null_fd, 0) < 0 || ::dup2(pipe_fds[1], 1) < 0 || ::dup2(pipe_fds[1], 2) < 0) ::_exit(126);
-    ::execve(argv[0], argv.data(), envp.data());
-    ::_exit(127);
-  }
-  write_end.Reset();
-  UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-  ProgramResult result;
-  auto deadline = Clock::now() + timeout;
-  bool output_open = true;
-  while (output_open && Clock::now() < deadline) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-    pollfd wait{read_end.get(), POLLIN, 0};
-    int ready = ::poll(&wait, 1, static_cast<int>(std::max<long long>(left, 1)));
-    if (ready < 0 && errno != EINTR) break;
-    if (ready <= 0) continue;
-    std::array<char, 1024> buffer{};
-    ssize_t got = ::read(read_end.get(), buffer.data(), buffer.size());
-    if (got <= 0) {
-      output_open = got < 0 && (errno == EINTR || errno == EAGAIN);
-      continue;
-    }
-    if (result.output.size() < 4096) result.output.append(buffer.data(), static_cast<std::size_t>(got));
-  }
-  if (output_open) {
-    (void)::kill(pid, SIGKILL);
-    (void)::waitpid(pid, nullptr, 0);
-    return MakeError(ErrorCode::kUnavailable, args[0] + " did not finish in time");
-  }
-  // The output closed: the program exited (or closed it and lingers).
-  if (pidfd) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-    pollfd wait{pidfd.get(), POLLIN, 0};
-    if (::poll(&wait, 1, static_cast<int>(std::max<long long>(left, 1))) <= 0) (void)::kill(pid, SIGKILL);
-  }
-  if (::waitpid(pid, &result.status, 0) != pid) {
-    return MakeError(ErrorCode::kIo, "waiting for " + args[0] + ": " + ErrnoText(errno));
-  }
-  return result;
-}
-
 Expected<void> MakeFileSystem(const fs::path& image, std::uint64_t blocks, std::uint64_t quota_bytes, uid_t owner) {
   (void)::unlink(image.c_str());
   int fd = ::open(image.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -186,10 +118,20 @@ Expected<void> MakeFileSystem(const fs::path& image, std::uint64_t blocks, std::
                                    "root_owner=" + ids + ",nodiscard",
                                    image.string(),
                                    std::to_string(blocks)};
-  CITADEL_TRY(ProgramResult result, RunProgram(args, kMkfsTimeout));
-  if (!WIFEXITED(result.status) || WEXITSTATUS(result.status) != 0) {
-    return MakeError(ErrorCode::kIo, std::string(kMkfs) + " " + image.string() + " failed (status " +
-                                         std::to_string(result.status) + "): " + result.output);
+  // A fixed PATH and nothing else in the environment; stdout and stderr
+  // together, the first 4 KiB kept for the message.
+  CITADEL_TRY(SubprocessResult result,
+              RunSubprocess({.argv = std::move(args),
+                             .environment = std::vector<std::string>{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"},
+                             .timeout = kMkfsTimeout,
+                             .max_stdout_bytes = kMaxMkfsOutput,
+                             .stdout_overflow_is_error = false,
+                             .merge_stderr_into_stdout = true}));
+  if (result.exit_code != 0) {
+    return MakeError(ErrorCode::kIo, std::string(kMkfs) + " " + image.string() + " failed (" +
+                                         (result.exit_code < 0 ? std::string("killed by a signal")
+                                                               : "exit code " + std::to_string(result.exit_code)) +
+                                         "): " + result.out);
   }
   return kOk;
 }

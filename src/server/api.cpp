@@ -31,7 +31,9 @@ Json GroupJson(const store::DeviceGroup& g) {
           {"tenant_id", g.tenant_id},
           {"product_id", g.product_id},
           {"name", g.name},
-          {"created_at", Time(g.created_at)}};
+          {"created_at", Time(g.created_at)},
+          {"os_feed", g.os_feed},
+          {"maintenance_window", MaintenanceWindowJson(g.maintenance_window)}};
 }
 Json TokenJson(const store::ApiToken& t) {
   return {{"id", t.id},

@@ -200,7 +200,7 @@ Error NotTheOnlineKey(const std::string& role, TufRepository repository, const s
 Error NotOffline(const std::string& role, const std::string& key_id) {
   return Error(ErrorCode::kInvalidArgument,
                "roles." + role + " lists the service's online key " + key_id + ": the " + role +
-                   " role must be kept offline (keys made by the maker, e.g. citadel keys init), so that a "
+                   " role must be kept offline (keys made by the maker, e.g. citadel repo init), so that a "
                    "compromised service cannot sign what devices install");
 }
 

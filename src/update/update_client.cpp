@@ -9,8 +9,10 @@
 #include <cstring>
 #include <ctime>
 #include <set>
+#include <span>
 #include <utility>
 
+#include "common/encoding.hpp"
 #include "common/file.hpp"
 #include "common/log.hpp"
 #include "common/time.hpp"
@@ -116,6 +118,34 @@ Expected<void> VerifyAgainstTarget(const fs::path& path, std::int64_t length,
                                              std::to_string(expected));
   }
   return verifier.Finish(path.string());
+}
+
+// A delta's header declares the image it rebuilds, and ApplyDelta bounds its
+// output (and zstd's buffer) by that declaration only. The header is the
+// delta author's word, so before anything is decompressed it must describe
+// the signed target: otherwise a small delta (within the transfer bound) of
+// a 1 GiB image would be written out, and buffered, in full before the final
+// check against the target refused it.
+Expected<void> CheckDeltaDescribes(const fs::path& delta_path, std::int64_t length, std::string_view sha256) {
+  UniqueFd fd(::open(delta_path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return MakeError(ErrorCode::kIo, "cannot open " + delta_path.string() + ": " + std::strerror(errno));
+  std::array<std::uint8_t, delta::kHeaderSize> header{};
+  std::size_t have = 0;
+  while (have < header.size()) {
+    const ssize_t n = ::read(fd.get(), header.data() + have, header.size() - have);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return MakeError(ErrorCode::kIo, "cannot read " + delta_path.string() + ": " + std::strerror(errno));
+    if (n == 0) break;
+    have += static_cast<std::size_t>(n);
+  }
+  CITADEL_TRY(delta::DeltaHeader parsed, delta::ParseDeltaHeader(std::span<const std::uint8_t>(header.data(), have)));
+  const std::string declared = HexEncode(parsed.target_sha256);
+  if (parsed.target_length != static_cast<std::uint64_t>(length) || declared != sha256) {
+    return MakeError(ErrorCode::kCrypto, "delta " + delta_path.string() + " rebuilds another image (" +
+                                             std::to_string(parsed.target_length) + " bytes, sha256 " + declared +
+                                             ") than the signed target");
+  }
+  return kOk;
 }
 
 // GET url into path, resumable: bytes go to path.part (continued from its
@@ -838,6 +868,10 @@ Expected<bool> UpdateClient::TryDelta(const WorkItem& item, const BaseImage& bas
     return std::unexpected(fetched.error());
   }
   FaultPoint("update:delta-fetched");
+  if (auto described = CheckDeltaDescribes(delta_path, item.length, item.Sha256()); !described) {
+    RemoveWithPart(delta_path);
+    return std::unexpected(described.error());
+  }
   delta::ApplyOptions apply_options;
   apply_options.max_window_log = options_.delta_max_window_log;
   auto applied = delta::ApplyDelta(base.path, delta_path, output, apply_options);

@@ -11,6 +11,7 @@
 #include "common/file.hpp"
 #include "crypto/crypto.hpp"
 #include "http/http.hpp"
+#include "support/must.hpp"
 #include "support/temp_dir.hpp"
 
 namespace citadel::cli {
@@ -19,11 +20,7 @@ namespace {
 using citadel::testing::TempDir;
 using nlohmann::json;
 
-template <typename T>
-T Must(Expected<T> value) {
-  EXPECT_TRUE(value.has_value()) << value.error().message();
-  return std::move(*value);
-}
+using citadel::testing::Must;
 
 struct Pki {
   crypto::PrivateKey ca_key = Must(crypto::PrivateKey::GenerateP256());

@@ -37,6 +37,24 @@ TEST(CanonicalJson, RefusesFloatsAndUnsafeIntegers) {
   EXPECT_EQ(*CanonicalJson(Json(-7)), "-7");
 }
 
+TEST(CanonicalJson, RefusesNestingDeeperThan64InEitherForm) {
+  Json deep = 0;
+  for (int i = 0; i < 64; ++i) deep = Json::array({deep});
+  EXPECT_TRUE(CanonicalJson(deep));
+  EXPECT_TRUE(CanonicalJson(deep, CanonicalForm::kOlpc));
+  deep = Json::array({deep});
+  EXPECT_FALSE(CanonicalJson(deep));
+  EXPECT_FALSE(CanonicalJson(deep, CanonicalForm::kOlpc));
+}
+
+TEST(CanonicalJson, TheFormsDifferOnlyInEscapesAndIntegerRange) {
+  Json value = {{"k", "a\nb\x01"}, {"big", std::int64_t{1} << 60}};
+  EXPECT_FALSE(CanonicalJson(value));
+  EXPECT_EQ(*CanonicalJson(value, CanonicalForm::kOlpc), "{\"big\":1152921504606846976,\"k\":\"a\nb\x01\"}");
+  value.erase("big");
+  EXPECT_EQ(*CanonicalJson(value), "{\"k\":\"a\\nb\\u0001\"}");
+}
+
 TEST(ParseJsonStrict, RefusesDuplicateKeysAtAnyDepth) {
   auto top = ParseJsonStrict(R"({"a":1,"a":2})");
   ASSERT_FALSE(top);

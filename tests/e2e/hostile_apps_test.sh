@@ -362,8 +362,10 @@ case $ATTEMPT in
     events=""
     deadline=$((SECONDS + VERDICT_TIMEOUT))
     while [ $SECONDS -lt $deadline ]; do
-      for f in /sys/fs/cgroup/pids/citadel/"$CID"/pids.events /sys/fs/cgroup/citadel/"$CID"/pids.events \
-        /sys/fs/cgroup/unified/citadel/"$CID"/pids.events; do
+      # The device's group tree: citadel-<first 16 hex digits of its id>.
+      tree="citadel-$("$BIN/citadeld" id --state "$STATE" | cut -c1-16)"
+      for f in /sys/fs/cgroup/pids/"$tree"/"$CID"/pids.events /sys/fs/cgroup/"$tree"/"$CID"/pids.events \
+        /sys/fs/cgroup/unified/"$tree"/"$CID"/pids.events; do
         if [ -f "$f" ]; then
           n=$(sed -n 's/^max \([0-9]*\)$/\1/p' "$f" 2>/dev/null || true)
           [ -n "$n" ] && [ "$n" -gt "${events:-0}" ] && events=$n

@@ -124,3 +124,26 @@ make_broker_certificate() {
   openssl x509 -req -in "$WORK/broker.csr" -CA "$WORK/broker-ca.pem" -CAkey "$WORK/broker-ca.key" \
     -CAcreateserial -out "$WORK/broker.pem" -days 1 -extfile "$WORK/broker.ext" 2>/dev/null
 }
+
+# start_broker: Mosquitto on 127.0.0.1 and 127.0.0.2 at BROKER_PORT (set
+# here): TLS with a test broker certificate (WORK/broker-ca.pem), client
+# certificates required and trusted only from the tenant CA chain
+# (WORK/tenant-chain.pem, downloaded with the logged-in CLI). Log:
+# WORK/mosquitto.log.
+start_broker() {
+  "$BIN/citadel" ca-certificate download -o "$WORK/tenant-chain.pem" >/dev/null
+  grep -q "BEGIN CERTIFICATE" "$WORK/tenant-chain.pem" || fail "could not get the tenant CA chain"
+  make_broker_certificate "IP:127.0.0.1,IP:127.0.0.2"
+  BROKER_PORT=$(free_port)
+  # TLS settings are per listener in mosquitto.conf: both get the same.
+  {
+    printf 'user root\npersistence false\nlog_dest file %s\nlog_type all\n' "$WORK/mosquitto.log"
+    for address in 127.0.0.1 127.0.0.2; do
+      printf 'listener %s %s\ncafile %s\ncertfile %s\nkeyfile %s\nrequire_certificate true\nuse_identity_as_username true\n' \
+        "$BROKER_PORT" "$address" "$WORK/tenant-chain.pem" "$WORK/broker.pem" "$WORK/broker.key"
+    done
+  } >"$WORK/mosquitto.conf"
+  mosquitto -c "$WORK/mosquitto.conf" >"$WORK/mosquitto-stdout.log" 2>&1 &
+  PIDS+=($!)
+  wait_until 10 "mosquitto listening" bash -c "exec 3<>/dev/tcp/127.0.0.1/$BROKER_PORT"
+}

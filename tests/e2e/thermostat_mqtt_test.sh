@@ -28,22 +28,7 @@ wait_until 30 "device 1 learnt the publisher key at check-in" \
   grep -q "BEGIN PUBLIC KEY" "$(device_dir 1)/trust/publisher-keys.json"
 pass "device attested and learnt the tenant's publisher key"
 
-# Mosquitto: TLS, client certificates required, trusting only the tenant CA.
-"$BIN/citadel" ca-certificate download -o "$WORK/tenant-chain.pem" >/dev/null
-grep -q "BEGIN CERTIFICATE" "$WORK/tenant-chain.pem" || fail "could not get the tenant CA chain"
-make_broker_certificate "IP:127.0.0.1,IP:127.0.0.2"
-BROKER_PORT=$(free_port)
-# TLS settings are per listener in mosquitto.conf: both get the same.
-{
-  printf 'user root\npersistence false\nlog_dest file %s\nlog_type all\n' "$WORK/mosquitto.log"
-  for address in 127.0.0.1 127.0.0.2; do
-    printf 'listener %s %s\ncafile %s\ncertfile %s\nkeyfile %s\nrequire_certificate true\nuse_identity_as_username true\n' \
-      "$BROKER_PORT" "$address" "$WORK/tenant-chain.pem" "$WORK/broker.pem" "$WORK/broker.key"
-  done
-} >"$WORK/mosquitto.conf"
-mosquitto -c "$WORK/mosquitto.conf" >"$WORK/mosquitto-stdout.log" 2>&1 &
-PIDS+=($!)
-wait_until 10 "mosquitto listening" bash -c "exec 3<>/dev/tcp/127.0.0.1/$BROKER_PORT"
+start_broker
 
 # A subscriber with a client certificate of its own (the device's, read
 # from its software RoT: the test is root on the "device").

@@ -30,6 +30,7 @@
 #include "common/file.hpp"
 #include "crypto/crypto.hpp"
 #include "support/file_server.hpp"
+#include "support/must.hpp"
 #include "support/temp_dir.hpp"
 #include "support/test_pki.hpp"
 
@@ -50,14 +51,7 @@ using Clock = std::chrono::steady_clock;
 constexpr std::size_t kFileSize = 300 * 1024;
 constexpr auto kIdleWait = 10s;
 
-template <typename T>
-T Must(Expected<T> value) {
-  if (!value) {
-    ADD_FAILURE() << value.error().message();
-    std::abort();
-  }
-  return std::move(*value);
-}
+using citadel::testing::Must;
 
 std::string MakeContent(std::size_t size) {
   std::string content(size, '\0');

@@ -21,6 +21,7 @@
 
 #include "crypto/crypto.hpp"
 #include "http/http.hpp"
+#include "support/must.hpp"
 
 namespace citadel::http {
 namespace {
@@ -30,14 +31,7 @@ using tcp = asio::ip::tcp;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
-template <typename T>
-T Must(Expected<T> value) {
-  if (!value) {
-    ADD_FAILURE() << value.error().message();
-    std::abort();
-  }
-  return std::move(*value);
-}
+using citadel::testing::Must;
 
 crypto::Certificate IssueCa(const std::string& name, const crypto::PrivateKey& key,
                             const crypto::Certificate* issuer = nullptr,

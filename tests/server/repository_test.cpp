@@ -677,33 +677,6 @@ TEST_F(RepositoryTest, TargetFilesHonourRangeRequests) {
   EXPECT_EQ(HeaderOf(beyond, "content-range"), "bytes */" + size);
 }
 
-// The range selection itself (http::SelectByteRange), case by case.
-TEST(ByteRangeTest, SelectsOneRangeAndIgnoresWhatItCannotServe) {
-  using http::SelectByteRange;
-  auto check = [](std::string_view header, std::uint64_t size, int status, std::uint64_t offset, std::uint64_t length) {
-    auto range = SelectByteRange(header, size);
-    EXPECT_EQ(range.status, status) << header;
-    EXPECT_EQ(range.offset, offset) << header;
-    EXPECT_EQ(range.length, length) << header;
-  };
-  check("", 100, 200, 0, 100);
-  check("bytes=0-", 100, 206, 0, 100);
-  check("bytes=10-", 100, 206, 10, 90);
-  check("bytes=10-19", 100, 206, 10, 10);
-  check("bytes=90-500", 100, 206, 90, 10);  // clamped
-  check("bytes=-30", 100, 206, 70, 30);
-  check("bytes=-300", 100, 206, 0, 100);
-  check("Bytes=5-5", 100, 206, 5, 1);
-  check("bytes=100-", 100, 416, 0, 0);
-  check("bytes=0-", 0, 416, 0, 0);
-  check("bytes=-0", 100, 416, 0, 0);
-  check("bytes=20-10", 100, 200, 0, 100);    // invalid: ignored
-  check("bytes=1-2,5-6", 100, 200, 0, 100);  // several ranges: whole file
-  check("bytes=x-", 100, 200, 0, 100);
-  check("items=1-2", 100, 200, 0, 100);
-  check("bytes=99999999999999999999-", 100, 200, 0, 100);
-}
-
 // ------------------------------------------------------------- app images
 
 // An app image as `citadel image pack` makes it: a manifest, a small binary

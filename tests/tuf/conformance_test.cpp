@@ -9,11 +9,6 @@
 // mirrored into the directory the FileServer serves. Its clock is the real
 // one, because the client reads time(2); expiry is tested by running the
 // client under faketime(1).
-#include <fcntl.h>
-#include <poll.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <chrono>
 #include <cstdlib>
 #include <ctime>
@@ -24,6 +19,7 @@
 #include <gtest/gtest.h>
 
 #include "common/file.hpp"
+#include "common/subprocess.hpp"
 #include "support/file_server.hpp"
 #include "support/temp_dir.hpp"
 #include "tuf/memory_fetcher.hpp"
@@ -43,48 +39,24 @@ using testing::RepositoryOptions;
 using testing::TestRepository;
 
 constexpr auto kClientTimeout = std::chrono::seconds(60);
+constexpr std::size_t kMaxClientOutput = 1 << 20;
 
 struct RunResult {
   int exit_code = -1;
   std::string output;  // stdout and stderr together
 };
 
-// Runs argv (argv[0] is the program) with stdout+stderr captured, bounded
-// by kClientTimeout (then SIGKILL and exit_code -1).
+// Runs argv (argv[0] is the program's path) in this process's environment
+// with stdout+stderr captured, bounded by kClientTimeout (then SIGKILL and
+// exit_code -1, the error as output).
 RunResult RunProgram(const std::vector<std::string>& argv) {
-  int pipe_fds[2];
-  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) return {};
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    ::dup2(pipe_fds[1], 1);
-    ::dup2(pipe_fds[1], 2);
-    std::vector<char*> args;
-    for (const auto& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
-    args.push_back(nullptr);
-    ::execvp(args[0], args.data());
-    ::_exit(127);
-  }
-  ::close(pipe_fds[1]);
-  RunResult result;
-  const auto deadline = std::chrono::steady_clock::now() + kClientTimeout;
-  char buffer[4096];
-  while (true) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) {
-      ::kill(pid, SIGKILL);
-      break;
-    }
-    pollfd fd{pipe_fds[0], POLLIN, 0};
-    if (::poll(&fd, 1, static_cast<int>(left.count())) <= 0) continue;
-    ssize_t n = ::read(pipe_fds[0], buffer, sizeof(buffer));
-    if (n <= 0) break;
-    result.output.append(buffer, static_cast<std::size_t>(n));
-  }
-  ::close(pipe_fds[0]);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  if (WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
-  return result;
+  auto result = RunSubprocess({.argv = argv,
+                               .timeout = kClientTimeout,
+                               .max_stdout_bytes = kMaxClientOutput,
+                               .stdout_overflow_is_error = false,
+                               .merge_stderr_into_stdout = true});
+  if (!result) return {.exit_code = -1, .output = result.error().message()};
+  return {.exit_code = result->exit_code, .output = std::move(result->out)};
 }
 
 class ConformanceTest : public ::testing::Test {
@@ -140,7 +112,7 @@ class ConformanceTest : public ::testing::Test {
       // ASan refuses by default; its interceptors still work after it.
       const char* asan = std::getenv("ASAN_OPTIONS");
       std::string asan_options = asan != nullptr ? std::string(asan) + ":" : "";
-      argv = {"env", "ASAN_OPTIONS=" + asan_options + "verify_asan_link_order=0", "faketime", "-f", faketime};
+      argv = {"/usr/bin/env", "ASAN_OPTIONS=" + asan_options + "verify_asan_link_order=0", "faketime", "-f", faketime};
     }
     argv.emplace_back(CITADEL_TUF_CLIENT);
     argv.insert(argv.end(), args.begin(), args.end());

@@ -1,0 +1,41 @@
+// http::SelectByteRange: which part of a file a Range header asks for, case
+// by case (RFC 9110 section 14). Serving the selected bytes
+// (http::FileResponse) is tested through the repository's target routes in
+// tests/server/repository_test.cpp.
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <string_view>
+
+#include "http/http.hpp"
+
+namespace citadel::http {
+namespace {
+
+TEST(ByteRangeTest, SelectsOneRangeAndIgnoresWhatItCannotServe) {
+  auto check = [](std::string_view header, std::uint64_t size, int status, std::uint64_t offset, std::uint64_t length) {
+    auto range = SelectByteRange(header, size);
+    EXPECT_EQ(range.status, status) << header;
+    EXPECT_EQ(range.offset, offset) << header;
+    EXPECT_EQ(range.length, length) << header;
+  };
+  check("", 100, 200, 0, 100);
+  check("bytes=0-", 100, 206, 0, 100);
+  check("bytes=10-", 100, 206, 10, 90);
+  check("bytes=10-19", 100, 206, 10, 10);
+  check("bytes=90-500", 100, 206, 90, 10);  // clamped
+  check("bytes=-30", 100, 206, 70, 30);
+  check("bytes=-300", 100, 206, 0, 100);
+  check("Bytes=5-5", 100, 206, 5, 1);
+  check("bytes=100-", 100, 416, 0, 0);
+  check("bytes=0-", 0, 416, 0, 0);
+  check("bytes=-0", 100, 416, 0, 0);
+  check("bytes=20-10", 100, 200, 0, 100);    // invalid: ignored
+  check("bytes=1-2,5-6", 100, 200, 0, 100);  // several ranges: whole file
+  check("bytes=x-", 100, 200, 0, 100);
+  check("items=1-2", 100, 200, 0, 100);
+  check("bytes=99999999999999999999-", 100, 200, 0, 100);
+}
+
+}  // namespace
+}  // namespace citadel::http
