@@ -39,6 +39,10 @@ constexpr std::size_t kMaxFileNameLength = 128;
 constexpr std::size_t kMaxOsNameLength = 64;
 // Pages of a component's images looked through for a delta base.
 constexpr int kMaxImagePages = 100;
+// Deltas are made while the registration waits (about 2.5 s per 64 MiB on
+// 2 cores, docs/PERFORMANCE.md): larger images get none until deltas move
+// to a background job, and their devices download the full image.
+constexpr std::int64_t kMaxSynchronousDeltaImageBytes = std::int64_t{256} << 20;
 
 // ------------------------------------------------------------ small parsers
 
@@ -352,10 +356,16 @@ Expected<void> CheckAppImage(ApiContext& ctx, const store::Image& image, const s
   return kOk;
 }
 
-// Makes a delta from the component's latest earlier image to `image`.
-// Synchronous (the registration waits for it) and best effort: without a
-// delta devices download the full image, so a failure is only logged.
+// Makes a delta from the component's latest earlier image (app or OS) to
+// `image`. Synchronous (the registration waits for it), for images up to
+// kMaxSynchronousDeltaImageBytes, and best effort: without a delta devices
+// download the full image, so a failure is only logged.
 std::optional<store::ImageDelta> MakeDelta(ApiContext& ctx, const store::Image& image) {
+  if (image.length > kMaxSynchronousDeltaImageBytes) {
+    log::Info("no delta: image larger than the synchronous limit",
+              {{"tenant", image.tenant_id}, {"to", image.sha256}, {"length", std::to_string(image.length)}});
+    return std::nullopt;
+  }
   std::optional<store::Image> base;
   store::ImageFilter filter;
   filter.tenant_id = image.tenant_id;
@@ -468,11 +478,9 @@ Response RegisterImage(ApiContext& ctx, const Request& request, const Caller& ca
   }
   Json result = ImageJson(image);
   result["delta"] = nullptr;
-  if (image.kind == store::ImageKind::kApp) {
-    if (auto delta = MakeDelta(ctx, image)) {
-      result["delta"] = {
-          {"from_sha256", delta->from_sha256}, {"delta_sha256", delta->delta_sha256}, {"length", delta->length}};
-    }
+  if (auto delta = MakeDelta(ctx, image)) {
+    result["delta"] = {
+        {"from_sha256", delta->from_sha256}, {"delta_sha256", delta->delta_sha256}, {"length", delta->length}};
   }
   Audit(ctx.store, tenant_id, caller, "image.register", image.target_name,
         {{"sha256", image.sha256}, {"length", image.length}, {"delta", result["delta"]}});

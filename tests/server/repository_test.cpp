@@ -767,6 +767,24 @@ TEST_F(RepositoryTest, AppImagesAreCheckedAgainstTheirSignatureAndManifestAndGet
   EXPECT_EQ(register_app("never uploaded", "9.0.0", 1).status, 409);
 }
 
+TEST_F(RepositoryTest, OsImagesGetADeltaFromTheLatestEarlierOs) {
+  std::string v1(512 * 1024, '\0');
+  for (std::size_t i = 0; i < v1.size(); ++i) v1[i] = static_cast<char>((i * 2654435761u) >> 13);
+  std::string v2 = v1;
+  v2.replace(100000, 64, std::string(64, 'x'));
+  Json first = RegisterOsImage(acme_, v1, "1.0.0");
+  EXPECT_TRUE(first["delta"].is_null());
+  Json second = RegisterOsImage(acme_, v2, "1.1.0");
+  ASSERT_TRUE(second["delta"].is_object()) << second.dump();
+  EXPECT_EQ(second["delta"]["from_sha256"], crypto::Sha256Hex(v1));
+  EXPECT_LT(second["delta"]["length"].get<std::int64_t>(), static_cast<std::int64_t>(v2.size()) / 20);
+  auto served =
+      Send("GET", "/v1/repo/" + acme_.id + "/image/deltas/" + crypto::Sha256Hex(v1) + "/" + crypto::Sha256Hex(v2),
+           acme_.reader);
+  ASSERT_EQ(served.status, 200);
+  EXPECT_EQ(crypto::Sha256Hex(served.body), second["delta"]["delta_sha256"].get<std::string>());
+}
+
 // ---------------------------------------------------------------- director
 
 TEST_F(RepositoryTest, DirectorTargetsArePublishedWhenTheyChangeOrAgeAndServedToTheirGroup) {
