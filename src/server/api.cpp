@@ -26,15 +26,6 @@ Json ProductJson(const store::Product& p) {
           {"description", p.description},
           {"created_at", Time(p.created_at)}};
 }
-Json GroupJson(const store::DeviceGroup& g) {
-  return {{"id", g.id},
-          {"tenant_id", g.tenant_id},
-          {"product_id", g.product_id},
-          {"name", g.name},
-          {"created_at", Time(g.created_at)},
-          {"os_feed", g.os_feed},
-          {"maintenance_window", MaintenanceWindowJson(g.maintenance_window)}};
-}
 Json TokenJson(const store::ApiToken& t) {
   return {{"id", t.id},
           {"name", t.name},

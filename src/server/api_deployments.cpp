@@ -44,16 +44,6 @@ Json ProgressJson(const DeploymentProgress& progress) {
   return json;
 }
 
-Json GroupUpdateJson(const store::DeviceGroup& g) {
-  return {{"id", g.id},
-          {"tenant_id", g.tenant_id},
-          {"product_id", g.product_id},
-          {"name", g.name},
-          {"created_at", Time(g.created_at)},
-          {"os_feed", g.os_feed},
-          {"maintenance_window", MaintenanceWindowJson(g.maintenance_window)}};
-}
-
 // Deployment errors as problems: a state that does not allow the change is
 // a 409 the caller can act on, and so is a tenant without image targets.
 Response DeploymentProblem(const Error& error) {
@@ -232,7 +222,7 @@ Response PatchDeviceGroup(ApiContext& ctx, const Request& request, const Caller&
   // The feed decides the OS targets and the window is in the metadata.
   DeploymentService service(ctx.store, ctx.repository);
   service.EnsureDirectors(tenant_id, {group_id}, Now());
-  return JsonResponse(200, GroupUpdateJson(*group));
+  return JsonResponse(200, GroupJson(*group));
 }
 
 Response UpdateNow(ApiContext& ctx, const Request& request, const Caller& caller, const std::string& tenant_id,

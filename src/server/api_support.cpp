@@ -4,6 +4,7 @@
 
 #include "common/canonical_json.hpp"
 #include "common/log.hpp"
+#include "server/deployments.hpp"
 
 namespace citadel::server {
 
@@ -152,6 +153,16 @@ std::optional<std::int64_t> ParseLimit(const std::string& text, std::int64_t fal
   auto value = std::stoll(text);
   if (value < 1 || value > max) return std::nullopt;
   return value;
+}
+
+Json GroupJson(const store::DeviceGroup& g) {
+  return {{"id", g.id},
+          {"tenant_id", g.tenant_id},
+          {"product_id", g.product_id},
+          {"name", g.name},
+          {"created_at", Time(g.created_at)},
+          {"os_feed", g.os_feed},
+          {"maintenance_window", MaintenanceWindowJson(g.maintenance_window)}};
 }
 
 std::optional<std::int64_t> PageLimit(const http::Request& request) {

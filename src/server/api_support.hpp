@@ -47,6 +47,9 @@ Expected<std::string> StringField(const Json& body, std::string_view name, bool 
 // ?limit= in [1, max], `fallback` when absent; nullopt when malformed.
 std::optional<std::int64_t> ParseLimit(const std::string& text, std::int64_t fallback, std::int64_t max);
 
+// A device group as the API shows it (group routes, PATCH update settings).
+Json GroupJson(const store::DeviceGroup& g);
+
 // A paginated list route's ?limit=: 100 when absent, 1..1000; nullopt when
 // malformed (answer BadPageLimit()).
 std::optional<std::int64_t> PageLimit(const http::Request& request);
