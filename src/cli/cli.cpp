@@ -142,6 +142,8 @@ void CommandContext::Warn(std::string_view message) { err() << "warning: " << me
 // ---- CommandSet -------------------------------------------------------------
 
 CLI::App* CommandSet::Group(CLI::App* parent, const std::string& name, const std::string& description) {
+  auto existing = parent->get_subcommands([&name](CLI::App* command) { return command->get_name() == name; });
+  if (!existing.empty()) return existing.front();
   auto* group = parent->add_subcommand(name, description);
   group->require_subcommand(0, 1);
   group->footer("Run `citadel " + name + " COMMAND --help` for a command's options and an example.\n" +

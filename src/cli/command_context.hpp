@@ -81,7 +81,9 @@ class CommandSet {
  public:
   explicit CommandSet(CLI::App& root) : root_(root) {}
 
-  // A noun ("device") that only groups subcommands.
+  // A noun ("device") that only groups subcommands. Another file's group of
+  // the same name under `parent` is returned as it is, so several files can
+  // add commands to one noun.
   CLI::App* Group(CLI::App* parent, const std::string& name, const std::string& description);
   // A runnable command with a one-line description and an example footer.
   CLI::App* Command(CLI::App* parent, const std::string& name, const std::string& description,

@@ -225,12 +225,6 @@ Result<void> ApplyDevelopment(CommandContext& context, const FileOptions& option
   return {};
 }
 
-CLI::App* FindOrCreateDeviceGroup(CommandSet& commands) {
-  auto found = commands.root().get_subcommands([](CLI::App* command) { return command->get_name() == "device"; });
-  if (!found.empty()) return found.front();
-  return commands.Group(&commands.root(), "device", "Devices");
-}
-
 void AddDeviceOption(CLI::App* command, DeviceOptions& options) {
   command->add_option("--device", options.device, kDeviceHelp)->type_name("DIR|SOCKET");
 }
@@ -238,7 +232,7 @@ void AddDeviceOption(CLI::App* command, DeviceOptions& options) {
 }  // namespace
 
 void RegisterDeviceAppsCommands(CommandSet& commands) {
-  auto* device = FindOrCreateDeviceGroup(commands);
+  auto* device = commands.Group(&commands.root(), "device", "Devices");
 
   auto sideload = std::make_shared<FileOptions>();
   auto* sideload_command =

@@ -144,13 +144,6 @@ Result<ApiAnswer> PostWithHints(ApiClient& api, std::string_view path, const jso
 // example CommandSet::Command put in the footer.
 void Teach(CLI::App* command, const std::string& text) { command->footer(text + "\n\n" + command->get_footer()); }
 
-// The group `name` other files made, or a new one.
-CLI::App* FindOrCreateGroup(CommandSet& commands, const std::string& name, const std::string& description) {
-  auto found = commands.root().get_subcommands([&name](CLI::App* command) { return command->get_name() == name; });
-  if (!found.empty()) return found.front();
-  return commands.Group(&commands.root(), name, description);
-}
-
 // ---- image upload ----------------------------------------------------------------
 
 // The image file, mapped read-only: hashing and chunking read the page cache
@@ -842,7 +835,7 @@ std::string FormatOffset(std::int64_t seconds) {
 
 void RegisterUpdateCommands(CommandSet& commands) {
   // ---- image upload / list, in the group commands_image.cpp made
-  auto* image = FindOrCreateGroup(commands, "image", "Signed images");
+  auto* image = commands.Group(&commands.root(), "image", "Signed images");
   image->description("Signed images: pack and inspect them locally, upload them to the service and list them there");
 
   auto upload = std::make_shared<ImageUploadOptions>();
@@ -863,8 +856,8 @@ void RegisterUpdateCommands(CommandSet& commands) {
         "Uploads FILE in 1 MiB chunks with its SHA-256 (a cut upload resumes where the service is; uploading the\n"
         "same image again changes nothing) and registers it. An app image's target name, version and security\n"
         "version come from its signed manifest: apps/<ComponentId>/<Version>/<file name>. An OS image needs\n"
-        "--os --name NAME --version V: os/<NAME>/<V>/<file name>. For an app the service also makes a delta\n"
-        "from the component's previous image.\n\n"
+        "--os --name NAME --version V: os/<NAME>/<V>/<file name>. The service also makes a delta from the\n"
+        "component's previous image (images up to 256 MiB).\n\n"
         "Next: sign the target into the image repository (`citadel repo publish TARGET_NAME --keys DIR`),\n"
         "then deploy it (`citadel deployment create --device-group ID --images TARGET_NAME`).");
 
@@ -962,7 +955,7 @@ void RegisterUpdateCommands(CommandSet& commands) {
   }
 
   // ---- device-group update-settings, device update-now (groups of commands_fleet.cpp)
-  auto* device_group = FindOrCreateGroup(commands, "device-group", "Device groups");
+  auto* device_group = commands.Group(&commands.root(), "device-group", "Device groups");
   auto settings = std::make_shared<GroupSettingsOptions>();
   auto* settings_command = commands.Command(
       device_group, "update-settings", "Set a group's OS feed and maintenance window",
@@ -983,7 +976,7 @@ void RegisterUpdateCommands(CommandSet& commands) {
         "Devices install only inside the window, unless `citadel device update-now` asks one to.\n\n"
         "Next: `citadel deployment create --os-feed FEED --images os/NAME/VERSION/FILE`.");
 
-  auto* device = FindOrCreateGroup(commands, "device", "Devices");
+  auto* device = commands.Group(&commands.root(), "device", "Devices");
   auto device_id = std::make_shared<std::string>();
   auto* update_now = commands.Command(
       device, "update-now", "Make a device install its assigned updates at its next check-in, ignoring the window",
