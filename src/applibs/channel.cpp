@@ -25,6 +25,7 @@ constexpr int kResponseTimeoutMs = 60'000;
 constexpr int kMaxErrno = 4095;
 
 std::atomic<std::uint64_t> g_next_id{1};
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free, "the crash handler takes ids in a signal handler");
 
 struct Exchanger {
   std::mutex mutex;
@@ -49,7 +50,7 @@ bool IsSeqPacketSocket(int fd) {
 
 bool Exchange(Exchanger& exchanger, int fd, Json& request, Json* response, int* fd_out) {
   std::lock_guard lock(exchanger.mutex);
-  std::uint64_t id = g_next_id.fetch_add(1);
+  std::uint64_t id = NextRequestId();
   request["id"] = id;
   std::string text = request.dump(-1, ' ', false, Json::error_handler_t::replace);
   if (text.size() > broker::protocol::kMaxMessageBytes) {
@@ -121,6 +122,8 @@ bool Exchange(Exchanger& exchanger, int fd, Json& request, Json* response, int* 
 }
 
 }  // namespace
+
+std::uint64_t NextRequestId() { return g_next_id.fetch_add(1); }
 
 int BrokerChannel() {
   static const int channel = [] {

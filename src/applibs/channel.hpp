@@ -32,6 +32,10 @@ bool CallBroker(Json request, Json* response, int* fd_out = nullptr);
 // not such a handle.
 bool CallHandle(int handle_fd, Json request, Json* response);
 
+// A fresh request id for the app channel. Lock-free, so the crash handler
+// may take one from inside a signal handler.
+std::uint64_t NextRequestId();
+
 // Lower-case hex and back; decoding fails (false) on malformed input.
 std::string HexEncode(const std::uint8_t* data, std::size_t length);
 bool HexDecode(const std::string& text, std::string* out);

@@ -11,6 +11,7 @@
 #include <array>
 #include <cerrno>
 
+#include "apps/crash_resolver.hpp"
 #include "common/log.hpp"
 
 namespace citadel::apps {
@@ -20,8 +21,32 @@ namespace {
 // the loop (the level-triggered epoll returns to it on the next round).
 constexpr std::size_t kLogReadBudget = 64 * 1024;
 constexpr auto kMaxLoopWait = std::chrono::hours(1);
+// ReportViolation: how long it waits for the manager's lock before it
+// leaves the violation to the loop, and how many can wait there (a flood
+// beyond that is still in citadeld's log).
+constexpr Milliseconds kViolationLockWait{200};
+constexpr std::size_t kMaxQueuedViolations = 1024;
+// ReportCrash for an app whose Launch has not returned yet: how long it
+// waits for the pid (well within the handler's 2 s wait for the answer).
+constexpr Milliseconds kCrashLaunchWait{1000};
 
 std::string ErrnoText(int error) { return ::strerrordesc_np(error) != nullptr ? ::strerrordesc_np(error) : "error"; }
+
+std::string HexAddress(std::uint64_t value) {
+  static constexpr std::string_view kDigits = "0123456789abcdef";
+  std::string digits;
+  do {
+    digits.insert(digits.begin(), kDigits[value & 0xFU]);
+    value >>= 4U;
+  } while (value != 0);
+  return "0x" + digits;
+}
+
+// "crashy 1.2.0", or the name alone for an app without a version.
+std::string AppLabel(const std::string& component_id, const InstalledApp* app) {
+  if (app == nullptr) return "app " + component_id;
+  return app->version.empty() ? app->name : app->name + " " + app->version;
+}
 
 }  // namespace
 
@@ -75,6 +100,8 @@ struct AppManager::Supervised {
   bool killed = false;
   std::uint64_t restarts = 0;
   std::string last_exit;
+  // Failure reporting: whether the backoff's cap was already reported.
+  bool restart_loop_reported = false;
 };
 
 AppManager::AppManager(AppStore& store, AppLauncher& launcher, ManagerOptions options, UniqueFd epoll, UniqueFd wake)
@@ -127,6 +154,7 @@ void AppManager::Loop() {
     {
       std::lock_guard lock(mutex_);
       if (stopping_thread_) return;
+      DrainViolationsLocked();
       auto now = SteadyClock::now();
       for (auto& [component_id, record] : records_) {
         if (record->state == RunState::kBackoff) {
@@ -208,6 +236,9 @@ void AppManager::LaunchNow(const std::string& component_id) {
       record.last_exit = "failed to start: " + error.message();
       record.log.AppendLine("[citadeld] " + record.last_exit, Clock::now());
       log::Error("app failed to start", {{"component_id", component_id}, {"reason", error.message()}});
+      auto known = store_.Resolve(component_id);
+      RecordFailureLocked(component_id, known ? &*known : nullptr, "runtime-error", "app-start",
+                          AppLabel(component_id, known ? &*known : nullptr) + " could not start: " + error.message());
       record.state = RunState::kFailed;
       changed_.notify_all();
     };
@@ -239,6 +270,14 @@ void AppManager::LaunchNow(const std::string& component_id) {
 
   // The launch may take a while (namespaces, mounts, mkfs): without the lock,
   // so other apps' exits and logs and the API keep being served.
+  // An app can crash before Launch returns: a crash notice for it waits
+  // (bounded) for the pid instead of being dropped.
+  std::uint64_t launch = 0;
+  {
+    std::lock_guard crash_lock(crash_mutex_);
+    launch = ++launches_;
+    crash_targets_[component_id] = CrashTarget{-1, launch, std::nullopt};
+  }
   launched = launcher_.Launch(request);
   write_end.Reset();  // the instance holds its own copy; EOF comes when it exits
 
@@ -247,9 +286,17 @@ void AppManager::LaunchNow(const std::string& component_id) {
   if (found == records_.end()) return;  // cannot happen: Remove waits for kStarting to end
   Supervised& record = *found->second;
   if (!launched) {
+    {
+      std::lock_guard crash_lock(crash_mutex_);
+      crash_targets_.erase(component_id);
+    }
     record.last_exit = "failed to start: " + launched.error().message();
     record.log.AppendLine("[citadeld] " + record.last_exit, Clock::now());
     log::Error("app failed to start", {{"component_id", component_id}, {"reason", launched.error().message()}});
+    auto known = store_.Resolve(component_id);
+    const InstalledApp* app = known ? &*known : nullptr;
+    RecordFailureLocked(component_id, app, "runtime-error", "app-start",
+                        AppLabel(component_id, app) + " could not start: " + launched.error().message());
     if (record.stop_requested || shut_down_) {
       record.state = RunState::kStopped;
       record.stop_requested = false;
@@ -259,12 +306,19 @@ void AppManager::LaunchNow(const std::string& component_id) {
       // A restart that failed to launch backs off like a crash.
       CountTrialExitLocked(component_id);
       record.state = RunState::kBackoff;
-      record.restart_at = SteadyClock::now() + record.backoff.OnExit(Milliseconds(0));
+      auto delay = record.backoff.OnExit(Milliseconds(0));
+      record.restart_at = SteadyClock::now() + delay;
+      NoteBackoffLocked(record, component_id, app, delay);
     }
     changed_.notify_all();
     return;
   }
   record.instance = std::move(*launched);
+  {
+    std::lock_guard crash_lock(crash_mutex_);
+    crash_targets_[component_id] = CrashTarget{record.instance->pid(), launch, std::nullopt};
+    crash_target_ready_.notify_all();
+  }
   record.log_read = std::move(read_end);
   for (auto [fd, is_exit] : {std::pair{record.instance->exit_fd(), true}, std::pair{record.log_read.get(), false}}) {
     epoll_event event{};
@@ -332,7 +386,20 @@ void AppManager::HandleExitLocked(Supervised& record) {
   record.log.AppendLine("[citadeld] " + record.last_exit, Clock::now());
   auto uptime = std::chrono::duration_cast<Milliseconds>(SteadyClock::now() - record.started_steady);
   auto app = store_.Resolve(component_id);
+  const InstalledApp* known = app ? &*app : nullptr;
   bool want_running = app && app->desired == DesiredState::kRunning;
+  // After Reap: the broker, which delivers crash notices, has let go of
+  // this app by now, so whatever its handler sent is here.
+  std::optional<protocol::CrashDetails> crash;
+  {
+    std::lock_guard crash_lock(crash_mutex_);
+    if (auto target = crash_targets_.find(component_id); target != crash_targets_.end()) {
+      crash = std::move(target->second.pending);
+      crash_targets_.erase(target);
+    }
+  }
+  // An exit the runtime asked for (Stop, an update, shutdown) is no failure.
+  if (status && !record.stop_requested && !shut_down_) ReportExitLocked(component_id, known, *status, std::move(crash));
   if (record.stop_requested || shut_down_ || !want_running) {
     record.state = RunState::kStopped;
     record.stop_requested = false;
@@ -343,10 +410,64 @@ void AppManager::HandleExitLocked(Supervised& record) {
   CountTrialExitLocked(component_id);
   auto delay = record.backoff.OnExit(uptime);
   ++record.restarts;
+  ++total_restarts_;
   record.state = RunState::kBackoff;
   record.restart_at = SteadyClock::now() + delay;
+  NoteBackoffLocked(record, component_id, known, delay);
   log::Warn("app exited; restarting after a delay",
             {{"component_id", component_id}, {"exit", record.last_exit}, {"delay_ms", std::to_string(delay.count())}});
+}
+
+void AppManager::RecordFailureLocked(const std::string& component_id, const InstalledApp* app,
+                                     std::string failure_class, std::string error_code, std::string message,
+                                     std::optional<protocol::CrashDetails> crash) {
+  if (options_.failure_sink == nullptr) return;
+  reports::FailureEvent event;
+  event.failure_class = std::move(failure_class);
+  event.time = Clock::now();
+  event.component_id = component_id;
+  event.component_version = app != nullptr ? app->version : std::string();
+  event.error_code = std::move(error_code);
+  event.message = std::move(message);
+  event.crash = std::move(crash);
+  options_.failure_sink->Record(std::move(event));
+}
+
+void AppManager::ReportExitLocked(const std::string& component_id, const InstalledApp* app, const ExitStatus& status,
+                                  std::optional<protocol::CrashDetails> crash) {
+  const std::string label = AppLabel(component_id, app);
+  if (status.exited) {
+    if (status.code == 0) return;  // a clean exit; the backoff restarts it if it is meant to run
+    RecordFailureLocked(component_id, app, "app-exit", "exit-" + std::to_string(status.code),
+                        label + " exited with status " + std::to_string(status.code));
+    return;
+  }
+  const std::string signal_name = protocol::SignalName(status.signal);
+  if (status.signal == SIGSYS) {
+    // The filter's kill action (or a forged SIGSYS): either way the sandbox ended it.
+    RecordFailureLocked(component_id, app, "sandbox-violation", "seccomp-kill",
+                        label + " was killed by SIGSYS: a system call its seccomp filter does not allow");
+    return;
+  }
+  // The app's own account is attached only when it is about this death.
+  if (crash && crash->signal != status.signal) crash.reset();
+  std::string message = label + " was killed by " + signal_name;
+  if (crash) message += " at address " + HexAddress(crash->fault_address);
+  if (status.oom_killed) message += " (out of memory: the cgroup's memory limit was reached)";
+  RecordFailureLocked(component_id, app, "app-crash", signal_name, std::move(message), std::move(crash));
+}
+
+void AppManager::NoteBackoffLocked(Supervised& record, const std::string& component_id, const InstalledApp* app,
+                                   Milliseconds delay) {
+  if (delay < options_.restart.max) {
+    record.restart_loop_reported = false;  // the backoff was reset: a new loop is a new event
+    return;
+  }
+  if (record.restart_loop_reported) return;
+  record.restart_loop_reported = true;
+  RecordFailureLocked(component_id, app, "restart-loop", "restart-loop",
+                      AppLabel(component_id, app) + " keeps failing: restarts are now " +
+                          std::to_string(delay.count()) + " ms apart (last: " + record.last_exit + ")");
 }
 
 void AppManager::ReadLogLocked(Supervised& record, bool drain) {
@@ -422,6 +543,7 @@ Expected<AppStatus> AppManager::Start(std::string_view name_or_component_id) {
   }
   if (record.state == RunState::kRunning || record.state == RunState::kStarting) return StatusLocked(app);
   record.backoff.Reset();
+  record.restart_loop_reported = false;
   record.restarts = 0;
   record.stop_requested = false;
   record.operator_start = true;
@@ -661,14 +783,93 @@ Expected<std::vector<ViolationRecord>> AppManager::Violations(std::string_view n
   return std::vector<ViolationRecord>(found->second->violations.begin(), found->second->violations.end());
 }
 
-void AppManager::ReportViolation(std::string_view component_id, std::string_view syscall, std::string_view detail) {
+void AppManager::ReportViolation(std::string_view component_id, std::string_view syscall, std::string_view detail,
+                                 ViolationSource source) {
   log::Warn("app policy violation", {{"component_id", component_id}, {"syscall", syscall}, {"detail", detail}});
-  std::lock_guard lock(mutex_);
-  Supervised& record = RecordLocked(std::string(component_id));
-  record.violations.push_back(ViolationRecord{Clock::now(), std::string(syscall), std::string(detail)});
+  PendingViolation violation{std::string(component_id), std::string(syscall), std::string(detail), source,
+                             Clock::now()};
+  // The Broker and the Supervisor call this with their own lock held, and
+  // the supervision thread may hold mutex_ while Reap waits for exactly
+  // that lock: never wait for mutex_ unboundedly here. When it stays busy,
+  // the loop records the violation on its next round.
+  std::unique_lock lock(mutex_, std::defer_lock);
+  const auto deadline = SteadyClock::now() + kViolationLockWait;
+  while (!lock.try_lock()) {
+    if (SteadyClock::now() >= deadline) {
+      {
+        std::lock_guard queue_lock(queued_violations_mutex_);
+        if (queued_violations_.size() < kMaxQueuedViolations) queued_violations_.push_back(std::move(violation));
+      }
+      Wake();
+      return;
+    }
+    std::this_thread::sleep_for(Milliseconds(1));
+  }
+  RecordViolationLocked(violation);
+}
+
+void AppManager::RecordViolationLocked(const PendingViolation& violation) {
+  auto app = store_.Resolve(violation.component_id);
+  Supervised& record = RecordLocked(violation.component_id);
+  RecordFailureLocked(
+      violation.component_id, app ? &*app : nullptr, "sandbox-violation",
+      std::string(violation.source == ViolationSource::kSeccomp ? "seccomp:" : "broker:") + violation.syscall,
+      violation.detail);
+  record.violations.push_back(ViolationRecord{violation.time, violation.syscall, violation.detail});
   while (record.violations.size() > options_.max_violations) record.violations.pop_front();
-  record.log.AppendLine("[citadeld] policy violation: " + std::string(syscall) + ": " + std::string(detail),
-                        Clock::now());
+  record.log.AppendLine("[citadeld] policy violation: " + violation.syscall + ": " + violation.detail, Clock::now());
+}
+
+void AppManager::DrainViolationsLocked() {
+  std::vector<PendingViolation> queued;
+  {
+    std::lock_guard queue_lock(queued_violations_mutex_);
+    queued.swap(queued_violations_);
+  }
+  for (const auto& violation : queued) RecordViolationLocked(violation);
+}
+
+void AppManager::ReportCrash(std::string_view component_id, protocol::CrashDetails crash,
+                             std::span<const std::uint64_t> pcs) {
+  // Only crash_mutex_, never mutex_: this runs on the broker's thread with
+  // the broker's lock held, while the supervision thread may hold mutex_
+  // and wait for that lock (Reap removes the app from the broker).
+  pid_t pid = -1;
+  std::uint64_t launch = 0;
+  {
+    std::unique_lock lock(crash_mutex_);
+    auto known = [&] {
+      auto target = crash_targets_.find(component_id);
+      return target == crash_targets_.end() || target->second.pid >= 0;
+    };
+    // Still launching (it crashed at once): Launch returns shortly.
+    (void)crash_target_ready_.wait_for(lock, kCrashLaunchWait, known);
+    auto target = crash_targets_.find(component_id);
+    if (target == crash_targets_.end() || target->second.pid < 0) {
+      log::Warn("crash report from an app with no running instance; ignored", {{"component_id", component_id}});
+      return;
+    }
+    pid = target->second.pid;
+    launch = target->second.launch;
+  }
+  // The app waits for the broker's answer meanwhile, so its /proc entries
+  // are still there; no lock is held for these reads.
+  auto frames = ResolveCrashFrames(pid, pcs);
+  if (frames) {
+    crash.frames = std::move(*frames);
+  } else {
+    log::Warn("crash frames could not be resolved",
+              {{"component_id", component_id}, {"reason", frames.error().message()}});
+  }
+  std::lock_guard lock(crash_mutex_);
+  auto target = crash_targets_.find(component_id);
+  if (target == crash_targets_.end() || target->second.launch != launch) return;
+  target->second.pending = std::move(crash);
+}
+
+std::uint64_t AppManager::TotalRestarts() const {
+  std::lock_guard lock(mutex_);
+  return total_restarts_;
 }
 
 void AppManager::Shutdown() {
@@ -694,6 +895,8 @@ void AppManager::Shutdown() {
     }
     CloseLogLocked(*record);
   }
+  std::lock_guard crash_lock(crash_mutex_);
+  crash_targets_.clear();
 }
 
 }  // namespace citadel::apps

@@ -35,6 +35,18 @@
 // (sandbox's) business. Violations reported by the Supervisor and the Broker
 // are kept per app (last 256) and written to citadeld's log.
 //
+// Failure reporting (docs/ARCHITECTURE.md, "Failure reporting"): with a
+// FailureSink in the options, the manager records one FailureEvent per
+// instance exit it did not ask for (app-crash with the signal, app-exit
+// with a non-zero status, sandbox-violation/seccomp-kill for SIGSYS; never
+// for Stop, updates or shutdown, nor for a clean exit 0), one restart-loop
+// when an app's backoff reaches its cap (again only after the backoff was
+// reset), one runtime-error/app-start per launch failure and one
+// sandbox-violation per reported violation. The kind of exit comes from the
+// kernel (waitid); crash details (registers, frames, stack) come from the
+// app's own crash handler through ReportCrash and are attached only when
+// their signal matches the one the instance died of.
+//
 // Threading: every public method is safe from any thread. Start/Stop block
 // until the transition finished (bounded by the launch and the stop grace).
 // Callbacks from the store run on the caller's thread.
@@ -60,6 +72,8 @@
 #include "common/error.hpp"
 #include "common/time.hpp"
 #include "common/unique_fd.hpp"
+#include "protocol/failure_report.hpp"
+#include "reports/failure_event.hpp"
 #include "update/installers.hpp"
 
 namespace citadel::apps {
@@ -76,7 +90,15 @@ struct ManagerOptions {
   // (citadeld --update-trial-seconds); a crash loop after this many exits.
   Milliseconds trial_period = std::chrono::seconds(30);
   std::uint32_t trial_max_exits = 3;
+  // Where failure events go (citadeld: the report collector); null: none
+  // are recorded. Must outlive the manager; Record is called with the
+  // manager's lock held (reports::FailureSink's contract allows it).
+  reports::FailureSink* failure_sink = nullptr;
 };
+
+// Who refused what an app tried: the seccomp filter (a system call) or the
+// broker (an applibs call). Decides the report's error code prefix.
+enum class ViolationSource { kSeccomp, kBroker };
 
 enum class RunState { kStopped, kStarting, kRunning, kStopping, kBackoff, kFailed };
 std::string_view RunStateName(RunState state);
@@ -128,8 +150,25 @@ class AppManager : public update::AppInstaller {
   Expected<std::vector<LogLine>> Logs(std::string_view name_or_component_id, std::size_t count) const;
   Expected<std::vector<ViolationRecord>> Violations(std::string_view name_or_component_id) const;
 
-  // The sink for seccomp::Supervisor and broker::Broker; any thread.
-  void ReportViolation(std::string_view component_id, std::string_view syscall, std::string_view detail);
+  // The sink for seccomp::Supervisor and broker::Broker; any thread. Never
+  // waits long for the manager's lock (the callers hold their own lock,
+  // which the supervision thread may be waiting for): when the lock stays
+  // busy, the violation is recorded by the supervision loop shortly after.
+  void ReportViolation(std::string_view component_id, std::string_view syscall, std::string_view detail,
+                       ViolationSource source = ViolationSource::kSeccomp);
+
+  // What the app's crash handler sent (broker op "crash"): `crash` without
+  // frames, and the absolute program counters. Resolves them against the
+  // app's current instance (/proc/<pid>/maps, build ids; crash_resolver.hpp)
+  // and keeps the result until that instance's exit is handled. Call it
+  // while the app is still alive (the broker does, before it answers).
+  // Ignored for an app with no running instance. Any thread; the /proc
+  // reads happen without the manager's lock.
+  void ReportCrash(std::string_view component_id, protocol::CrashDetails crash, std::span<const std::uint64_t> pcs);
+
+  // Automatic restarts (crashes and exits followed by a backoff restart) of
+  // every app since the manager was created, for the telemetry heartbeat.
+  std::uint64_t TotalRestarts() const;
 
   // Stops every instance (desired states unchanged) and the supervision
   // thread. Called by the destructor; idempotent.
@@ -161,6 +200,26 @@ class AppManager : public update::AppInstaller {
   void LaunchNow(const std::string& component_id);
   void BeginStopLocked(Supervised& record);
   void HandleExitLocked(Supervised& record);
+  struct PendingViolation {
+    std::string component_id;
+    std::string syscall;
+    std::string detail;
+    ViolationSource source = ViolationSource::kSeccomp;
+    TimePoint time;
+  };
+  void RecordViolationLocked(const PendingViolation& violation);
+  // Records the violations ReportViolation queued while mutex_ was busy.
+  void DrainViolationsLocked();
+  // Failure reporting (no-ops without a sink). `app` is null when the
+  // store no longer knows the app.
+  void RecordFailureLocked(const std::string& component_id, const InstalledApp* app, std::string failure_class,
+                           std::string error_code, std::string message,
+                           std::optional<protocol::CrashDetails> crash = std::nullopt);
+  void ReportExitLocked(const std::string& component_id, const InstalledApp* app, const ExitStatus& status,
+                        std::optional<protocol::CrashDetails> crash);
+  // After a backoff delay was chosen: a restart-loop event when it reached the cap.
+  void NoteBackoffLocked(Supervised& record, const std::string& component_id, const InstalledApp* app,
+                         Milliseconds delay);
   void ReadLogLocked(Supervised& record, bool drain);
   void CloseLogLocked(Supervised& record);
   // Waits until `done` or the deadline; false on timeout.
@@ -186,6 +245,24 @@ class AppManager : public update::AppInstaller {
   std::map<int, FdTarget> fds_;
   bool stopping_thread_ = false;
   bool shut_down_ = false;
+  std::uint64_t total_restarts_ = 0;
+
+  // Crash notices arrive on the broker's thread with the broker's lock
+  // held, and the supervision thread holds mutex_ while Reap removes an app
+  // from the broker: so what ReportCrash needs has its own lock, which is
+  // never held while taking another.
+  struct CrashTarget {
+    pid_t pid = -1;            // -1 while Launch runs
+    std::uint64_t launch = 0;  // which instance: a notice resolved for an earlier one is dropped
+    std::optional<protocol::CrashDetails> pending;
+  };
+  std::mutex crash_mutex_;
+  std::condition_variable crash_target_ready_;                     // a launching instance got its pid
+  std::map<std::string, CrashTarget, std::less<>> crash_targets_;  // guarded by crash_mutex_
+  std::uint64_t launches_ = 0;                                     // guarded by crash_mutex_
+  // Violations reported while mutex_ stayed busy (see ReportViolation).
+  std::mutex queued_violations_mutex_;
+  std::vector<PendingViolation> queued_violations_;  // guarded by queued_violations_mutex_
   std::thread thread_;
 };
 

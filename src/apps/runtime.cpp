@@ -6,12 +6,29 @@ namespace citadel::apps {
 
 std::string CgroupRootName(std::string_view device_id) { return "citadel-" + std::string(device_id.substr(0, 16)); }
 
-void AppRuntime::Report(std::string_view component_id, std::string_view what, std::string_view detail) {
+void AppRuntime::Report(std::string_view component_id, std::string_view what, std::string_view detail,
+                        ViolationSource source) {
   if (auto* manager = violations_to_.load()) {
-    manager->ReportViolation(component_id, what, detail);
+    manager->ReportViolation(component_id, what, detail, source);
   } else {
     log::Warn("app policy violation", {{"component_id", component_id}, {"syscall", what}, {"detail", detail}});
   }
+}
+
+protocol::CrashDetails CrashDetailsFromNotice(const broker::CrashNotice& notice) {
+  protocol::CrashDetails crash;
+  crash.signal = notice.signal;
+  crash.signal_code = notice.signal_code;
+  crash.fault_address = notice.fault_address;
+  crash.registers = notice.registers;
+  if (!notice.stack.empty()) crash.dump = protocol::CrashDump{notice.stack_address, notice.stack};
+  return crash;
+}
+
+void AppRuntime::Crash(const broker::CrashNotice& notice) {
+  auto* manager = violations_to_.load();
+  if (manager == nullptr) return;  // no app can be running yet (or any more)
+  manager->ReportCrash(notice.component_id, CrashDetailsFromNotice(notice), notice.pcs);
 }
 
 Expected<std::unique_ptr<AppRuntime>> AppRuntime::Start(AppRuntimeSettings settings, rot::RootOfTrust& rot) {
@@ -34,7 +51,7 @@ Expected<std::unique_ptr<AppRuntime>> AppRuntime::Start(AppRuntimeSettings setti
 
   runtime->device_auth_ = std::make_unique<StoredDeviceAuth>(settings.state_dir, rot.TlsClientKey(), device_id);
   runtime->supervisor_ = std::make_unique<seccomp::Supervisor>([self](const seccomp::Violation& violation) {
-    self->Report(violation.component_id, violation.syscall, violation.detail);
+    self->Report(violation.component_id, violation.syscall, violation.detail, ViolationSource::kSeccomp);
   });
   broker::BrokerOptions broker_options;
   broker_options.board = *board;
@@ -44,8 +61,9 @@ Expected<std::unique_ptr<AppRuntime>> AppRuntime::Start(AppRuntimeSettings setti
     log::Warn("an app asked for a reboot; this runtime does not reboot the device");
   };
   broker_options.violations = [self](const broker::ViolationReport& report) {
-    self->Report(report.component_id, report.what, report.detail);
+    self->Report(report.component_id, report.what, report.detail, ViolationSource::kBroker);
   };
+  broker_options.crashes = [self](const broker::CrashNotice& notice) { self->Crash(notice); };
   CITADEL_TRY(runtime->broker_, broker::Broker::Create(std::move(broker_options)));
   SandboxLauncherOptions launcher_options;
   launcher_options.sandbox_exe = settings.sandbox_exe;

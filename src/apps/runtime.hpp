@@ -9,9 +9,11 @@
 //             -> supervisor
 //
 // Security contract: violations from the Supervisor and the Broker reach
-// the AppManager (per-app list + citadeld's log) for as long as any app can
-// run. Apps run only through the sandbox launcher: there is no unsandboxed
-// fallback.
+// the AppManager (per-app list + citadeld's log, and failure events when
+// settings.manager.failure_sink is set) for as long as any app can run, and
+// so do the crash notices apps' crash handlers send through the Broker
+// (AppManager::ReportCrash resolves them while the app waits). Apps run only through the sandbox launcher: there is no
+// unsandboxed fallback.
 //
 // Threading: Start() and the destructor on one thread; manager() and
 // installer() are thread-safe. The RoT must outlive the runtime; only its TLS key's const
@@ -50,6 +52,11 @@ struct AppRuntimeSettings {
   ManagerOptions manager;
 };
 
+// What AppManager::ReportCrash takes from a broker crash notice: everything
+// but the program counters (resolved by the manager), the stack copy always
+// as the dump (the report collector drops it unless dumps are enabled).
+protocol::CrashDetails CrashDetailsFromNotice(const broker::CrashNotice& notice);
+
 // The device's control-group tree under the cgroup mount:
 // "citadel-<first 16 hex digits of the device id>".
 std::string CgroupRootName(std::string_view device_id);
@@ -69,7 +76,8 @@ class AppRuntime {
 
  private:
   AppRuntime() = default;
-  void Report(std::string_view component_id, std::string_view what, std::string_view detail);
+  void Report(std::string_view component_id, std::string_view what, std::string_view detail, ViolationSource source);
+  void Crash(const broker::CrashNotice& notice);
 
   std::unique_ptr<DeviceTrustSource> trust_;
   std::unique_ptr<AppStore> store_;

@@ -595,6 +595,7 @@ class Broker::Impl {
       return Success{};
     }
     if (op == protocol::kOpTimeSet) return SetTime(state, request.body);
+    if (op == protocol::kOpCrash) return Crash(state, request.body);
     return Fail(EINVAL, "unknown operation \"" + op + "\"");
   }
 
@@ -799,6 +800,23 @@ class Broker::Impl {
     Success success;
     success.fd = std::move(ours);
     return success;
+  }
+
+  // The app's crash handler reports what it collected. Malformed: EINVAL
+  // and nothing recorded. The channel decides whose crash it is.
+  Checked<Success> Crash(AppState& state, const Json& body) {
+    auto notice = ParseCrashNotice(body);
+    if (!notice) {
+      log::Warn("broker: malformed crash request",
+                {{"component_id", state.policy.component_id}, {"error", notice.error().message}});
+      return std::unexpected(notice.error());
+    }
+    notice->component_id = state.policy.component_id;
+    log::Info("broker: crash reported by app", {{"component_id", notice->component_id},
+                                                {"signal", std::to_string(notice->signal)},
+                                                {"frames", std::to_string(notice->pcs.size())}});
+    if (options_.crashes) options_.crashes(*notice);
+    return Success{};
   }
 
   Checked<Success> SetTime(AppState& state, const Json& body) {

@@ -42,6 +42,7 @@
 
 #include "app/board.hpp"
 #include "app/policy.hpp"
+#include "broker/crash_notice.hpp"
 #include "broker/peripheral_backend.hpp"
 #include "broker/simulated_board.hpp"
 #include "common/encoding.hpp"
@@ -69,6 +70,11 @@ struct ViolationReport {
   std::string detail;
 };
 using ViolationCallback = std::function<void(const ViolationReport&)>;
+// A well-formed "crash" request (crash_notice.hpp), before the broker
+// answers it: the crashing app waits for that answer, so the callback can
+// still read the app's /proc entries. Bounded work only (the broker thread
+// serves every app).
+using CrashCallback = std::function<void(const CrashNotice&)>;
 
 struct BrokerOptions {
   app::BoardDefinition board;
@@ -76,6 +82,7 @@ struct BrokerOptions {
   std::function<bool()> network_ready;        // null: never ready
   std::function<void()> reboot_requested;     // called for PowerManagement_ForceSystemReboot
   ViolationCallback violations;               // every EACCES result is reported here
+  CrashCallback crashes;                      // every accepted crash request; null: accepted and dropped
   LinuxBoardOptions linux_board;              // roots for the linux backend (tests use a temporary tree)
 };
 

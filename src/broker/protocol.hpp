@@ -42,6 +42,15 @@
 //   app.listen                                          -> fd
 //   power.reboot                                        -> (nothing)
 //   time.set    seconds (int), nanoseconds (0..999999999) -> (nothing)
+//   crash       signal (1..64), signal_code (-128..128), fault_address
+//               ("0x" hex), registers ({name: "0x.."}, <= 64), pcs (["0x..",
+//               ...] absolute, innermost first, <= 64), optionally
+//               stack_address ("0x..") with stack (hex, <= kMaxCrashStackBytes)
+//                                                       -> (nothing)
+//               Sent by applibs' crash handler from inside a signal handler
+//               (crash_handler.cpp); the broker hands it to the runtime
+//               (BrokerOptions::crashes) before it answers, and the handler
+//               waits at most kCrashAnswerTimeoutMs for that answer.
 // Operations on a peripheral handle:
 //   gpio.set value 0|1; gpio.get -> value
 //   i2c.transfer address (0..127), write (hex), read_length -> data (hex)
@@ -61,6 +70,10 @@ inline constexpr std::size_t kMaxTransferBytes = 8 * 1024;
 // Send buffer of the broker's end of an app's incoming-connection socket:
 // bounds how many connections can wait for an app that does not accept.
 inline constexpr int kIncomingQueueBytes = 16 * 1024;
+// The crash handler's stack copy (from the stack pointer up), and how long
+// it waits for the broker's answer before it lets the app die anyway.
+inline constexpr std::size_t kMaxCrashStackBytes = 16 * 1024;
+inline constexpr int kCrashAnswerTimeoutMs = 2000;
 // Environment variable naming the app's channel descriptor.
 inline constexpr const char* kBrokerFdEnv = "CITADEL_BROKER_FD";
 
@@ -72,6 +85,7 @@ inline constexpr const char* kOpAppConnect = "app.connect";
 inline constexpr const char* kOpAppListen = "app.listen";
 inline constexpr const char* kOpPowerReboot = "power.reboot";
 inline constexpr const char* kOpTimeSet = "time.set";
+inline constexpr const char* kOpCrash = "crash";
 
 inline constexpr const char* kOpGpioSet = "gpio.set";
 inline constexpr const char* kOpGpioGet = "gpio.get";

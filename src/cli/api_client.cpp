@@ -106,6 +106,12 @@ Result<ApiAnswer> ApiClient::PostForAnswer(std::string_view path, const nlohmann
   return SendForAnswer("POST", path, body.dump(), "application/json", context, handled);
 }
 
+Result<nlohmann::json> ApiClient::PostBytes(std::string_view path, std::string_view bytes,
+                                            std::string_view content_type, const FailureContext& context) {
+  CITADEL_TRY(auto response, Send("POST", path, bytes, content_type, true, context));
+  return ParseJsonBody(response);
+}
+
 Result<nlohmann::json> ApiClient::Delete(std::string_view path, const FailureContext& context) {
   CITADEL_TRY(auto response, Send("DELETE", path, {}, {}, true, context));
   return ParseJsonBody(response);

@@ -53,6 +53,10 @@ class ApiClient {
   // POST that returns the status with the body; `handled` as for Put.
   Result<ApiAnswer> PostForAnswer(std::string_view path, const nlohmann::json& body, const FailureContext& context = {},
                                   std::span<const int> handled = {});
+  // POST of raw bytes (a symbol file) sent as `content_type`; the JSON
+  // answer of a 2xx status, a Failure otherwise.
+  Result<nlohmann::json> PostBytes(std::string_view path, std::string_view bytes, std::string_view content_type,
+                                   const FailureContext& context = {});
   // For non-JSON answers (the PEM CA chain).
   Result<std::string> GetText(std::string_view path, const FailureContext& context = {});
 

@@ -255,6 +255,7 @@ int RunCli(const std::vector<std::string>& args, const Environment& environment)
   RegisterImageCommands(commands);
   RegisterRepositoryCommands(commands);
   RegisterUpdateCommands(commands);
+  RegisterIssueCommands(commands);  // adds to the "device" group, so after fleet
   app.footer(kRootFooter);
 
   std::ostream& out = *environment.out;

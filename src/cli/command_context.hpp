@@ -106,7 +106,8 @@ void RegisterImageCommands(CommandSet& commands);         // image, publisher-ke
 void RegisterRepositoryCommands(CommandSet& commands);    // keys, repo (TUF key ceremony, signing)
 void RegisterUpdateCommands(CommandSet& commands);        // image upload/list, deployment, group updates
 void RegisterDeviceAppsCommands(
-    CommandSet& commands);  // device sideload, device app ..., device apply-development (local)
+    CommandSet& commands);                         // device sideload, device app ..., device apply-development (local)
+void RegisterIssueCommands(CommandSet& commands);  // symbols, issue, device report list, device telemetry
 
 // Shared rendering helpers.
 std::string JsonText(const nlohmann::json& object, std::string_view key);

@@ -6,12 +6,15 @@
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
+#include <set>
 #include <system_error>
 
 #include "cli/command_context.hpp"
 #include "cli/table.hpp"
 #include "common/file.hpp"
 #include "image/image.hpp"
+#include "symbols/dwarf_symbols.hpp"
+#include "symbols/symbol_file.hpp"
 
 namespace citadel::cli {
 namespace {
@@ -23,10 +26,15 @@ constexpr std::size_t kMaxKeyFileBytes = 64 << 10;
 constexpr const char* kPrivateKeyFile = "publisher.key";
 constexpr const char* kPublicKeyFile = "publisher.pem";
 
+// PackImage has already refused trees beyond the image limits; this bounds
+// the symbol walk on its own anyway.
+constexpr std::size_t kMaxSymbolWalkFiles = 100'000;
+
 struct PackOptions {
   fs::path directory;
   fs::path key_file;
   fs::path output;
+  fs::path symbols;  // empty: no symbol file
 };
 
 struct ShowOptions {
@@ -92,6 +100,51 @@ std::vector<std::pair<std::string, std::string>> ImageRows(const image::ImageInf
   return rows;
 }
 
+// The symbols of every ELF file under `directory` that has a build id and
+// names at least one function (DWARF or symbol table), in path order; an ELF
+// present twice (same build id) once.
+Result<std::vector<symbols::ModuleSymbols>> ExtractTreeSymbols(const fs::path& directory) {
+  std::vector<fs::path> files;
+  std::error_code error;
+  for (fs::recursive_directory_iterator it(directory, fs::directory_options::none, error), end; !error && it != end;
+       it.increment(error)) {
+    if (it->is_regular_file(error) && !it->is_symlink(error)) files.push_back(it->path());
+    if (files.size() > kMaxSymbolWalkFiles) {
+      return Fail(ExitCode::kUsage, directory.string() + " holds more than 100000 files");
+    }
+  }
+  if (error) return Fail(ExitCode::kError, "reading " + directory.string() + ": " + error.message());
+  std::sort(files.begin(), files.end());
+  std::vector<symbols::ModuleSymbols> modules;
+  std::set<std::string> build_ids;
+  for (const auto& file : files) {
+    auto module = symbols::ExtractSymbols(file);
+    if (!module) {
+      return Fail(ExitCode::kError, "reading symbols: " + module.error().message(),
+                  "pack without --symbols, or rebuild the file");
+    }
+    if (!*module || (*module)->functions.empty() || !build_ids.insert((*module)->build_id).second) continue;
+    modules.push_back(std::move(**module));
+  }
+  if (modules.size() > symbols::kMaxModulesPerFile) {
+    return Fail(ExitCode::kUsage, "the image holds " + std::to_string(modules.size()) +
+                                      " ELF files with symbols; a symbol file takes " +
+                                      std::to_string(symbols::kMaxModulesPerFile));
+  }
+  return modules;
+}
+
+json DescribeSymbols(const fs::path& file, const std::vector<symbols::ModuleSymbols>& modules) {
+  json described = json::array();
+  for (const auto& module : modules) {
+    described.push_back({{"name", module.name},
+                         {"build_id", module.build_id},
+                         {"functions", module.functions.size()},
+                         {"lines", module.lines.size()}});
+  }
+  return {{"file", file.string()}, {"modules", described}};
+}
+
 Result<void> Pack(CommandContext& context, const PackOptions& options) {
   CITADEL_TRY(auto key, LoadPrivateKey(options.key_file));
   auto packed = image::PackImage(options.directory, key);
@@ -100,17 +153,38 @@ Result<void> Pack(CommandContext& context, const PackOptions& options) {
     failure.exit_code = ExitCode::kError;
     return std::unexpected(failure);
   }
+  // Symbols before the image is written: a failure leaves no image without
+  // its symbols behind.
+  std::optional<std::vector<symbols::ModuleSymbols>> modules;
+  if (!options.symbols.empty()) {
+    CITADEL_TRY(modules, ExtractTreeSymbols(options.directory));
+  }
   auto written = WriteFileAtomic(options.output, AsText(*packed), 0644);
+  if (written && modules) written = WriteFileAtomic(options.symbols, symbols::WriteSymbolFile(*modules), 0644);
   if (!written) return std::unexpected(FailureFromError(written.error(), {}));
   // Re-read what was written: the summary describes the file, not our intent.
   auto info = image::ParseImageFile(options.output);
   if (!info) return Fail(ExitCode::kError, info.error().message());
   if (context.json()) {
-    context.PrintJson(DescribeImage(*info));
+    auto description = DescribeImage(*info);
+    if (modules) description["symbols"] = DescribeSymbols(options.symbols, *modules);
+    context.PrintJson(description);
     return {};
   }
   context.out() << "Packed " << options.output.string() << ":\n";
-  RenderKeyValues(context.out(), ImageRows(*info));
+  auto rows = ImageRows(*info);
+  if (modules) {
+    std::string names;
+    for (const auto& module : *modules) names += (names.empty() ? "" : ", ") + module.name;
+    rows.emplace_back("  Symbols", options.symbols.string() + ": " + std::to_string(modules->size()) + " modules" +
+                                       (names.empty() ? "" : " (" + SanitizeForTerminal(names) + ")"));
+  }
+  RenderKeyValues(context.out(), rows);
+  if (modules && modules->empty()) {
+    context.Warn(
+        "no ELF file in " + options.directory.string() +
+        " has a build id and symbols; build the app's programs with -g to see crashes as function (file:line)");
+  }
   return {};
 }
 
@@ -277,11 +351,23 @@ void RegisterImageCommands(CommandSet& commands) {
   auto* group = commands.Group(&commands.root(), "image", "Signed app image packages (local, no server involved)");
   auto pack = std::make_shared<PackOptions>();
   auto* pack_command = commands.Command(group, "pack", "Pack a directory with app_manifest.json into a signed image",
-                                        "citadel image pack ./blink --key ./keys/publisher.key -o blink.img",
+                                        "citadel image pack ./blink --key ./keys/publisher.key -o blink.img "
+                                        "--symbols blink.sym",
                                         [pack](CommandContext& context) { return Pack(context, *pack); });
   pack_command->add_option("DIR", pack->directory, "App directory (must hold app_manifest.json)")->required();
   pack_command->add_option("--key", pack->key_file, "Publisher private key (PEM)")->type_name("KEY.pem")->required();
   pack_command->add_option("-o,--output", pack->output, "Image file to write")->type_name("FILE")->required();
+  pack_command
+      ->add_option("--symbols", pack->symbols,
+                   "Also write the symbol file of the image's ELF programs and libraries (e.g. blink.sym)")
+      ->type_name("FILE");
+  pack_command->footer(
+      "--symbols reads the DWARF debug information (and symbol tables) of every ELF file in DIR that has a\n"
+      "GNU build id and writes their functions and line tables (docs/PROTOCOL.md, \"Symbol files\"). The image\n"
+      "itself is packed as it is: files are not stripped, so strip them before packing to ship smaller images\n"
+      "(the build id, and so the symbols, stay valid: `strip` keeps the note). `citadel image upload blink.img`\n"
+      "uploads blink.sym beside it; crashes then show function (file:line) in `citadel issue show`.\n\n" +
+      pack_command->get_footer());
 
   auto show = std::make_shared<ShowOptions>();
   auto* show_command =

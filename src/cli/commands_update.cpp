@@ -23,6 +23,7 @@
 
 #include "app/manifest.hpp"
 #include "cli/command_context.hpp"
+#include "cli/commands_issues.hpp"
 #include "cli/progress.hpp"
 #include "cli/table.hpp"
 #include "common/encoding.hpp"
@@ -375,7 +376,25 @@ Result<void> ImageUpload(CommandContext& context, const ImageUploadOptions& opti
   FailureContext failure_context;
   failure_context.forbidden_hint = "uploading images needs a contributor (or admin) token of this tenant";
   CITADEL_TRY(auto answer, PostWithHints(*api, images_path, request, failure_context, RegisterHints()));
-  const json& image = answer.body;
+  json& image = answer.body;
+  // The symbol file `image pack --symbols` wrote beside the image (app.img ->
+  // app.sym) goes up with it, so crashes of this version symbolize.
+  fs::path symbols_file = options.file;
+  symbols_file.replace_extension(".sym");
+  std::error_code exists_error;
+  json symbols;
+  if (symbols_file != options.file && fs::is_regular_file(symbols_file, exists_error)) {
+    auto uploaded = UploadSymbolFile(context, symbols_file, /*allow_empty=*/true);
+    if (!uploaded) {
+      Failure failure = uploaded.error();
+      failure.message = "the image is uploaded, but its symbols are not: " + failure.message;
+      if (failure.hint.empty())
+        failure.hint = "upload them with `citadel symbols upload " + symbols_file.string() + "`";
+      return std::unexpected(failure);
+    }
+    symbols = std::move(*uploaded);
+    if (image.is_object()) image["symbols"] = symbols;
+  }
   if (context.json()) {
     context.PrintJson(image);
     return {};
@@ -404,6 +423,10 @@ Result<void> ImageUpload(CommandContext& context, const ImageUploadOptions& opti
     } else {
       rows.emplace_back("  Delta", "none");
     }
+  }
+  if (!symbols.is_null()) {
+    rows.emplace_back("  Symbols", symbols_file.filename().string() + " (" +
+                                       std::to_string(JsonArray(symbols, "modules").size()) + " modules)");
   }
   RenderKeyValues(context.out(), rows);
   const bool os = JsonText(image, "kind") == "os";
@@ -706,6 +729,7 @@ struct GroupSettingsOptions {
   std::string os_feed;
   std::string window;
   bool no_window = false;
+  std::string crash_dumps;  // "on" | "off" | "" (unchanged)
 };
 
 std::string WindowText(const json& group) {
@@ -722,9 +746,14 @@ Result<void> GroupUpdateSettings(CommandContext& context, const GroupSettingsOpt
     body["maintenance_window"] = {{"start", window.start}, {"duration_minutes", window.duration_minutes}};
   }
   if (options.no_window) body["maintenance_window"] = nullptr;
+  if (!options.crash_dumps.empty()) {
+    CITADEL_TRY(bool crash_dumps, ParseOnOff(options.crash_dumps, "--crash-dumps"));
+    body["crash_dumps"] = crash_dumps;
+  }
   if (body.empty()) {
     return Fail(ExitCode::kUsage, "nothing to change",
-                "pass --os-feed FEED, --maintenance-window HH:MM/MINUTES or --no-maintenance-window");
+                "pass --os-feed FEED, --maintenance-window HH:MM/MINUTES, --no-maintenance-window or "
+                "--crash-dumps on|off");
   }
   CITADEL_TRY(auto* api, context.Api());
   CITADEL_TRY(auto path, context.TenantPath("/device-groups/" + PercentEncode(options.group)));
@@ -738,8 +767,13 @@ Result<void> GroupUpdateSettings(CommandContext& context, const GroupSettingsOpt
   }
   context.out() << "Updated device group " << SanitizeForTerminal(JsonText(group, "name")) << " ("
                 << JsonText(group, "id") << "):\n";
-  RenderKeyValues(context.out(), {{"  OS feed", JsonText(group, "os_feed")},
-                                  {"  Maintenance window", SanitizeForTerminal(WindowText(group))}});
+  std::vector<std::pair<std::string, std::string>> rows = {
+      {"  OS feed", JsonText(group, "os_feed")}, {"  Maintenance window", SanitizeForTerminal(WindowText(group))}};
+  if (group.is_object() && group.contains("crash_dumps")) {
+    rows.emplace_back("  Crash dumps",
+                      group.value("crash_dumps", false) ? "on (stack copies, at most 64 KiB each)" : "off");
+  }
+  RenderKeyValues(context.out(), rows);
   context.out() << "\nIts devices follow it from their next check-in. OS releases reach it with\n"
                 << "  citadel deployment create --os-feed " << SanitizeForTerminal(JsonText(group, "os_feed"))
                 << " --images os/NAME/VERSION/FILE\n";
@@ -818,6 +852,8 @@ Result<WindowSpec> ParseWindowSpec(std::string_view text) {
   return WindowSpec{std::string(text.substr(0, 5)), *duration};
 }
 
+std::optional<std::int64_t> ParseOffsetSeconds(std::string_view text) { return OffsetSeconds(text); }
+
 std::string FormatOffset(std::int64_t seconds) {
   if (seconds <= 0) return "0s";
   std::string text;
@@ -857,7 +893,9 @@ void RegisterUpdateCommands(CommandSet& commands) {
         "same image again changes nothing) and registers it. An app image's target name, version and security\n"
         "version come from its signed manifest: apps/<ComponentId>/<Version>/<file name>. An OS image needs\n"
         "--os --name NAME --version V: os/<NAME>/<V>/<file name>. The service also makes a delta from the\n"
-        "component's previous image (images up to 256 MiB).\n\n"
+        "component's previous image (images up to 256 MiB).\n"
+        "When a symbol file with the image's name and .sym (app.img -> app.sym, written by\n"
+        "`citadel image pack --symbols`) lies beside it, it is uploaded too, so crashes show function (file:line).\n\n"
         "Next: sign the target into the image repository (`citadel repo publish TARGET_NAME --keys DIR`),\n"
         "then deploy it (`citadel deployment create --device-group ID --images TARGET_NAME`).");
 
@@ -958,7 +996,7 @@ void RegisterUpdateCommands(CommandSet& commands) {
   auto* device_group = commands.Group(&commands.root(), "device-group", "Device groups");
   auto settings = std::make_shared<GroupSettingsOptions>();
   auto* settings_command = commands.Command(
-      device_group, "update-settings", "Set a group's OS feed and maintenance window",
+      device_group, "update-settings", "Set a group's OS feed, maintenance window and crash dumps",
       "citadel device-group update-settings grp_8a1f03d2 --os-feed retail-eval --maintenance-window 02:00/120",
       [settings](CommandContext& context) { return GroupUpdateSettings(context, *settings); });
   settings_command->add_option("GROUP_ID", settings->group, "Device group ID")->type_name("")->required();
@@ -971,9 +1009,15 @@ void RegisterUpdateCommands(CommandSet& commands) {
                             ->type_name("HH:MM/MINUTES");
   settings_command->add_flag("--no-maintenance-window", settings->no_window, "Devices may install at any time")
       ->excludes(window_option);
+  settings_command
+      ->add_option("--crash-dumps", settings->crash_dumps,
+                   "on: crash reports carry a copy of the crashing thread's stack (at most 64 KiB); default off")
+      ->type_name("on|off");
   Teach(settings_command,
         "An OS deployment to a feed reaches every group following it (e.g. retail-eval gets releases first).\n"
-        "Devices install only inside the window, unless `citadel device update-now` asks one to.\n\n"
+        "Devices install only inside the window, unless `citadel device update-now` asks one to.\n"
+        "--crash-dumps on makes the group's devices add the crashing thread's stack to crash reports (off by\n"
+        "default: stacks may hold user data); they learn it at their next check-in.\n\n"
         "Next: `citadel deployment create --os-feed FEED --images os/NAME/VERSION/FILE`.");
 
   auto* device = commands.Group(&commands.root(), "device", "Devices");

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -32,6 +33,10 @@ struct WindowSpec {
   std::int64_t duration_minutes = 0;
 };
 Result<WindowSpec> ParseWindowSpec(std::string_view text);
+
+// A duration: whole seconds, or a number with s, m, h or d ("90m", "1d");
+// at most 366 days. nullopt for anything else.
+std::optional<std::int64_t> ParseOffsetSeconds(std::string_view text);
 
 // Seconds as people read a schedule: "0s", "45s", "90m" -> "1h30m", "2d".
 std::string FormatOffset(std::int64_t seconds);

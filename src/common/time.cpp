@@ -21,17 +21,35 @@ std::string FormatRfc3339(TimePoint t) {
 }
 
 Expected<TimePoint> ParseRfc3339(std::string_view text) {
-  std::tm tm{};
-  int consumed = 0;
-  std::string copy(text);
-  if (std::sscanf(copy.c_str(), "%4d-%2d-%2dT%2d:%2d:%2dZ%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
-                  &tm.tm_min, &tm.tm_sec, &consumed) != 6 ||
-      static_cast<std::size_t>(consumed) != copy.size()) {
-    return MakeError(ErrorCode::kParse, "not an RFC 3339 UTC time: " + copy);
+  // Exactly "YYYY-MM-DDTHH:MM:SSZ": one spelling per instant, and a date
+  // that does not exist (month 13, February 30) is refused rather than
+  // normalised into another one.
+  static constexpr std::string_view kShape = "dddd-dd-ddTdd:dd:ddZ";
+  auto refuse = [&] { return MakeError(ErrorCode::kParse, "not an RFC 3339 UTC time: " + std::string(text)); };
+  if (text.size() != kShape.size()) return refuse();
+  for (std::size_t i = 0; i < kShape.size(); ++i) {
+    const bool digit = text[i] >= '0' && text[i] <= '9';
+    if (kShape[i] == 'd' ? !digit : text[i] != kShape[i]) return refuse();
   }
-  tm.tm_year -= 1900;
-  tm.tm_mon -= 1;
-  return Clock::from_time_t(timegm(&tm));
+  auto number = [&](std::size_t at, std::size_t digits) {
+    int value = 0;
+    for (std::size_t i = at; i < at + digits; ++i) value = value * 10 + (text[i] - '0');
+    return value;
+  };
+  std::tm tm{};
+  tm.tm_year = number(0, 4) - 1900;
+  tm.tm_mon = number(5, 2) - 1;
+  tm.tm_mday = number(8, 2);
+  tm.tm_hour = number(11, 2);
+  tm.tm_min = number(14, 2);
+  tm.tm_sec = number(17, 2);
+  const std::tm fields = tm;
+  const std::time_t seconds = timegm(&tm);
+  if (tm.tm_year != fields.tm_year || tm.tm_mon != fields.tm_mon || tm.tm_mday != fields.tm_mday ||
+      tm.tm_hour != fields.tm_hour || tm.tm_min != fields.tm_min || tm.tm_sec != fields.tm_sec) {
+    return refuse();
+  }
+  return Clock::from_time_t(seconds);
 }
 
 }  // namespace citadel

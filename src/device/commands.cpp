@@ -142,6 +142,7 @@ Expected<std::unique_ptr<update::UpdateClient>> StartUpdateClient(const UpdateSe
   options.director_root = settings.director_root;
   options.request_reboot = settings.request_reboot;
   options.on_settled = settings.on_settled;
+  options.failure_sink = settings.failure_sink;
   // With OS slots, the digest this boot measured of the booted slot's image
   // (register 0) says what runs.
   for (const auto& event : prepared.rot->MeasurementLog()) {
@@ -159,6 +160,32 @@ Expected<std::unique_ptr<update::UpdateClient>> StartUpdateClient(const UpdateSe
   prepared.agent->AttachUpdateClient(client.get());
   client->Start();
   return client;
+}
+
+Expected<PreparedReports> PrepareReports(const ReportSettings& settings, const RunSettings& run) {
+  const auto dir = run.state_dir / "reports";
+  PreparedReports prepared;
+  CITADEL_TRY(prepared.queue, reports::ReportQueue::Open(dir, settings.queue_limits));
+  reports::CollectorOptions options;
+  options.os_version = run.os_version;
+  options.runtime_version = std::string(RuntimeVersion());
+  prepared.collector = std::make_unique<reports::ReportCollector>(*prepared.queue, std::move(options));
+  reports::BootRecordOptions boot;
+  boot.reports_dir = dir;
+  boot.boot_id_file = settings.boot_id_file;
+  auto record = reports::BootRecord::Open(std::move(boot));
+  if (!record) return WrapError(record.error(), "--boot-id-file " + settings.boot_id_file.string());
+  if (record->start_event()) prepared.collector->Record(*record->start_event());
+  prepared.boot = std::move(*record);
+  return prepared;
+}
+
+void FinishReports(PreparedReports& reports, std::string_view reason) {
+  if (reports.collector) reports.collector->Flush();
+  if (reports.boot) {
+    auto marked = reports.boot->MarkClean(reason);
+    if (!marked) log::Warn("cannot record the clean stop", {{"error", marked.error().message()}});
+  }
 }
 
 }  // namespace citadel::device

@@ -13,6 +13,9 @@
 #include "device/measurement.hpp"
 #include "device/provisioning.hpp"
 #include "device/rot_backend.hpp"
+#include "reports/boot_record.hpp"
+#include "reports/collector.hpp"
+#include "reports/report_queue.hpp"
 #include "rot/rot.hpp"
 #include "update/installers.hpp"
 #include "update/os_slots.hpp"
@@ -73,8 +76,9 @@ struct UpdateSettings {
   std::filesystem::path os_slots;    // file OS slots (development); empty: no OS updates
   std::filesystem::path image_root;  // factory-provisioned TUF roots; empty: trust on first use
   std::filesystem::path director_root;
-  std::function<void()> request_reboot;  // an OS update wants the device restarted
-  std::function<void()> on_settled;      // see UpdateClientOptions::on_settled
+  std::function<void()> request_reboot;          // an OS update wants the device restarted
+  std::function<void()> on_settled;              // see UpdateClientOptions::on_settled
+  reports::FailureSink* failure_sink = nullptr;  // failed updates become reports; null: none
 };
 
 struct PreparedBoot {
@@ -97,5 +101,31 @@ Expected<PreparedBoot> PrepareBoot(const UpdateSettings& settings, RunSettings& 
 Expected<std::unique_ptr<update::UpdateClient>> StartUpdateClient(const UpdateSettings& settings,
                                                                   const RunSettings& run, PreparedRun& prepared,
                                                                   PreparedBoot& boot, update::AppInstaller* apps);
+
+// Failure reporting in `citadeld run` (src/reports; docs/ARCHITECTURE.md,
+// "Failure reporting").
+struct ReportSettings {
+  // The kernel's boot id, or a file standing in for it (--boot-id-file, for
+  // virtual devices whose "reboot" is a restart of citadeld).
+  std::filesystem::path boot_id_file = "/proc/sys/kernel/random/boot_id";
+  reports::QueueLimits queue_limits{};
+};
+
+// Declared in this order so the collector goes before the queue it writes.
+struct PreparedReports {
+  std::unique_ptr<reports::ReportQueue> queue;
+  std::unique_ptr<reports::ReportCollector> collector;
+  std::optional<reports::BootRecord> boot;
+};
+
+// Opens STATE/reports (queue, boot record) and the collector, and records
+// the boot record's start event (an unplanned reboot or a runtime restart)
+// through the collector. Call after PrepareBoot (run.os_version is then the
+// booted OS); attach to the agent with AttachReports.
+Expected<PreparedReports> PrepareReports(const ReportSettings& settings, const RunSettings& run);
+
+// A clean, requested stop: writes the folded counts (Flush) and marks the
+// boot record clean with `reason` ("stop", "update-reboot").
+void FinishReports(PreparedReports& reports, std::string_view reason);
 
 }  // namespace citadel::device

@@ -1,5 +1,7 @@
 #include "device/device_agent.hpp"
 
+#include <zstd.h>
+
 #include <algorithm>
 #include <utility>
 
@@ -18,6 +20,11 @@ const std::vector<std::pair<std::string, std::string>> kJsonHeaders{{"Content-Ty
 constexpr std::string_view kChallengePath = "/v1/attestation/challenge";
 constexpr std::string_view kAttestationPath = "/v1/attestation";
 constexpr std::string_view kCheckInPath = "/v1/device/check-in";
+constexpr std::string_view kReportsPath = "/v1/device/reports";
+const std::vector<std::pair<std::string, std::string>> kZstdJsonHeaders{{"Content-Type", "application/json"},
+                                                                        {"Content-Encoding", "zstd"}};
+// Report batches compress well (repeated keys); 3 is zstd's default.
+constexpr int kReportCompressionLevel = 3;
 
 constexpr seconds kMinimumCheckInInterval{1};
 
@@ -29,6 +36,16 @@ http::ClientOptions BaseClientOptions(const AgentOptions& options) {
   // Replies are small JSON documents; a huge one is a broken or hostile peer.
   client.max_response_bytes = 1u << 20;
   return client;
+}
+
+Expected<std::string> Compress(std::string_view data) {
+  std::string out(ZSTD_compressBound(data.size()), '\0');
+  const std::size_t size = ZSTD_compress(out.data(), out.size(), data.data(), data.size(), kReportCompressionLevel);
+  if (ZSTD_isError(size) != 0) {
+    return MakeError(ErrorCode::kInternal, std::string("zstd: ") + ZSTD_getErrorName(size));
+  }
+  out.resize(size);
+  return out;
 }
 
 }  // namespace
@@ -59,6 +76,8 @@ DeviceAgent::DeviceAgent(AgentOptions options, rot::RootOfTrust& rot, std::uniqu
       backoff_(options_.initial_backoff, options_.max_backoff),
       random_(MakeRandom()) {
   status_.device_id = device_id_;
+  // Telemetry counts from here ("since citadeld started").
+  network_at_start_ = ReadNetworkCounters(options_.net_dev_file).value_or(NetworkCounters{});
 }
 
 void DeviceAgent::Stop() {
@@ -260,6 +279,10 @@ DeviceAgent::StepResult DeviceAgent::CheckIn() {
   // Inventory is best effort: a missing /proc entry reports 0, not a failure.
   check_in.uptime_seconds = ReadUptimeSeconds().value_or(0);
   check_in.free_memory_kb = ReadAvailableMemoryKb().value_or(0);
+  // Folded failure counts whose rate-limit token is back go out with this
+  // check-in's upload.
+  if (reporting_.collector != nullptr) reporting_.collector->FlushDue(Clock::now());
+  check_in.telemetry = Telemetry();
   std::optional<update::CheckInSection> update_section;
   if (update_client_ != nullptr) {
     update_section = update_client_->PrepareCheckIn();
@@ -283,8 +306,12 @@ DeviceAgent::StepResult DeviceAgent::CheckIn() {
   if (update_client_ != nullptr) {
     update_client_->OnCheckIn(*update_section, reply->update, credentials_->FullChainPem());
   }
+  if (reporting_.collector != nullptr) {
+    reporting_.collector->SetCrashDumps(reply->reporting && reply->reporting->crash_dumps);
+  }
   next_check_in_ = seconds(reply->next_check_in_seconds);
   consecutive_unauthorized_ = 0;
+  UploadReports();
   log::Debug("checked in", {{"device_id", device_id_}});
   UpdateStatus([](DeviceStatus& status) {
     status.state = AgentState::kAttested;
@@ -294,6 +321,74 @@ DeviceAgent::StepResult DeviceAgent::CheckIn() {
     status.last_problem_type.clear();
   });
   return StepResult::kDone;
+}
+
+protocol::CheckInTelemetry DeviceAgent::Telemetry() const {
+  protocol::CheckInTelemetry telemetry;
+  telemetry.app_restarts = reporting_.app_restarts ? std::max<std::int64_t>(reporting_.app_restarts(), 0) : 0;
+  // Best effort like the inventory; counters that went backwards (an
+  // interface re-created) report 0 rather than a negative count.
+  if (auto network = ReadNetworkCounters(options_.net_dev_file)) {
+    telemetry.rx_bytes = std::max<std::int64_t>(network->rx_bytes - network_at_start_.rx_bytes, 0);
+    telemetry.tx_bytes = std::max<std::int64_t>(network->tx_bytes - network_at_start_.tx_bytes, 0);
+  }
+  if (reporting_.queue != nullptr) telemetry.reports_queued = static_cast<std::int64_t>(reporting_.queue->Size());
+  return telemetry;
+}
+
+void DeviceAgent::UploadReports() {
+  if (reporting_.queue == nullptr) return;
+  for (int round = 0; round < kMaxReportBatchesPerCheckIn && reporting_.queue->Size() > 0 && !Stopping(); ++round) {
+    // Stack dumps compress badly: halve the batch until it fits the
+    // service's compressed limit (at most log2(32) tries).
+    std::size_t max_count = protocol::kMaxReportsPerBatch;
+    protocol::ReportBatch batch;
+    std::string body;
+    for (;;) {
+      batch = reporting_.queue->Peek(max_count, kMaxUploadBatchJsonBytes);
+      if (batch.reports.empty()) return;
+      auto compressed =
+          Compress(protocol::ReportBatchToJson(batch).dump(-1, ' ', false, Json::error_handler_t::replace));
+      if (!compressed) {
+        log::Warn("cannot compress failure reports", {{"error", compressed.error().message()}});
+        return;
+      }
+      body = std::move(*compressed);
+      if (body.size() <= protocol::kMaxCompressedReportBatchBytes || batch.reports.size() == 1) break;
+      max_count = batch.reports.size() / 2;
+    }
+    auto response = device_client_->Send("POST", kReportsPath, body, kZstdJsonHeaders);
+    if (!response) {
+      log::Warn("failure report upload failed; retrying at the next check-in", {{"error", response.error().message()}});
+      return;
+    }
+    if (response->status != 200) {
+      auto problem = protocol::ParseProblem(response->body);
+      log::Warn("failure report upload refused; retrying at the next check-in",
+                {{"status", std::to_string(response->status)},
+                 {"problem_type", problem ? problem->type : ""},
+                 {"detail", problem ? problem->detail : ""}});
+      return;
+    }
+    auto reply = protocol::ParseReportBatchReply(response->body);
+    if (!reply) {
+      log::Warn("unusable failure report acknowledgement", {{"error", reply.error().message()}});
+      return;
+    }
+    auto deleted = reporting_.queue->Acknowledge(reply->acknowledged);
+    if (!deleted || *deleted == 0) {
+      // Nothing of this batch was taken: sending it again now would loop.
+      log::Warn("the service acknowledged none of the failure reports sent",
+                {{"reports", std::to_string(batch.reports.size())}});
+      return;
+    }
+    // The service recorded the batch, including its dropped count.
+    if (auto cleared = reporting_.queue->ClearDropped(batch.dropped); !cleared) {
+      log::Warn("cannot update the dropped report count", {{"error", cleared.error().message()}});
+    }
+    log::Debug("failure reports uploaded",
+               {{"acknowledged", std::to_string(*deleted)}, {"queued", std::to_string(reporting_.queue->Size())}});
+  }
 }
 
 Expected<void> DeviceAgent::StoreAppTrust(const protocol::CheckInReply& reply) {

@@ -10,6 +10,16 @@
 // hints and this device's certificate chain. The client does its work on
 // its own thread; a check-in never waits for it.
 //
+// Failure reports (AttachReports; docs/ARCHITECTURE.md, "Failure
+// reporting"): each check-in first lets the collector write the folded
+// counts that are due, carries `telemetry` (app restarts, rx/tx bytes of
+// this network namespace since the agent started, reports queued), applies
+// the reply's `reporting.crash_dumps`, and then uploads the queue: up to
+// kMaxReportBatchesPerCheckIn batches (<= 32 reports, <= ~900 KiB JSON,
+// zstd) to POST /v1/device/reports, deleting exactly what each reply
+// acknowledges. A failed upload leaves the queue as it is for the next
+// check-in and does not fail the check-in.
+//
 //   start ──► stored certificate with > 1/3 of its life left? ──yes──► check in
 //                 │no                                                    │
 //                 ▼                                                      ▼
@@ -39,12 +49,27 @@
 #include "device/credentials.hpp"
 #include "device/schedule.hpp"
 #include "device/status.hpp"
+#include "device/system_info.hpp"
 #include "http/http.hpp"
 #include "protocol/protocol.hpp"
+#include "reports/collector.hpp"
+#include "reports/report_queue.hpp"
 #include "rot/rot.hpp"
 #include "update/update_client.hpp"
 
 namespace citadel::device {
+
+inline constexpr int kMaxReportBatchesPerCheckIn = 4;
+// JSON bytes of one uploaded batch: below the service's 1 MiB with room for
+// the envelope.
+inline constexpr std::size_t kMaxUploadBatchJsonBytes = 900 * 1024;
+
+// What the agent needs for failure reporting; everything must outlive Run().
+struct ReportingHooks {
+  reports::ReportQueue* queue = nullptr;          // uploaded after each check-in; null: no uploads
+  reports::ReportCollector* collector = nullptr;  // FlushDue at check-in, crash-dump setting
+  std::function<std::int64_t()> app_restarts{};   // automatic app restarts since start; empty: 0
+};
 
 struct AgentOptions {
   std::filesystem::path state_dir;
@@ -62,6 +87,8 @@ struct AgentOptions {
   // simulator's table or a test waiting for a state); must not call back
   // into the agent except Stop() and Status().
   std::function<void(const DeviceStatus&)> status_observer;
+  // Where the telemetry's rx/tx bytes come from (tests pass a file).
+  std::filesystem::path net_dev_file = "/proc/net/dev";
 };
 
 enum class RunOutcome {
@@ -94,6 +121,8 @@ class DeviceAgent {
 
   // Call before Run(); the client must outlive the agent's Run().
   void AttachUpdateClient(update::UpdateClient* client) { update_client_ = client; }
+  // Call before Run().
+  void AttachReports(ReportingHooks hooks) { reporting_ = std::move(hooks); }
 
  private:
   enum class StepResult { kDone, kUnclaimed, kUnauthorized, kFailed };
@@ -104,6 +133,9 @@ class DeviceAgent {
   StepResult Attest();
   StepResult CheckIn();
   Expected<void> Install(DeviceCredentials credentials);
+  protocol::CheckInTelemetry Telemetry() const;
+  // After a successful check-in: uploads queued reports (see the header).
+  void UploadReports();
   // Writes the tenant's publisher keys and the development capability (or
   // removes it) under DIR/trust; see device/trust_store.hpp.
   Expected<void> StoreAppTrust(const protocol::CheckInReply& reply);
@@ -126,6 +158,8 @@ class DeviceAgent {
   std::unique_ptr<http::Client> device_client_;  // mutual TLS, once attested
   std::optional<DeviceCredentials> credentials_;
   update::UpdateClient* update_client_ = nullptr;
+  ReportingHooks reporting_;
+  NetworkCounters network_at_start_;
   TimePoint renewal_at_{};
   std::chrono::seconds next_check_in_{0};  // the service's wish, 0 = none
   std::chrono::seconds unclaimed_retry_after_{0};

@@ -46,6 +46,7 @@
 #include "device/commands.hpp"
 #include "device/measurement.hpp"
 #include "device/schedule.hpp"
+#include "reports/failure_event.hpp"
 #ifdef CITADEL_HAVE_APPS
 #include "apps/runtime.hpp"
 #endif
@@ -157,9 +158,9 @@ void AddAppOptions(CLI::App* command, AppOptions& options, bool board_required) 
 }
 
 #ifdef CITADEL_HAVE_APPS
-citadel::Expected<std::unique_ptr<citadel::apps::AppRuntime>> StartApps(const AppOptions& options,
-                                                                        const std::filesystem::path& state_dir,
-                                                                        citadel::rot::RootOfTrust& rot) {
+citadel::Expected<std::unique_ptr<citadel::apps::AppRuntime>> StartApps(
+    const AppOptions& options, const std::filesystem::path& state_dir, citadel::rot::RootOfTrust& rot,
+    citadel::reports::FailureSink* failure_sink = nullptr) {
   std::error_code ec;
   auto exe_dir = std::filesystem::read_symlink("/proc/self/exe", ec).parent_path();
   citadel::apps::AppRuntimeSettings settings;
@@ -172,6 +173,8 @@ citadel::Expected<std::unique_ptr<citadel::apps::AppRuntime>> StartApps(const Ap
       options.applibs_dir.empty() ? exe_dir.parent_path() / "lib" : std::filesystem::path(options.applibs_dir);
   settings.dev_interface = !options.no_dev_interface;
   settings.manager.trial_period = std::chrono::seconds(options.trial_seconds);
+  // App crashes, exits, restart loops and violations become failure reports.
+  settings.manager.failure_sink = failure_sink;
   auto runtime = citadel::apps::AppRuntime::Start(std::move(settings), rot);
   if (!runtime) return citadel::WrapError(runtime.error(), "starting the app subsystem");
   return runtime;
@@ -273,6 +276,9 @@ int main(int argc, char** argv) {
                       "trusted root of the director, provisioned at the factory (default: first use)");
   run_cmd->add_flag("--update-once", update_once,
                     "exit once an update pass finished and its reports were acknowledged (tests)");
+  citadel::device::ReportSettings report_settings;
+  run_cmd->add_option("--boot-id-file", report_settings.boot_id_file,
+                      "file holding this boot's id (virtual devices; default: the kernel's boot id)");
   add_common(run_cmd);
 
   // apps serve
@@ -360,15 +366,25 @@ int main(int argc, char** argv) {
   if (!boot) return Fail(boot.error());
   auto prepared = citadel::device::PrepareRun(run);
   if (!prepared) return Fail(prepared.error());
+  // Failure reporting runs with the full runtime only (--once just looks).
+  citadel::device::PreparedReports reports;
+  if (!run.once) {
+    auto opened = citadel::device::PrepareReports(report_settings, run);
+    if (!opened) return Fail(opened.error());
+    reports = std::move(*opened);
+  }
+  citadel::device::ReportingHooks reporting{reports.queue.get(), reports.collector.get(), {}};
   const bool with_apps = !run_apps.board.empty() && !run_apps.no_apps && !run.once;
   citadel::update::AppInstaller* installer = nullptr;
 #ifdef CITADEL_HAVE_APPS
   std::unique_ptr<citadel::apps::AppRuntime> apps;
   if (with_apps) {
-    auto started = StartApps(run_apps, run.state_dir, *prepared->rot);
+    auto started = StartApps(run_apps, run.state_dir, *prepared->rot, reports.collector.get());
     if (!started) return Fail(started.error());
     apps = std::move(*started);
     installer = &apps->manager();
+    citadel::apps::AppManager* manager = &apps->manager();
+    reporting.app_restarts = [manager] { return static_cast<std::int64_t>(manager->TotalRestarts()); };
   }
 #else
   if (with_apps) {
@@ -385,21 +401,28 @@ int main(int argc, char** argv) {
       agent.Stop();
     };
     if (update_once) updates.on_settled = [&agent] { agent.Stop(); };
+    updates.failure_sink = reports.collector.get();
     auto client = citadel::device::StartUpdateClient(updates, run, *prepared, *boot, installer);
     if (!client) return Fail(client.error());
     update_client = std::move(*client);
   }
+  if (!run.once) prepared->agent->AttachReports(std::move(reporting));
   int code = RunWithSignals(*prepared->agent);
+  // A stop on request (or for an OS update's reboot) is clean; an agent
+  // that failed is reported as a runtime restart at the next start.
+  const char* clean_reason = reboot_requested ? "update-reboot" : "stop";
   if (update_client && !update_client->StopAndWait(kShutdownGrace)) {
     // A download is waiting on a slow server; every update step is
     // crash-safe, so leave without it.
     citadel::log::Warn("shutdown: abandoning the update step in flight");
+    if (code == 0) citadel::device::FinishReports(reports, clean_reason);
     std::_Exit(reboot_requested ? kExitRebootRequested : code);
   }
   update_client.reset();
 #ifdef CITADEL_HAVE_APPS
   apps.reset();  // stops every app before the RoT goes away
 #endif
+  if (code == 0) citadel::device::FinishReports(reports, clean_reason);
   if (reboot_requested && code == 0) {
     citadel::log::Info("reboot requested by an OS update; exiting with 75");
     return kExitRebootRequested;

@@ -135,6 +135,11 @@ struct ServerOptions {
   bool request_client_certificate = true;
   std::size_t max_header_bytes = 16 * 1024;
   std::size_t max_body_bytes = 1024 * 1024;
+  // Requests for which allows_large_body(method, target) is true may carry
+  // up to max_large_body_bytes instead (a symbol file upload); decided once
+  // the header is read, before any of the body is.
+  std::size_t max_large_body_bytes = 0;
+  std::function<bool(std::string_view method, std::string_view target)> allows_large_body;
   std::chrono::milliseconds handshake_timeout{10'000};
   std::chrono::milliseconds read_timeout{30'000};
   std::chrono::milliseconds idle_timeout{60'000};

@@ -185,6 +185,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::vector<crypto::Certificate> peer_chain_;
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
+  std::size_t body_limit_ = 0;  // of the request being read
   bhttp::response<bhttp::string_body> response_;
   bhttp::response<FileRangeBody> file_response_;
   bhttp::response<bhttp::empty_body> continue_response_;
@@ -331,7 +332,10 @@ void Session::ReadRequest() {
   parser_.emplace();
   parser_->header_limit(static_cast<std::uint32_t>(
       std::min<std::size_t>(options.max_header_bytes, std::numeric_limits<std::uint32_t>::max())));
-  parser_->body_limit(options.max_body_bytes);
+  // The largest limit any route has: an over-limit Content-Length fails the
+  // header read. OnHeader lowers it to the limit of this request's route.
+  body_limit_ = std::max(options.max_body_bytes, options.max_large_body_bytes);
+  parser_->body_limit(body_limit_);
   tcp_stream().expires_after(options.read_timeout);
   bhttp::async_read_header(stream_, buffer_, *parser_,
                            [self = shared_from_this()](beast::error_code ec, std::size_t) { self->OnHeader(ec); });
@@ -346,6 +350,16 @@ void Session::OnHeader(beast::error_code ec) {
     return;
   }
   const auto& header = parser_->get();
+  const ServerOptions& options = server_.options();
+  const bool large =
+      options.max_large_body_bytes > options.max_body_bytes && options.allows_large_body &&
+      options.allows_large_body(std::string_view(header.method_string()), std::string_view(header.target()));
+  body_limit_ = large ? options.max_large_body_bytes : options.max_body_bytes;
+  if (auto length = parser_->content_length(); length && *length > body_limit_) {
+    OnRead(bhttp::error::body_limit);
+    return;
+  }
+  parser_->body_limit(body_limit_);
   auto expect = header[bhttp::field::expect];
   bool wants_continue =
       !parser_->is_done() && expect.size() == 12 && beast::iequals(expect, "100-continue") && header.version() >= 11;
@@ -379,7 +393,7 @@ void Session::OnRead(beast::error_code ec) {
   }
   if (ec == bhttp::error::body_limit) {
     RejectRequest(413, "payload-too-large", "Payload Too Large",
-                  "the request body exceeds " + std::to_string(server_.options().max_body_bytes) + " bytes");
+                  "the request body exceeds " + std::to_string(body_limit_) + " bytes");
     return;
   }
   if (ec == bhttp::error::header_limit) {

@@ -5,6 +5,7 @@
 
 #include "common/json_fields.hpp"
 #include "common/time.hpp"
+#include "protocol/fields.hpp"
 
 namespace citadel::protocol {
 
@@ -20,17 +21,13 @@ using json_fields::ReadString;
 using json_fields::Require;
 using json_fields::UnknownFields;
 
-namespace {
+namespace detail {
 
-constexpr std::int64_t kMaxSafeInteger = (std::int64_t{1} << 53) - 1;
-// Nesting of the deepest message (evidence.measurements[i]) plus headroom.
+namespace {
+// Nesting of the deepest message (evidence.measurements[i],
+// reports[i].crash.frames[j]) plus headroom.
 constexpr std::size_t kMaxMessageDepth = 8;
-constexpr std::size_t kMaxPemBytes = 16 * 1024;
-constexpr std::size_t kMaxSignatureBase64 = 512;
-constexpr std::size_t kMaxResultChain = 8;
-constexpr std::size_t kMaxShortString = 256;
-constexpr std::size_t kMaxDetailBytes = 16 * 1024;
-constexpr std::array<std::string_view, 2> kRotBackends = {"software", "tpm2"};
+}  // namespace
 
 Expected<Json> ParseBody(std::string_view body, std::size_t max_bytes, std::string_view what) {
   if (body.size() > max_bytes) {
@@ -46,25 +43,6 @@ bool IsLowerHex(std::string_view text) {
   return std::all_of(text.begin(), text.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
 
-// Hex on the wire is lower-case only, so every value has one spelling.
-Expected<Bytes> ReadHex(const Json& value, std::string_view path, std::size_t byte_count) {
-  std::string expected = "expected " + std::to_string(2 * byte_count) + " hex characters";
-  if (!value.is_string()) return FieldError(path, expected);
-  const auto& text = value.get_ref<const std::string&>();
-  if (text.size() != 2 * byte_count || !IsLowerHex(text)) return FieldError(path, expected);
-  auto bytes = HexDecode(text);
-  if (!bytes) return FieldError(path, expected);
-  return std::move(*bytes);
-}
-
-Expected<crypto::Sha256Digest> ReadDigest(const Json& value, std::string_view path) {
-  CITADEL_TRY(auto bytes, ReadHex(value, path, crypto::Sha256Digest{}.size()));
-  crypto::Sha256Digest digest{};
-  std::copy(bytes.begin(), bytes.end(), digest.begin());
-  return digest;
-}
-
-// Field shorthands: look the key up in object (at path) and read it.
 Expected<std::string> RequiredString(const Json& object, std::string_view path, std::string_view key,
                                      std::size_t max_bytes, bool allow_empty) {
   CITADEL_TRY(const Json* value, Require(object, path, key));
@@ -82,6 +60,42 @@ Expected<std::int64_t> RequiredInteger(const Json& object, std::string_view path
                                        std::int64_t min, std::int64_t max) {
   CITADEL_TRY(const Json* value, Require(object, path, key));
   return ReadInteger(*value, Child(path, key), min, max);
+}
+
+}  // namespace detail
+
+namespace {
+
+using detail::IsLowerHex;
+using detail::kMaxSafeInteger;
+using detail::OptionalString;
+using detail::ParseBody;
+using detail::RequiredInteger;
+using detail::RequiredString;
+
+constexpr std::size_t kMaxPemBytes = 16 * 1024;
+constexpr std::size_t kMaxSignatureBase64 = 512;
+constexpr std::size_t kMaxResultChain = 8;
+constexpr std::size_t kMaxShortString = 256;
+constexpr std::size_t kMaxDetailBytes = 16 * 1024;
+constexpr std::array<std::string_view, 2> kRotBackends = {"software", "tpm2"};
+
+// Hex on the wire is lower-case only, so every value has one spelling.
+Expected<Bytes> ReadHex(const Json& value, std::string_view path, std::size_t byte_count) {
+  std::string expected = "expected " + std::to_string(2 * byte_count) + " hex characters";
+  if (!value.is_string()) return FieldError(path, expected);
+  const auto& text = value.get_ref<const std::string&>();
+  if (text.size() != 2 * byte_count || !IsLowerHex(text)) return FieldError(path, expected);
+  auto bytes = HexDecode(text);
+  if (!bytes) return FieldError(path, expected);
+  return std::move(*bytes);
+}
+
+Expected<crypto::Sha256Digest> ReadDigest(const Json& value, std::string_view path) {
+  CITADEL_TRY(auto bytes, ReadHex(value, path, crypto::Sha256Digest{}.size()));
+  crypto::Sha256Digest digest{};
+  std::copy(bytes.begin(), bytes.end(), digest.begin());
+  return digest;
 }
 
 Expected<std::vector<std::string>> ReadPemArray(const Json& object, std::string_view path, std::string_view key,
@@ -444,14 +458,20 @@ Json CheckInToJson(const CheckIn& check_in) {
             {"uptime_seconds", check_in.uptime_seconds},
             {"free_memory_kb", check_in.free_memory_kb}};
   if (check_in.update) json["update"] = CheckInUpdateToJson(*check_in.update);
+  if (check_in.telemetry) {
+    json["telemetry"] = {{"app_restarts", check_in.telemetry->app_restarts},
+                         {"rx_bytes", check_in.telemetry->rx_bytes},
+                         {"tx_bytes", check_in.telemetry->tx_bytes},
+                         {"reports_queued", check_in.telemetry->reports_queued}};
+  }
   return json;
 }
 
 Expected<CheckIn> ParseCheckIn(std::string_view body) {
   CITADEL_TRY(auto json, ParseBody(body, kMaxMessageBytes, "check-in"));
-  CITADEL_TRY_VOID(ExpectObject(json, "",
-                                {"os_version", "runtime_version", "uptime_seconds", "free_memory_kb", "update"},
-                                UnknownFields::kRefuse));
+  CITADEL_TRY_VOID(ExpectObject(
+      json, "", {"os_version", "runtime_version", "uptime_seconds", "free_memory_kb", "update", "telemetry"},
+      UnknownFields::kRefuse));
   CheckIn check_in;
   CITADEL_TRY(check_in.os_version, RequiredString(json, "", "os_version", 128, /*allow_empty=*/true));
   CITADEL_TRY(check_in.runtime_version, RequiredString(json, "", "runtime_version", 128, /*allow_empty=*/true));
@@ -459,6 +479,17 @@ Expected<CheckIn> ParseCheckIn(std::string_view body) {
   CITADEL_TRY(check_in.free_memory_kb, RequiredInteger(json, "", "free_memory_kb", 0, kMaxSafeInteger));
   if (const Json* update = Find(json, "update"); update != nullptr) {
     CITADEL_TRY(check_in.update, CheckInUpdateFromJson(*update, "update"));
+  }
+  if (const Json* telemetry = Find(json, "telemetry"); telemetry != nullptr) {
+    CITADEL_TRY_VOID(ExpectObject(*telemetry, "telemetry", {"app_restarts", "rx_bytes", "tx_bytes", "reports_queued"},
+                                  UnknownFields::kRefuse));
+    CheckInTelemetry parsed;
+    for (auto [key, member] :
+         {std::pair{"app_restarts", &parsed.app_restarts}, std::pair{"rx_bytes", &parsed.rx_bytes},
+          std::pair{"tx_bytes", &parsed.tx_bytes}, std::pair{"reports_queued", &parsed.reports_queued}}) {
+      CITADEL_TRY(*member, RequiredInteger(*telemetry, "telemetry", key, 0, kMaxSafeInteger));
+    }
+    check_in.telemetry = parsed;
   }
   return check_in;
 }
@@ -558,6 +589,7 @@ Json CheckInReplyToJson(const CheckInReply& reply) {
                       {"update_now", reply.update->update_now},
                       {"acknowledged", reply.update->acknowledged}};
   }
+  if (reply.reporting) json["reporting"] = {{"crash_dumps", reply.reporting->crash_dumps}};
   return json;
 }
 
@@ -586,6 +618,14 @@ Expected<CheckInReply> ParseCheckInReply(std::string_view body) {
   }
   if (const Json* update = Find(json, "update"); update != nullptr && !update->is_null()) {
     CITADEL_TRY(reply.update, CheckInUpdateReplyFromJson(*update, "update"));
+  }
+  if (const Json* reporting = Find(json, "reporting"); reporting != nullptr && !reporting->is_null()) {
+    CITADEL_TRY_VOID(ExpectObject(*reporting, "reporting", {}, UnknownFields::kIgnore));
+    ReportingSettings settings;
+    if (const Json* dumps = Find(*reporting, "crash_dumps"); dumps != nullptr) {
+      CITADEL_TRY(settings.crash_dumps, json_fields::ReadBool(*dumps, "reporting.crash_dumps"));
+    }
+    reply.reporting = settings;
   }
   return reply;
 }

@@ -119,6 +119,16 @@ struct CheckInUpdate {
   std::vector<UpdateReportEntry> reports;     // <= kMaxUpdateEntries, oldest first
 };
 
+// The telemetry heartbeat's counters since the runtime started (the
+// service turns them into daily per-device rows; docs/PROTOCOL.md,
+// "Telemetry").
+struct CheckInTelemetry {
+  std::int64_t app_restarts = 0;    // automatic app restarts
+  std::int64_t rx_bytes = 0;        // received on the device's network interfaces
+  std::int64_t tx_bytes = 0;        // sent
+  std::int64_t reports_queued = 0;  // failure reports waiting in the device's queue
+};
+
 // POST /v1/device/check-in (mutual TLS)
 struct CheckIn {
   std::string os_version;
@@ -127,6 +137,8 @@ struct CheckIn {
   std::int64_t free_memory_kb = 0;
   // Absent for devices without the update client (they omit the member).
   std::optional<CheckInUpdate> update{};
+  // Absent from devices older than failure reporting.
+  std::optional<CheckInTelemetry> telemetry{};
 };
 Json CheckInToJson(const CheckIn& check_in);
 Expected<CheckIn> ParseCheckIn(std::string_view body);
@@ -165,6 +177,13 @@ struct CheckInUpdateReply {
   std::int64_t acknowledged = 0;
 };
 
+// What the device's group asks of failure reporting.
+struct ReportingSettings {
+  // Attach the crashing thread's stack (<= kMaxCrashDumpBytes) to app
+  // crash reports. Off by default.
+  bool crash_dumps = false;
+};
+
 struct CheckInReply {
   std::string device_id;
   std::string tenant_id;
@@ -174,6 +193,8 @@ struct CheckInReply {
   Json app_development;
   // Present when the device is in a group whose tenant publishes updates.
   std::optional<CheckInUpdateReply> update{};
+  // Absent from services older than failure reporting: defaults apply.
+  std::optional<ReportingSettings> reporting{};
 };
 Json CheckInReplyToJson(const CheckInReply& reply);
 Expected<CheckInReply> ParseCheckInReply(std::string_view body);

@@ -228,6 +228,7 @@ Response EnableDevelopment(ApiContext& ctx, const Request& request, const Caller
 void RegisterRoutes(http::Router& router, ApiContext& ctx) {
   RegisterRepositoryRoutes(router, ctx);
   RegisterDeploymentRoutes(router, ctx);
+  RegisterReportRoutes(router, ctx);
   router.Add("GET", "/v1/health", [&ctx](const Request&, const PathParams&) {
     return JsonResponse(200, {{"status", "ok"}, {"store", ctx.store.Backend()}});
   });
@@ -264,6 +265,25 @@ void RegisterRoutes(http::Router& router, ApiContext& ctx) {
         !recorded) {
       return ErrorResponse(recorded.error());
     }
+    // Telemetry (docs/PROTOCOL.md, "Failure reports", "Check-in
+    // additions"): one row per device per day. A failure to record it is
+    // logged and the check-in stands: it is statistics, not state.
+    store::TelemetrySample sample;
+    sample.tenant_id = device->tenant_id;
+    sample.device_id = device->device_id;
+    sample.now = now;
+    sample.uptime_seconds = check_in->uptime_seconds;
+    sample.free_memory_kb = check_in->free_memory_kb;
+    sample.has_counters = check_in->telemetry.has_value();
+    if (check_in->telemetry) {
+      sample.app_restarts = check_in->telemetry->app_restarts;
+      sample.rx_bytes = check_in->telemetry->rx_bytes;
+      sample.tx_bytes = check_in->telemetry->tx_bytes;
+    }
+    if (auto recorded_telemetry = ctx.store.RecordTelemetry(sample); !recorded_telemetry) {
+      log::Warn("cannot record telemetry",
+                {{"device_id", device->device_id}, {"error", recorded_telemetry.error().message()}});
+    }
     // Updates (docs/PROTOCOL.md, "Check-in additions"): record the reports,
     // then point the device at its repositories. Devices without the update
     // client omit the member and may ignore the reply's.
@@ -284,6 +304,12 @@ void RegisterRoutes(http::Router& router, ApiContext& ctx) {
     auto keys = ctx.store.ListPublisherKeys(device->tenant_id, /*include_revoked=*/false);
     if (!keys) return ErrorResponse(keys.error());
     for (const auto& key : *keys) reply.publisher_keys.push_back({key.key_id, key.public_key_pem});
+    // Failure reporting settings of the device's group.
+    auto record = ctx.store.GetDevice(device->device_id);
+    if (!record) return ErrorResponse(record.error());
+    auto group = ctx.store.GetDeviceGroup(device->tenant_id, record->device_group_id);
+    if (!group) return ErrorResponse(group.error());
+    reply.reporting = protocol::ReportingSettings{group->crash_dumps};
     reply.app_development = nullptr;
     if (auto capability = ctx.store.GetDevelopmentCapability(device->tenant_id, device->device_id); capability) {
       auto document = ParseJsonStrict(capability->document);

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <chrono>
+#include <string_view>
 
 #include "http/http.hpp"
 #include "server/attestation.hpp"
@@ -37,5 +38,12 @@ void RegisterRepositoryRoutes(http::Router& router, ApiContext& ctx);
 // Deployments, group update settings, update-now (api_deployments.cpp);
 // called by RegisterRoutes.
 void RegisterDeploymentRoutes(http::Router& router, ApiContext& ctx);
+// Failure reports, symbols, issues, device reports and telemetry
+// (api_reports.cpp); called by RegisterRoutes.
+void RegisterReportRoutes(http::Router& router, ApiContext& ctx);
+// True for the request target of a symbol file upload
+// ("/v1/tenants/{tenant}/symbols", any query): the one route whose body may
+// exceed the server's 1 MiB (symbols::kMaxSymbolFileBytes).
+bool IsSymbolUploadTarget(std::string_view target);
 
 }  // namespace citadel::server

@@ -3,6 +3,7 @@
 // device. Every change is audited and then republishes the director
 // metadata of each group it affects, so devices see it at their next
 // check-in without waiting for a schedule.
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -189,7 +190,7 @@ Response ChangeDeployment(ApiContext& ctx, const Request& request, const Caller&
 
 Response PatchDeviceGroup(ApiContext& ctx, const Request& request, const Caller& caller, const std::string& tenant_id,
                           const std::string& group_id) {
-  auto body = ParseBody(request, {"os_feed", "maintenance_window"});
+  auto body = ParseBody(request, {"os_feed", "maintenance_window", "crash_dumps"});
   if (!body) return BodyError(body.error());
   auto group = ctx.store.GetDeviceGroup(tenant_id, group_id);
   if (!group) {
@@ -213,8 +214,22 @@ Response PatchDeviceGroup(ApiContext& ctx, const Request& request, const Caller&
     window = *normalized;
     details["maintenance_window"] = *value;
   }
+  std::optional<bool> crash_dumps;
+  if (const Json* value = json_fields::Find(*body, "crash_dumps"); value != nullptr) {
+    if (!value->is_boolean()) {
+      return Problem(400, "invalid-request", "Invalid request", "\"crash_dumps\" must be true or false");
+    }
+    crash_dumps = value->get<bool>();
+    details["crash_dumps"] = *crash_dumps;
+  }
   if (auto updated = ctx.store.SetDeviceGroupUpdateSettings(tenant_id, group_id, os_feed, window); !updated) {
     return updated.error().code() == ErrorCode::kNotFound ? NotFound("device group") : ErrorResponse(updated.error());
+  }
+  if (crash_dumps) {
+    if (auto updated = ctx.store.SetDeviceGroupCrashDumps(tenant_id, group_id, *crash_dumps); !updated) {
+      return updated.error().code() == ErrorCode::kNotFound ? NotFound("device group") : ErrorResponse(updated.error());
+    }
+    group->crash_dumps = *crash_dumps;
   }
   group->os_feed = os_feed;
   group->maintenance_window = window;

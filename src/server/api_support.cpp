@@ -162,7 +162,8 @@ Json GroupJson(const store::DeviceGroup& g) {
           {"name", g.name},
           {"created_at", Time(g.created_at)},
           {"os_feed", g.os_feed},
-          {"maintenance_window", MaintenanceWindowJson(g.maintenance_window)}};
+          {"maintenance_window", MaintenanceWindowJson(g.maintenance_window)},
+          {"crash_dumps", g.crash_dumps}};
 }
 
 std::optional<std::int64_t> PageLimit(const http::Request& request) {

@@ -1,6 +1,8 @@
 #include "server/service.hpp"
 
 #include "common/log.hpp"
+#include "server/api.hpp"
+#include "symbols/symbol_file.hpp"
 
 namespace citadel::server {
 
@@ -65,6 +67,12 @@ Expected<std::unique_ptr<Service>> Service::Create(const ServiceOptions& options
   http_options.port = options.port;
   http_options.identity = {service->identity_->server_chain_pem, &service->identity_->server_key};
   http_options.threads = options.threads;
+  // Symbol files are the one upload bigger than the 1 MiB every other
+  // request is held to (images arrive in chunks).
+  http_options.max_large_body_bytes = symbols::kMaxSymbolFileBytes;
+  http_options.allows_large_body = [](std::string_view method, std::string_view target) {
+    return method == "POST" && IsSymbolUploadTarget(target);
+  };
   const http::Router* router = service->router_.get();
   auto http =
       http::Server::Create(http_options, [router](const http::Request& request) { return router->Dispatch(request); });
@@ -108,14 +116,23 @@ void Service::Wait() {
   if (maintenance_.joinable()) maintenance_.join();
 }
 
-// Purges expired nonces once a minute; sleeps on a condition variable so a
-// stop wakes it at once.
+// Purges expired nonces once a minute, and failure reports and telemetry
+// past their retention (90 days; docs/ARCHITECTURE.md, "Retention"); sleeps
+// on a condition variable so a stop wakes it at once.
 void Service::RunMaintenance() {
+  constexpr std::int64_t kRetentionSeconds = 90LL * 24 * 60 * 60;
   std::unique_lock lock(mutex_);
   while (!stopping_) {
     lock.unlock();
-    auto purged = store_->PurgeExpiredNonces(ToUnixSeconds(Clock::now()));
+    const std::int64_t now = ToUnixSeconds(Clock::now());
+    auto purged = store_->PurgeExpiredNonces(now);
     if (!purged) log::Warn("nonce purge failed", {{"error", purged.error().message()}});
+    if (auto reports = store_->PruneFailureReports(now - kRetentionSeconds); !reports) {
+      log::Warn("failure report prune failed", {{"error", reports.error().message()}});
+    }
+    if (auto telemetry = store_->PruneTelemetry(now - kRetentionSeconds); !telemetry) {
+      log::Warn("telemetry prune failed", {{"error", telemetry.error().message()}});
+    }
     lock.lock();
     wake_.wait_for(lock, std::chrono::minutes(1), [this] { return stopping_; });
   }

@@ -269,10 +269,120 @@ CREATE TABLE device_update_reports (
 CREATE INDEX device_update_reports_by_deployment ON device_update_reports (tenant_id, deployment_id, state);
 )sql";
 
+// Version 4: failure reporting (docs/ARCHITECTURE.md, "Failure reporting").
+// Issues are per (tenant, product, signature); a device's reports are keyed
+// by (device_id, report_id), which makes a retried batch count once. The
+// per-issue device and version rows carry their own counts so an issue page
+// never scans the reports. Telemetry is one row per device per UTC day.
+constexpr std::string_view kFailureReportingSchema = R"sql(
+ALTER TABLE device_groups ADD COLUMN crash_dumps INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE devices ADD COLUMN reports_dropped BIGINT NOT NULL DEFAULT 0;
+
+CREATE TABLE failure_issues (
+  id TEXT PRIMARY KEY,
+  tenant_id TEXT NOT NULL,
+  product_id TEXT NOT NULL,
+  signature TEXT NOT NULL,
+  class TEXT NOT NULL,
+  component_id TEXT NOT NULL DEFAULT '',
+  error_code TEXT NOT NULL DEFAULT '',
+  title TEXT NOT NULL DEFAULT '',
+  frames_json TEXT NOT NULL DEFAULT '[]',
+  state TEXT NOT NULL CHECK (state IN ('open', 'resolved', 'muted')),
+  regression INTEGER NOT NULL DEFAULT 0,
+  resolved_in_version TEXT NOT NULL DEFAULT '',
+  count BIGINT NOT NULL DEFAULT 0 CHECK (count >= 0),
+  device_count BIGINT NOT NULL DEFAULT 0 CHECK (device_count >= 0),
+  first_seen BIGINT NOT NULL,
+  last_seen BIGINT NOT NULL,
+  UNIQUE (tenant_id, id),
+  UNIQUE (tenant_id, product_id, signature),
+  FOREIGN KEY (tenant_id, product_id) REFERENCES products (tenant_id, id)
+);
+-- The issue list: most recently seen first, keyset (last_seen, id).
+CREATE INDEX failure_issues_by_last_seen ON failure_issues (tenant_id, last_seen, id);
+
+CREATE TABLE failure_issue_devices (
+  tenant_id TEXT NOT NULL,
+  issue_id TEXT NOT NULL,
+  device_id TEXT NOT NULL REFERENCES devices (id),
+  count BIGINT NOT NULL CHECK (count >= 0),
+  first_seen BIGINT NOT NULL,
+  last_seen BIGINT NOT NULL,
+  PRIMARY KEY (issue_id, device_id),
+  FOREIGN KEY (tenant_id, issue_id) REFERENCES failure_issues (tenant_id, id)
+);
+CREATE INDEX failure_issue_devices_by_last_seen ON failure_issue_devices (issue_id, last_seen);
+
+CREATE TABLE failure_issue_versions (
+  tenant_id TEXT NOT NULL,
+  issue_id TEXT NOT NULL,
+  version TEXT NOT NULL,
+  count BIGINT NOT NULL CHECK (count >= 0),
+  first_seen BIGINT NOT NULL,
+  last_seen BIGINT NOT NULL,
+  PRIMARY KEY (issue_id, version),
+  FOREIGN KEY (tenant_id, issue_id) REFERENCES failure_issues (tenant_id, id)
+);
+
+-- issue_id is NULL only inside the ingest transaction, between inserting
+-- the report (the idempotency check) and counting it into its issue.
+CREATE TABLE failure_reports (
+  device_id TEXT NOT NULL REFERENCES devices (id),
+  report_id TEXT NOT NULL,
+  tenant_id TEXT NOT NULL REFERENCES tenants (id),
+  issue_id TEXT,
+  received_at BIGINT NOT NULL,
+  occurred_at BIGINT NOT NULL,
+  class TEXT NOT NULL,
+  version TEXT NOT NULL DEFAULT '',
+  occurrences BIGINT NOT NULL DEFAULT 1,
+  body TEXT NOT NULL,
+  PRIMARY KEY (device_id, report_id),
+  FOREIGN KEY (tenant_id, issue_id) REFERENCES failure_issues (tenant_id, id)
+);
+CREATE INDEX failure_reports_by_device ON failure_reports (tenant_id, device_id, occurred_at, report_id);
+CREATE INDEX failure_reports_by_issue ON failure_reports (issue_id, occurred_at);
+CREATE INDEX failure_reports_by_received ON failure_reports (received_at);
+
+-- One module of an uploaded symbol file, as its own symbol-file text.
+CREATE TABLE symbol_modules (
+  tenant_id TEXT NOT NULL REFERENCES tenants (id),
+  build_id TEXT NOT NULL,
+  name TEXT NOT NULL,
+  symbols TEXT NOT NULL,
+  functions BIGINT NOT NULL DEFAULT 0,
+  lines BIGINT NOT NULL DEFAULT 0,
+  uploaded_at BIGINT NOT NULL,
+  PRIMARY KEY (tenant_id, build_id)
+);
+
+-- day: Unix seconds of the UTC midnight. The counter_* columns keep the
+-- device's last reported counters so the next check-in stores deltas.
+CREATE TABLE device_telemetry (
+  device_id TEXT NOT NULL REFERENCES devices (id),
+  day BIGINT NOT NULL,
+  tenant_id TEXT NOT NULL REFERENCES tenants (id),
+  check_ins BIGINT NOT NULL DEFAULT 0,
+  max_uptime_seconds BIGINT NOT NULL DEFAULT 0,
+  min_free_memory_kb BIGINT NOT NULL DEFAULT 0,
+  app_restarts BIGINT NOT NULL DEFAULT 0,
+  rx_bytes BIGINT NOT NULL DEFAULT 0,
+  tx_bytes BIGINT NOT NULL DEFAULT 0,
+  counter_uptime_seconds BIGINT NOT NULL DEFAULT 0,
+  counter_app_restarts BIGINT NOT NULL DEFAULT 0,
+  counter_rx_bytes BIGINT NOT NULL DEFAULT 0,
+  counter_tx_bytes BIGINT NOT NULL DEFAULT 0,
+  PRIMARY KEY (device_id, day)
+);
+CREATE INDEX device_telemetry_by_day ON device_telemetry (day);
+)sql";
+
 constexpr std::array kMigrations = {
     Migration{1, "initial schema", kInitialSchema},
     Migration{2, "publisher keys and app development capabilities", kAppTrustSchema},
     Migration{3, "updates: repositories, images, deployments", kUpdatesSchema},
+    Migration{4, "failure reporting: issues, reports, symbols, telemetry", kFailureReportingSchema},
 };
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 
@@ -93,18 +94,20 @@ Product ProductFromRow(const SqlRow& row) {
   return Product{row.Text(0), row.Text(1), row.Text(2), row.Text(3), row.Int(4)};
 }
 
-constexpr std::string_view kGroupColumns = "id, tenant_id, product_id, name, created_at, os_feed, maintenance_window";
+constexpr std::string_view kGroupColumns =
+    "id, tenant_id, product_id, name, created_at, os_feed, maintenance_window, crash_dumps";
 DeviceGroup GroupFromRow(const SqlRow& row) {
-  return DeviceGroup{row.Text(0), row.Text(1), row.Text(2), row.Text(3), row.Int(4), row.Text(5), row.Text(6)};
+  return DeviceGroup{row.Text(0), row.Text(1), row.Text(2), row.Text(3),
+                     row.Int(4),  row.Text(5), row.Text(6), row.Bool(7)};
 }
 constexpr std::string_view kInsertGroupSql =
-    "INSERT INTO device_groups (id, tenant_id, product_id, name, created_at, os_feed, maintenance_window) "
-    "VALUES ($1, $2, $3, $4, $5, $6, $7)";
+    "INSERT INTO device_groups (id, tenant_id, product_id, name, created_at, os_feed, maintenance_window, "
+    "crash_dumps) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 
 constexpr std::string_view kDeviceColumns =
     "id, tenant_id, product_id, device_group_id, rot_backend, first_seen, last_seen, claimed_at, "
     "last_attested_at, last_verdict, os_version, runtime_version, uptime_seconds, free_memory_kb, "
-    "certificate_serial, certificate_expires_at, revoked, update_now";
+    "certificate_serial, certificate_expires_at, revoked, update_now, reports_dropped";
 Device DeviceFromRow(const SqlRow& row) {
   Device device;
   device.id = row.Text(0);
@@ -125,6 +128,7 @@ Device DeviceFromRow(const SqlRow& row) {
   device.certificate_expires_at = row.Int(15);
   device.revoked = row.Bool(16);
   device.update_now = row.Bool(17);
+  device.reports_dropped = row.Int(18);
   return device;
 }
 
@@ -521,9 +525,9 @@ Expected<void> SqlStore::CreateProduct(const Product& product, const std::vector
         "INSERT INTO products (id, tenant_id, name, description, created_at) VALUES ($1, $2, $3, $4, $5)",
         {product.id, product.tenant_id, product.name, product.description, product.created_at}));
     for (const DeviceGroup& group : default_groups) {
-      CITADEL_TRY_VOID(
-          connection.Execute(kInsertGroupSql, {group.id, group.tenant_id, group.product_id, group.name,
-                                               group.created_at, group.os_feed, group.maintenance_window}));
+      CITADEL_TRY_VOID(connection.Execute(
+          kInsertGroupSql, {group.id, group.tenant_id, group.product_id, group.name, group.created_at, group.os_feed,
+                            group.maintenance_window, group.crash_dumps}));
     }
     return kOk;
   });
@@ -555,8 +559,9 @@ Expected<void> SqlStore::CreateDeviceGroup(const DeviceGroup& group) {
   CITADEL_TRY_VOID(RequireNonEmpty(group.name, "device group name"));
   CITADEL_TRY_VOID(RequireNonEmpty(group.os_feed, "OS feed"));
   auto created = WithConnection(*pool_, [&](SqlConnection& connection) -> Expected<void> {
-    CITADEL_TRY_VOID(connection.Execute(kInsertGroupSql, {group.id, group.tenant_id, group.product_id, group.name,
-                                                          group.created_at, group.os_feed, group.maintenance_window}));
+    CITADEL_TRY_VOID(
+        connection.Execute(kInsertGroupSql, {group.id, group.tenant_id, group.product_id, group.name, group.created_at,
+                                             group.os_feed, group.maintenance_window, group.crash_dumps}));
     return kOk;
   });
   return Explain(std::move(created), "creating device group " + Quoted(group.id),
@@ -1399,6 +1404,431 @@ Expected<bool> SqlStore::SetDeviceUpdateNow(std::string_view tenant_id, std::str
     return false;
   });
   return Explain(std::move(changed), "setting update-now on device " + Quoted(device_id));
+}
+
+// ---------------------------------------------------------------- failure reporting
+
+namespace {
+
+constexpr std::string_view kIssueColumns =
+    "id, tenant_id, product_id, signature, class, component_id, error_code, title, frames_json, state, regression, "
+    "resolved_in_version, count, device_count, first_seen, last_seen";
+Expected<FailureIssue> IssueFromRow(const SqlRow& row) {
+  CITADEL_TRY(IssueState state, Stored(ParseIssueState(row.Text(9)), "failure issue"));
+  FailureIssue issue;
+  issue.id = row.Text(0);
+  issue.tenant_id = row.Text(1);
+  issue.product_id = row.Text(2);
+  issue.signature = row.Text(3);
+  issue.failure_class = row.Text(4);
+  issue.component_id = row.Text(5);
+  issue.error_code = row.Text(6);
+  issue.title = row.Text(7);
+  issue.frames_json = row.Text(8);
+  issue.state = state;
+  issue.regression = row.Bool(10);
+  issue.resolved_in_version = row.Text(11);
+  issue.count = row.Int(12);
+  issue.device_count = row.Int(13);
+  issue.first_seen = row.Int(14);
+  issue.last_seen = row.Int(15);
+  return issue;
+}
+
+constexpr std::string_view kFailureReportColumns =
+    "device_id, report_id, tenant_id, issue_id, received_at, occurred_at, class, version, occurrences, body";
+StoredFailureReport FailureReportFromRow(const SqlRow& row) {
+  return StoredFailureReport{row.Text(0), row.Text(1), row.Text(2), row.Text(3), row.Int(4),
+                             row.Int(5),  row.Text(6), row.Text(7), row.Int(8),  row.Text(9)};
+}
+
+constexpr std::string_view kSymbolModuleColumns = "tenant_id, build_id, name, symbols, functions, lines, uploaded_at";
+SymbolModule SymbolModuleFromRow(const SqlRow& row) {
+  return SymbolModule{row.Text(0), row.Text(1), row.Text(2), row.Text(3), row.Int(4), row.Int(5), row.Int(6)};
+}
+
+constexpr std::string_view kTelemetryColumns =
+    "day, check_ins, max_uptime_seconds, min_free_memory_kb, app_restarts, rx_bytes, tx_bytes";
+TelemetryDay TelemetryFromRow(const SqlRow& row) {
+  return TelemetryDay{row.Int(0), row.Int(1), row.Int(2), row.Int(3), row.Int(4), row.Int(5), row.Int(6)};
+}
+
+constexpr std::int64_t kSecondsPerDay = 24 * 60 * 60;
+
+Expected<void> RequireTenantDevice(SqlConnection& connection, std::string_view tenant_id, std::string_view device_id) {
+  CITADEL_TRY(SqlResult device,
+              connection.Execute("SELECT 1 FROM devices WHERE id = $1 AND tenant_id = $2", {device_id, tenant_id}));
+  if (device.rows.empty()) return MakeError(ErrorCode::kNotFound, "device " + Quoted(device_id) + " not found");
+  return kOk;
+}
+
+// Counts one new report into its issue's per-device or per-version row;
+// returns whether the row is new (a device or version the issue had not seen).
+Expected<bool> CountInto(SqlConnection& connection, std::string_view table, std::string_view key_column,
+                         std::string_view tenant_id, std::string_view issue_id, std::string_view key,
+                         std::int64_t occurrences, std::int64_t first, std::int64_t last) {
+  const std::string table_name(table);
+  const std::string column(key_column);
+  CITADEL_TRY(SqlResult inserted,
+              connection.Execute("INSERT INTO " + table_name + " (tenant_id, issue_id, " + column +
+                                     ", count, first_seen, last_seen) VALUES ($1, $2, $3, $4, $5, $6) "
+                                     "ON CONFLICT (issue_id, " +
+                                     column + ") DO NOTHING",
+                                 {tenant_id, issue_id, key, occurrences, first, last}));
+  if (inserted.rows_affected == 1) return true;
+  CITADEL_TRY_VOID(connection.Execute(
+      "UPDATE " + table_name +
+          " SET count = count + $3, first_seen = CASE WHEN first_seen > $4 THEN $4 ELSE first_seen END, "
+          "last_seen = CASE WHEN last_seen < $5 THEN $5 ELSE last_seen END WHERE issue_id = $1 AND " +
+          column + " = $2",
+      {issue_id, key, occurrences, first, last}));
+  return false;
+}
+
+// Counts one new report into its issue (created open when new).
+Expected<std::string> CountIntoIssue(SqlConnection& connection, std::string_view tenant_id, std::string_view device_id,
+                                     const FailureReportRecord& report, std::int64_t first, std::int64_t last,
+                                     const ReopensIssue& reopens) {
+  auto created = connection.Execute(
+      "INSERT INTO failure_issues (id, tenant_id, product_id, signature, class, component_id, error_code, title, "
+      "frames_json, state, regression, resolved_in_version, count, device_count, first_seen, last_seen) "
+      "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'open', 0, '', 0, 0, $10, $11) "
+      "ON CONFLICT (tenant_id, product_id, signature) DO NOTHING",
+      {report.new_issue_id, tenant_id, report.product_id, report.signature, report.failure_class, report.component_id,
+       report.error_code, report.title, report.frames_json, first, last});
+  if (!created) {
+    if (created.error().code() == ErrorCode::kNotFound) {
+      return MakeError(ErrorCode::kInvalidArgument, "product " + Quoted(report.product_id) + " not found");
+    }
+    return std::unexpected(std::move(created).error());
+  }
+  CITADEL_TRY(SqlResult found, connection.Execute("SELECT id, state, resolved_in_version FROM failure_issues "
+                                                  "WHERE tenant_id = $1 AND product_id = $2 AND signature = $3",
+                                                  {tenant_id, report.product_id, report.signature}));
+  if (found.rows.empty()) return MakeError(ErrorCode::kInternal, "the issue just upserted is missing");
+  const std::string issue_id = found.rows.front().Text(0);
+  CITADEL_TRY(IssueState state, Stored(ParseIssueState(found.rows.front().Text(1)), "failure issue"));
+  const std::string resolved_in = found.rows.front().Text(2);
+  // A resolved issue recurring in a newer version is a regression; older
+  // versions (devices not updated yet) are counted and leave it resolved.
+  const bool reopen = state == IssueState::kResolved && reopens && reopens(resolved_in, report.version);
+
+  CITADEL_TRY(bool new_device, CountInto(connection, "failure_issue_devices", "device_id", tenant_id, issue_id,
+                                         device_id, report.occurrences, first, last));
+  CITADEL_TRY_VOID(CountInto(connection, "failure_issue_versions", "version", tenant_id, issue_id, report.version,
+                             report.occurrences, first, last));
+  std::string update =
+      "UPDATE failure_issues SET count = count + $3, device_count = device_count + $4, "
+      "first_seen = CASE WHEN first_seen > $5 THEN $5 ELSE first_seen END, "
+      "last_seen = CASE WHEN last_seen < $6 THEN $6 ELSE last_seen END, title = $7, frames_json = $8";
+  if (reopen) update += ", state = 'open', regression = 1, resolved_in_version = ''";
+  update += " WHERE id = $1 AND tenant_id = $2";
+  CITADEL_TRY_VOID(connection.Execute(
+      update, {issue_id, tenant_id, report.occurrences, static_cast<std::int64_t>(new_device ? 1 : 0), first, last,
+               report.title, report.frames_json}));
+  return issue_id;
+}
+
+}  // namespace
+
+Expected<FailureIngestResult> SqlStore::IngestFailureReports(std::string_view tenant_id, std::string_view device_id,
+                                                             const std::vector<FailureReportRecord>& reports,
+                                                             std::int64_t dropped, std::int64_t received_at,
+                                                             const ReopensIssue& reopens) {
+  CITADEL_TRY_VOID(RequireNonEmpty(tenant_id, "tenant id"));
+  CITADEL_TRY_VOID(RequireNonEmpty(device_id, "device id"));
+  for (const FailureReportRecord& report : reports) {
+    CITADEL_TRY_VOID(RequireNonEmpty(report.report_id, "report id"));
+    CITADEL_TRY_VOID(RequireNonEmpty(report.product_id, "product id"));
+    CITADEL_TRY_VOID(RequireNonEmpty(report.signature, "signature"));
+    CITADEL_TRY_VOID(RequireNonEmpty(report.new_issue_id, "issue id"));
+    CITADEL_TRY_VOID(RequireNonEmpty(report.failure_class, "failure class"));
+    if (report.occurrences < 1) return MakeError(ErrorCode::kInvalidArgument, "occurrences must be at least 1");
+  }
+  auto ingested = InTransaction(*pool_, [&](SqlConnection& connection) -> Expected<FailureIngestResult> {
+    CITADEL_TRY_VOID(RequireTenantDevice(connection, tenant_id, device_id));
+    FailureIngestResult result;
+    for (const FailureReportRecord& report : reports) result.acknowledged.push_back(report.report_id);
+    // Issues are updated in signature order, so two batches touching the
+    // same issues lock them in the same order (no deadlock on PostgreSQL).
+    std::vector<const FailureReportRecord*> ordered;
+    ordered.reserve(reports.size());
+    for (const FailureReportRecord& report : reports) ordered.push_back(&report);
+    std::stable_sort(ordered.begin(), ordered.end(), [](const FailureReportRecord* a, const FailureReportRecord* b) {
+      return std::tie(a->product_id, a->signature) < std::tie(b->product_id, b->signature);
+    });
+    for (const FailureReportRecord* next : ordered) {
+      const FailureReportRecord& report = *next;
+      // Device clocks run ahead sometimes; nothing is seen after it arrived.
+      const std::int64_t first = report.occurred_at > 0 ? std::min(report.occurred_at, received_at) : received_at;
+      const std::int64_t last = std::clamp(report.last_occurred_at, first, received_at);
+      // The idempotency check and the claim in one statement: of a batch
+      // and its retry (on any replica), exactly one inserts the row.
+      CITADEL_TRY(SqlResult inserted,
+                  connection.Execute("INSERT INTO failure_reports (device_id, report_id, tenant_id, issue_id, "
+                                     "received_at, occurred_at, class, version, occurrences, body) "
+                                     "VALUES ($1, $2, $3, NULL, $4, $5, $6, $7, $8, $9) "
+                                     "ON CONFLICT (device_id, report_id) DO NOTHING",
+                                     {device_id, report.report_id, tenant_id, received_at, first, report.failure_class,
+                                      report.version, report.occurrences, report.body}));
+      if (inserted.rows_affected == 0) continue;
+      ++result.new_reports;
+      CITADEL_TRY(std::string issue_id, CountIntoIssue(connection, tenant_id, device_id, report, first, last, reopens));
+      CITADEL_TRY_VOID(
+          connection.Execute("UPDATE failure_reports SET issue_id = $3 WHERE device_id = $1 AND report_id = $2",
+                             {device_id, report.report_id, issue_id}));
+    }
+    if (result.new_reports > 0 && dropped > 0) {
+      CITADEL_TRY_VOID(connection.Execute("UPDATE devices SET reports_dropped = reports_dropped + $2 WHERE id = $1",
+                                          {device_id, dropped}));
+    }
+    return result;
+  });
+  if (!ingested &&
+      (ingested.error().code() == ErrorCode::kInvalidArgument || ingested.error().code() == ErrorCode::kNotFound)) {
+    return ingested;
+  }
+  return Explain(std::move(ingested), "ingesting the failure reports of device " + Quoted(device_id));
+}
+
+Expected<std::vector<FailureIssue>> SqlStore::ListFailureIssues(const FailureIssueFilter& filter) {
+  CITADEL_TRY_VOID(RequireNonEmpty(filter.tenant_id, "tenant id"));
+  CITADEL_TRY(std::int64_t limit, CheckLimit(filter.limit));
+  DynamicQuery query{Select(kIssueColumns, "FROM failure_issues WHERE tenant_id = $1"), {SqlValue(filter.tenant_id)}};
+  query.AndEqualIfSet("product_id", filter.product_id);
+  if (filter.state) query.AndEqualIfSet("state", IssueStateName(*filter.state));
+  query.AndEqualIfSet("class", filter.failure_class);
+  if (filter.since > 0) query.sql += " AND last_seen >= " + query.Bind(filter.since);
+  if (!filter.after_id.empty()) {
+    const std::string seen = query.Bind(filter.after_last_seen);
+    const std::string id = query.Bind(filter.after_id);
+    query.sql += " AND (last_seen < " + seen + " OR (last_seen = " + seen + " AND id < " + id + "))";
+  }
+  query.sql += " ORDER BY last_seen DESC, id DESC LIMIT " + query.Bind(limit);
+  auto issues = WithConnection(*pool_, [&](SqlConnection& connection) -> Expected<std::vector<FailureIssue>> {
+    CITADEL_TRY(std::vector<FailureIssue> page, FetchAll(connection, query.sql, query.params, IssueFromRow));
+    if (page.empty()) return page;
+    // The page's versions in one query.
+    DynamicQuery versions{"SELECT issue_id, version FROM failure_issue_versions WHERE tenant_id = $1 AND issue_id IN (",
+                          {SqlValue(filter.tenant_id)}};
+    for (std::size_t i = 0; i < page.size(); ++i) versions.sql += (i == 0 ? "" : ", ") + versions.Bind(page[i].id);
+    versions.sql += ") ORDER BY issue_id, first_seen, version";
+    CITADEL_TRY(SqlResult rows, connection.Execute(versions.sql, versions.params));
+    std::map<std::string, std::vector<std::string>> by_issue;
+    for (const SqlRow& row : rows.rows) by_issue[row.Text(0)].push_back(row.Text(1));
+    for (FailureIssue& issue : page) issue.versions = std::move(by_issue[issue.id]);
+    return page;
+  });
+  return Explain(std::move(issues), "listing failure issues");
+}
+
+Expected<FailureIssue> SqlStore::GetFailureIssue(std::string_view tenant_id, std::string_view issue_id) {
+  auto issue = WithConnection(*pool_, [&](SqlConnection& connection) -> Expected<FailureIssue> {
+    CITADEL_TRY(FailureIssue found,
+                FetchOne(connection, Select(kIssueColumns, "FROM failure_issues WHERE tenant_id = $1 AND id = $2"),
+                         {tenant_id, issue_id}, "issue " + Quoted(issue_id) + " not found", IssueFromRow));
+    CITADEL_TRY(SqlResult rows, connection.Execute("SELECT version FROM failure_issue_versions WHERE tenant_id = $1 "
+                                                   "AND issue_id = $2 ORDER BY first_seen, version",
+                                                   {tenant_id, issue_id}));
+    for (const SqlRow& row : rows.rows) found.versions.push_back(row.Text(0));
+    return found;
+  });
+  return Explain(std::move(issue), "reading issue " + Quoted(issue_id));
+}
+
+Expected<std::vector<FailureIssueDevice>> SqlStore::ListFailureIssueDevices(std::string_view tenant_id,
+                                                                            std::string_view issue_id,
+                                                                            std::int64_t limit) {
+  CITADEL_TRY(std::int64_t bounded, CheckLimit(limit));
+  auto devices = WithConnection(*pool_, [&](SqlConnection& connection) {
+    return FetchAll(connection,
+                    "SELECT device_id, count, first_seen, last_seen FROM failure_issue_devices "
+                    "WHERE tenant_id = $1 AND issue_id = $2 ORDER BY last_seen DESC, device_id LIMIT $3",
+                    {tenant_id, issue_id, bounded}, [](const SqlRow& row) {
+                      return FailureIssueDevice{row.Text(0), row.Int(1), row.Int(2), row.Int(3)};
+                    });
+  });
+  return Explain(std::move(devices), "listing the devices of issue " + Quoted(issue_id));
+}
+
+Expected<std::vector<FailureIssueVersion>> SqlStore::ListFailureIssueVersions(std::string_view tenant_id,
+                                                                              std::string_view issue_id) {
+  auto versions = WithConnection(*pool_, [&](SqlConnection& connection) {
+    return FetchAll(connection,
+                    "SELECT version, count, first_seen, last_seen FROM failure_issue_versions "
+                    "WHERE tenant_id = $1 AND issue_id = $2 ORDER BY first_seen, version",
+                    {tenant_id, issue_id}, [](const SqlRow& row) {
+                      return FailureIssueVersion{row.Text(0), row.Int(1), row.Int(2), row.Int(3)};
+                    });
+  });
+  return Explain(std::move(versions), "listing the versions of issue " + Quoted(issue_id));
+}
+
+Expected<FailureIssue> SqlStore::SetFailureIssueState(std::string_view tenant_id, std::string_view issue_id,
+                                                      IssueState state, std::string_view resolved_in_version) {
+  auto updated = WithConnection(*pool_, [&](SqlConnection& connection) -> Expected<void> {
+    const bool resolved = state == IssueState::kResolved;
+    CITADEL_TRY(SqlResult update, connection.Execute("UPDATE failure_issues SET state = $3, resolved_in_version = $4, "
+                                                     "regression = CASE WHEN $5 = 1 THEN 0 ELSE regression END "
+                                                     "WHERE tenant_id = $1 AND id = $2",
+                                                     {tenant_id, issue_id, IssueStateName(state),
+                                                      resolved ? resolved_in_version : std::string_view(), resolved}));
+    if (update.rows_affected == 0) return MakeError(ErrorCode::kNotFound, "issue " + Quoted(issue_id) + " not found");
+    return kOk;
+  });
+  if (!updated) return Explain(Expected<FailureIssue>(std::unexpected(updated.error())), "changing an issue's state");
+  return GetFailureIssue(tenant_id, issue_id);
+}
+
+Expected<std::vector<StoredFailureReport>> SqlStore::ListFailureReports(const FailureReportFilter& filter) {
+  CITADEL_TRY_VOID(RequireNonEmpty(filter.tenant_id, "tenant id"));
+  CITADEL_TRY(std::int64_t limit, CheckLimit(filter.limit));
+  if (filter.device_id.empty() == filter.issue_id.empty()) {
+    return MakeError(ErrorCode::kInvalidArgument, "name exactly one of a device and an issue");
+  }
+  DynamicQuery query{
+      Select(kFailureReportColumns, "FROM failure_reports WHERE tenant_id = $1 AND issue_id IS NOT NULL"),
+      {SqlValue(filter.tenant_id)}};
+  query.AndEqualIfSet("device_id", filter.device_id);
+  query.AndEqualIfSet("issue_id", filter.issue_id);
+  if (!filter.after_report_id.empty()) {
+    const std::string at = query.Bind(filter.after_occurred_at);
+    const std::string id = query.Bind(filter.after_report_id);
+    query.sql += " AND (occurred_at < " + at + " OR (occurred_at = " + at + " AND report_id < " + id + "))";
+  }
+  query.sql += " ORDER BY occurred_at DESC, report_id DESC LIMIT " + query.Bind(limit);
+  auto reports = WithConnection(*pool_, [&](SqlConnection& connection) {
+    return FetchAll(connection, query.sql, query.params, FailureReportFromRow);
+  });
+  return Explain(std::move(reports), "listing failure reports");
+}
+
+Expected<std::int64_t> SqlStore::PruneFailureReports(std::int64_t before) {
+  auto pruned = WithConnection(*pool_, [&](SqlConnection& connection) -> Expected<std::int64_t> {
+    CITADEL_TRY(SqlResult result, connection.Execute("DELETE FROM failure_reports WHERE received_at < $1", {before}));
+    return result.rows_affected;
+  });
+  return Explain(std::move(pruned), "pruning failure reports");
+}
+
+Expected<void> SqlStore::PutSymbolModule(const SymbolModule& module) {
+  CITADEL_TRY_VOID(RequireNonEmpty(module.tenant_id, "tenant id"));
+  CITADEL_TRY_VOID(RequireNonEmpty(module.build_id, "build id"));
+  auto put = WithConnection(*pool_, [&](SqlConnection& connection) -> Expected<void> {
+    CITADEL_TRY_VOID(connection.Execute(
+        "INSERT INTO symbol_modules (tenant_id, build_id, name, symbols, functions, lines, uploaded_at) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant_id, build_id) DO UPDATE SET name = excluded.name, "
+        "symbols = excluded.symbols, functions = excluded.functions, lines = excluded.lines, "
+        "uploaded_at = excluded.uploaded_at",
+        {module.tenant_id, module.build_id, module.name, module.symbols, module.functions, module.lines,
+         module.uploaded_at}));
+    return kOk;
+  });
+  return Explain(std::move(put), "storing the symbols of build id " + Quoted(module.build_id), {},
+                 "tenant " + Quoted(module.tenant_id) + " not found");
+}
+
+Expected<SymbolModule> SqlStore::GetSymbolModule(std::string_view tenant_id, std::string_view build_id) {
+  auto module = WithConnection(*pool_, [&](SqlConnection& connection) {
+    return FetchOne(connection,
+                    Select(kSymbolModuleColumns, "FROM symbol_modules WHERE tenant_id = $1 AND build_id = $2"),
+                    {tenant_id, build_id}, "no symbols for build id " + Quoted(build_id), SymbolModuleFromRow);
+  });
+  return Explain(std::move(module), "reading the symbols of build id " + Quoted(build_id));
+}
+
+Expected<void> SqlStore::RecordTelemetry(const TelemetrySample& sample) {
+  CITADEL_TRY_VOID(RequireNonEmpty(sample.tenant_id, "tenant id"));
+  CITADEL_TRY_VOID(RequireNonEmpty(sample.device_id, "device id"));
+  if (sample.now < 0) return MakeError(ErrorCode::kInvalidArgument, "time must not be negative");
+  const std::int64_t day = sample.now - (sample.now % kSecondsPerDay);
+  auto recorded = InTransaction(*pool_, [&](SqlConnection& connection) -> Expected<void> {
+    CITADEL_TRY_VOID(RequireTenantDevice(connection, sample.tenant_id, sample.device_id));
+    CITADEL_TRY(SqlResult previous,
+                connection.Execute("SELECT counter_uptime_seconds, counter_app_restarts, counter_rx_bytes, "
+                                   "counter_tx_bytes FROM device_telemetry WHERE device_id = $1 "
+                                   "ORDER BY day DESC LIMIT 1",
+                                   {sample.device_id}));
+    std::int64_t uptime = 0;
+    std::int64_t restarts = 0;
+    std::int64_t rx = 0;
+    std::int64_t tx = 0;
+    if (!previous.rows.empty()) {
+      const SqlRow& row = previous.rows.front();
+      uptime = row.Int(0);
+      restarts = row.Int(1);
+      rx = row.Int(2);
+      tx = row.Int(3);
+    }
+    std::int64_t delta_restarts = 0;
+    std::int64_t delta_rx = 0;
+    std::int64_t delta_tx = 0;
+    if (sample.has_counters) {
+      // Uptime going down means the runtime restarted: its counters began
+      // again at zero, so every counter's value is new growth.
+      const bool restarted = sample.uptime_seconds < uptime;
+      delta_restarts =
+          restarted ? std::max<std::int64_t>(sample.app_restarts, 0) : CounterDelta(restarts, sample.app_restarts);
+      delta_rx = restarted ? std::max<std::int64_t>(sample.rx_bytes, 0) : CounterDelta(rx, sample.rx_bytes);
+      delta_tx = restarted ? std::max<std::int64_t>(sample.tx_bytes, 0) : CounterDelta(tx, sample.tx_bytes);
+      restarts = sample.app_restarts;
+      rx = sample.rx_bytes;
+      tx = sample.tx_bytes;
+    }
+    CITADEL_TRY_VOID(connection.Execute(
+        "INSERT INTO device_telemetry (device_id, day, tenant_id, check_ins, max_uptime_seconds, min_free_memory_kb, "
+        "app_restarts, rx_bytes, tx_bytes, counter_uptime_seconds, counter_app_restarts, counter_rx_bytes, "
+        "counter_tx_bytes) VALUES ($1, $2, $3, 1, $4, $5, $6, $7, $8, $4, $9, $10, $11) "
+        "ON CONFLICT (device_id, day) DO UPDATE SET check_ins = device_telemetry.check_ins + 1, "
+        "max_uptime_seconds = CASE WHEN excluded.max_uptime_seconds > device_telemetry.max_uptime_seconds "
+        "THEN excluded.max_uptime_seconds ELSE device_telemetry.max_uptime_seconds END, "
+        "min_free_memory_kb = CASE WHEN excluded.min_free_memory_kb < device_telemetry.min_free_memory_kb "
+        "THEN excluded.min_free_memory_kb ELSE device_telemetry.min_free_memory_kb END, "
+        "app_restarts = device_telemetry.app_restarts + excluded.app_restarts, "
+        "rx_bytes = device_telemetry.rx_bytes + excluded.rx_bytes, "
+        "tx_bytes = device_telemetry.tx_bytes + excluded.tx_bytes, "
+        "counter_uptime_seconds = excluded.counter_uptime_seconds, "
+        "counter_app_restarts = excluded.counter_app_restarts, counter_rx_bytes = excluded.counter_rx_bytes, "
+        "counter_tx_bytes = excluded.counter_tx_bytes",
+        {sample.device_id, day, sample.tenant_id, sample.uptime_seconds, sample.free_memory_kb, delta_restarts,
+         delta_rx, delta_tx, restarts, rx, tx}));
+    return kOk;
+  });
+  if (!recorded && recorded.error().code() == ErrorCode::kNotFound) return recorded;
+  return Explain(std::move(recorded), "recording the telemetry of device " + Quoted(sample.device_id));
+}
+
+Expected<std::vector<TelemetryDay>> SqlStore::ListTelemetry(std::string_view tenant_id, std::string_view device_id,
+                                                            std::int64_t since_day) {
+  auto days = WithConnection(*pool_, [&](SqlConnection& connection) {
+    return FetchAll(connection,
+                    Select(kTelemetryColumns,
+                           "FROM device_telemetry WHERE tenant_id = $1 AND device_id = $2 AND day >= $3 ORDER BY day"),
+                    {tenant_id, device_id, since_day}, TelemetryFromRow);
+  });
+  return Explain(std::move(days), "listing the telemetry of device " + Quoted(device_id));
+}
+
+Expected<std::int64_t> SqlStore::PruneTelemetry(std::int64_t before_day) {
+  auto pruned = WithConnection(*pool_, [&](SqlConnection& connection) -> Expected<std::int64_t> {
+    CITADEL_TRY(SqlResult result, connection.Execute("DELETE FROM device_telemetry WHERE day < $1", {before_day}));
+    return result.rows_affected;
+  });
+  return Explain(std::move(pruned), "pruning telemetry");
+}
+
+Expected<void> SqlStore::SetDeviceGroupCrashDumps(std::string_view tenant_id, std::string_view group_id,
+                                                  bool crash_dumps) {
+  auto updated = WithConnection(*pool_, [&](SqlConnection& connection) -> Expected<void> {
+    CITADEL_TRY(SqlResult update,
+                connection.Execute("UPDATE device_groups SET crash_dumps = $3 WHERE tenant_id = $1 AND id = $2",
+                                   {tenant_id, group_id, crash_dumps}));
+    if (update.rows_affected == 0) {
+      return MakeError(ErrorCode::kNotFound, "device group " + Quoted(group_id) + " not found");
+    }
+    return kOk;
+  });
+  return Explain(std::move(updated), "setting crash dumps of device group " + Quoted(group_id));
 }
 
 // ---------------------------------------------------------------- audit

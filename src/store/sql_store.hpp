@@ -126,6 +126,30 @@ class SqlStore final : public Store {
   Expected<std::int64_t> CountDevices(std::string_view tenant_id, std::string_view group_id) override;
   Expected<bool> SetDeviceUpdateNow(std::string_view tenant_id, std::string_view device_id, bool update_now) override;
 
+  Expected<FailureIngestResult> IngestFailureReports(std::string_view tenant_id, std::string_view device_id,
+                                                     const std::vector<FailureReportRecord>& reports,
+                                                     std::int64_t dropped, std::int64_t received_at,
+                                                     const ReopensIssue& reopens) override;
+  Expected<std::vector<FailureIssue>> ListFailureIssues(const FailureIssueFilter& filter) override;
+  Expected<FailureIssue> GetFailureIssue(std::string_view tenant_id, std::string_view issue_id) override;
+  Expected<std::vector<FailureIssueDevice>> ListFailureIssueDevices(std::string_view tenant_id,
+                                                                    std::string_view issue_id,
+                                                                    std::int64_t limit) override;
+  Expected<std::vector<FailureIssueVersion>> ListFailureIssueVersions(std::string_view tenant_id,
+                                                                      std::string_view issue_id) override;
+  Expected<FailureIssue> SetFailureIssueState(std::string_view tenant_id, std::string_view issue_id, IssueState state,
+                                              std::string_view resolved_in_version) override;
+  Expected<std::vector<StoredFailureReport>> ListFailureReports(const FailureReportFilter& filter) override;
+  Expected<std::int64_t> PruneFailureReports(std::int64_t before) override;
+  Expected<void> PutSymbolModule(const SymbolModule& module) override;
+  Expected<SymbolModule> GetSymbolModule(std::string_view tenant_id, std::string_view build_id) override;
+  Expected<void> RecordTelemetry(const TelemetrySample& sample) override;
+  Expected<std::vector<TelemetryDay>> ListTelemetry(std::string_view tenant_id, std::string_view device_id,
+                                                    std::int64_t since_day) override;
+  Expected<std::int64_t> PruneTelemetry(std::int64_t before_day) override;
+  Expected<void> SetDeviceGroupCrashDumps(std::string_view tenant_id, std::string_view group_id,
+                                          bool crash_dumps) override;
+
   Expected<void> AppendAudit(const AuditEvent& event) override;
   Expected<std::vector<AuditEvent>> ListAudit(std::string_view tenant_id, std::int64_t limit) override;
 

@@ -68,6 +68,11 @@ constexpr std::array<EnumName<UpdateState>, 5> kUpdateStateNames = {{
     {UpdateState::kCommitted, "committed"},
     {UpdateState::kFailed, "failed"},
 }};
+constexpr std::array<EnumName<IssueState>, 3> kIssueStateNames = {{
+    {IssueState::kOpen, "open"},
+    {IssueState::kResolved, "resolved"},
+    {IssueState::kMuted, "muted"},
+}};
 
 template <typename Enum, std::size_t N>
 std::string_view NameOf(const std::array<EnumName<Enum>, N>& names, Enum value) {
@@ -110,6 +115,14 @@ Expected<DeploymentState> ParseDeploymentState(std::string_view name) {
 std::string_view UpdateStateName(UpdateState state) { return NameOf(kUpdateStateNames, state); }
 Expected<UpdateState> ParseUpdateState(std::string_view name) {
   return ParseName(kUpdateStateNames, name, "update state");
+}
+
+std::string_view IssueStateName(IssueState state) { return NameOf(kIssueStateNames, state); }
+Expected<IssueState> ParseIssueState(std::string_view name) { return ParseName(kIssueStateNames, name, "issue state"); }
+
+std::int64_t CounterDelta(std::int64_t previous, std::int64_t current) {
+  if (current < 0) return 0;
+  return current >= previous ? current - previous : current;
 }
 
 // The one place a backend is chosen.

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -79,6 +80,9 @@ struct DeviceGroup {
   // for "any time". The store does not interpret the window.
   std::string os_feed = std::string(kDefaultOsFeed);
   std::string maintenance_window{};
+  // Failure reporting (since schema v4): devices of the group attach crash
+  // dumps (the crashing thread's stack) to app crash reports.
+  bool crash_dumps = false;
 };
 
 struct Device {
@@ -102,6 +106,9 @@ struct Device {
   // "Update now" (since schema v3): the next check-in reply tells the device
   // to refresh and install at once, outside its maintenance window.
   bool update_now = false;
+  // Failure reports the device's full queue dropped, as it told the service
+  // (since schema v4).
+  std::int64_t reports_dropped = 0;
 };
 
 struct DeviceFilter {
@@ -292,6 +299,162 @@ struct UpdateReport {
   std::int64_t reported_at = 0;  // when the device says it entered the state
   std::int64_t updated_at = 0;   // when the service recorded it
 };
+
+// ---------------------------------------------------------------- failure reporting
+// Failure reports and the issues they are deduplicated into (docs/
+// ARCHITECTURE.md, "Failure reporting"). The store counts and keeps; what
+// makes two reports the same issue (the signature), the issue's title and
+// whether a report reopens a resolved issue are the service's rules
+// (server/failures.hpp), passed in.
+
+enum class IssueState { kOpen, kResolved, kMuted };
+std::string_view IssueStateName(IssueState state);  // "open" | "resolved" | "muted"
+Expected<IssueState> ParseIssueState(std::string_view name);
+
+struct FailureIssue {
+  std::string id;
+  std::string tenant_id;
+  std::string product_id;
+  std::string signature;      // lower-case hex SHA-256
+  std::string failure_class;  // "app-crash", ...
+  std::string component_id;
+  std::string error_code;
+  std::string title;
+  std::string frames_json = "[]";  // the latest report's symbolized frames, JSON array
+  IssueState state = IssueState::kOpen;
+  bool regression = false;
+  std::string resolved_in_version;  // "" unless resolved
+  std::int64_t count = 0;           // sum of the reports' occurrences
+  std::int64_t device_count = 0;
+  std::int64_t first_seen = 0;
+  std::int64_t last_seen = 0;
+  std::vector<std::string> versions;  // every version seen, in the order first seen
+};
+
+struct FailureIssueFilter {
+  std::string tenant_id;              // required
+  std::string product_id;             // optional
+  std::optional<IssueState> state{};  // optional
+  std::string failure_class;          // optional
+  std::int64_t since = 0;             // last_seen >= since
+  std::int64_t limit = 100;           // > 0; clamped to 1000
+  // Keyset pagination, most recently seen first: issues strictly after
+  // (after_last_seen, after_id) in (last_seen DESC, id DESC) order. Unset
+  // when after_id is empty.
+  std::int64_t after_last_seen = 0;
+  std::string after_id;
+};
+
+struct FailureIssueDevice {
+  std::string device_id;
+  std::int64_t count = 0;
+  std::int64_t first_seen = 0;
+  std::int64_t last_seen = 0;
+};
+
+struct FailureIssueVersion {
+  std::string version;
+  std::int64_t count = 0;
+  std::int64_t first_seen = 0;
+  std::int64_t last_seen = 0;
+};
+
+// One report as the service prepared it for ingest.
+struct FailureReportRecord {
+  std::string report_id;  // the device's idempotency key
+  // The issue it belongs to: product + signature; the rest describes a new
+  // issue (and refreshes title and frames of an existing one).
+  std::string product_id;
+  std::string signature;
+  std::string new_issue_id;  // the id used if this report opens a new issue
+  std::string failure_class;
+  std::string component_id;
+  std::string error_code;
+  std::string title;
+  std::string frames_json = "[]";
+  std::string version;  // the component's version (the OS version for device-level events)
+  std::int64_t occurrences = 1;
+  std::int64_t occurred_at = 0;
+  std::int64_t last_occurred_at = 0;
+  std::string body;  // the report as JSON text, frames symbolized
+};
+
+// Whether a report of `version` reopens an issue resolved in
+// `resolved_in_version` (as a regression).
+using ReopensIssue = std::function<bool(std::string_view resolved_in_version, std::string_view version)>;
+
+struct FailureIngestResult {
+  std::vector<std::string> acknowledged;  // every report id of the batch, new or seen before
+  std::int64_t new_reports = 0;           // of those, recorded by this call
+};
+
+// A stored report.
+struct StoredFailureReport {
+  std::string device_id;
+  std::string report_id;
+  std::string tenant_id;
+  std::string issue_id;
+  std::int64_t received_at = 0;
+  std::int64_t occurred_at = 0;
+  std::string failure_class;
+  std::string version;
+  std::int64_t occurrences = 1;
+  std::string body;
+};
+
+struct FailureReportFilter {
+  std::string tenant_id;  // required
+  std::string device_id;  // exactly one of device_id and issue_id
+  std::string issue_id;
+  std::int64_t limit = 100;  // > 0; clamped to 1000
+  // Keyset pagination, newest first: reports strictly after (after_occurred_at,
+  // after_report_id) in (occurred_at DESC, report_id DESC) order; device
+  // lists only. Unset when after_report_id is empty.
+  std::int64_t after_occurred_at = 0;
+  std::string after_report_id;
+};
+
+// One module of an uploaded symbol file.
+struct SymbolModule {
+  std::string tenant_id;
+  std::string build_id;  // lower-case hex
+  std::string name;
+  std::string symbols;  // the module as symbol-file text (docs/PROTOCOL.md, "Symbol files")
+  std::int64_t functions = 0;
+  std::int64_t lines = 0;
+  std::int64_t uploaded_at = 0;
+};
+
+// A check-in's telemetry. Counters are the device's totals since its
+// runtime started; the store turns them into daily deltas.
+struct TelemetrySample {
+  std::string tenant_id;
+  std::string device_id;
+  std::int64_t now = 0;  // decides the UTC day
+  std::int64_t uptime_seconds = 0;
+  std::int64_t free_memory_kb = 0;
+  // False for a check-in without the telemetry member (an older device):
+  // the day's check-in, uptime and memory are recorded, no counter deltas.
+  bool has_counters = true;
+  std::int64_t app_restarts = 0;
+  std::int64_t rx_bytes = 0;
+  std::int64_t tx_bytes = 0;
+};
+
+// One device's day.
+struct TelemetryDay {
+  std::int64_t day = 0;  // Unix seconds of the UTC midnight
+  std::int64_t check_ins = 0;
+  std::int64_t max_uptime_seconds = 0;
+  std::int64_t min_free_memory_kb = 0;
+  std::int64_t app_restarts = 0;
+  std::int64_t rx_bytes = 0;
+  std::int64_t tx_bytes = 0;
+};
+
+// The growth of a counter between two samples: a counter that went down
+// was reset (the runtime restarted), so all of its new value is growth.
+std::int64_t CounterDelta(std::int64_t previous, std::int64_t current);
 
 enum class NonceResult { kConsumed, kUnknownOrUsed, kExpired };
 
@@ -494,6 +657,58 @@ class Store {
   // exactly one gets true. kNotFound unless the device is the tenant's.
   [[nodiscard]] virtual Expected<bool> SetDeviceUpdateNow(std::string_view tenant_id, std::string_view device_id,
                                                           bool update_now) = 0;
+
+  // ---------------------------------------------------------------- failure reporting
+  // Tenant isolation as for updates: another tenant's ids read as kNotFound.
+
+  // Ingests one batch of a device's reports in ONE transaction. A report
+  // whose (device_id, report_id) is on record is acknowledged and not
+  // counted again. Each new report is counted into the issue of its
+  // (product, signature), created open when new: count += occurrences,
+  // per-device and per-version counts, first/last seen; a resolved issue
+  // that `reopens` says the report's version reopens becomes open with
+  // regression set. `dropped` is added to the device's reports_dropped when
+  // the batch held a new report (so a retried batch does not add it twice).
+  // kNotFound unless the device is the tenant's; kInvalidArgument for a
+  // product that is not the tenant's.
+  [[nodiscard]] virtual Expected<FailureIngestResult> IngestFailureReports(
+      std::string_view tenant_id, std::string_view device_id, const std::vector<FailureReportRecord>& reports,
+      std::int64_t dropped, std::int64_t received_at, const ReopensIssue& reopens) = 0;
+  virtual Expected<std::vector<FailureIssue>> ListFailureIssues(const FailureIssueFilter& filter) = 0;
+  virtual Expected<FailureIssue> GetFailureIssue(std::string_view tenant_id, std::string_view issue_id) = 0;
+  // Most recently seen first.
+  virtual Expected<std::vector<FailureIssueDevice>> ListFailureIssueDevices(std::string_view tenant_id,
+                                                                            std::string_view issue_id,
+                                                                            std::int64_t limit) = 0;
+  // In the order first seen.
+  virtual Expected<std::vector<FailureIssueVersion>> ListFailureIssueVersions(std::string_view tenant_id,
+                                                                              std::string_view issue_id) = 0;
+  // Sets the state; resolving records resolved_in_version and clears
+  // regression, any other state clears resolved_in_version. Returns the
+  // issue as stored. kNotFound for an issue the tenant does not have.
+  [[nodiscard]] virtual Expected<FailureIssue> SetFailureIssueState(std::string_view tenant_id,
+                                                                    std::string_view issue_id, IssueState state,
+                                                                    std::string_view resolved_in_version) = 0;
+  virtual Expected<std::vector<StoredFailureReport>> ListFailureReports(const FailureReportFilter& filter) = 0;
+  // Deletes reports received before `before`; issue counts remain.
+  virtual Expected<std::int64_t> PruneFailureReports(std::int64_t before) = 0;
+
+  // Symbol modules, one per (tenant, build id); a new upload replaces it.
+  [[nodiscard]] virtual Expected<void> PutSymbolModule(const SymbolModule& module) = 0;
+  virtual Expected<SymbolModule> GetSymbolModule(std::string_view tenant_id, std::string_view build_id) = 0;
+
+  // Telemetry: one row per device per UTC day (check-ins, max uptime, min
+  // free memory, counter deltas). kNotFound unless the device is the tenant's.
+  [[nodiscard]] virtual Expected<void> RecordTelemetry(const TelemetrySample& sample) = 0;
+  // Days >= since_day, oldest first.
+  virtual Expected<std::vector<TelemetryDay>> ListTelemetry(std::string_view tenant_id, std::string_view device_id,
+                                                            std::int64_t since_day) = 0;
+  // Deletes rows of days before `before_day`; returns how many.
+  virtual Expected<std::int64_t> PruneTelemetry(std::int64_t before_day) = 0;
+
+  // The group's crash_dumps flag; kNotFound for a group the tenant does not have.
+  [[nodiscard]] virtual Expected<void> SetDeviceGroupCrashDumps(std::string_view tenant_id, std::string_view group_id,
+                                                                bool crash_dumps) = 0;
 
   // Audit log: append-only. ListAudit returns the tenant's events newest
   // first (tenant_id "" = platform events); limit as in DeviceFilter.

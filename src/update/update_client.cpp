@@ -1075,6 +1075,17 @@ Expected<void> UpdateClient::FinishFailed(const WorkItem& item, const std::strin
     next.refused[item.identity.component_id] = item.Sha256();
   }));
   RemoveWithPart(DownloadPath(item));
+  if (options_.failure_sink != nullptr) {
+    reports::FailureEvent event;
+    event.failure_class = "update-failure";
+    event.time = FromUnixSeconds(Now());
+    event.component_id = item.identity.component_id;
+    event.component_version = item.identity.version;
+    // The stages docs/PROTOCOL.md names; an OS trial is a "trial" too.
+    event.error_code = item.step == WorkStep::kOsTrial ? "trial" : std::string(WorkStepName(item.step));
+    event.message = item.target_name + ": " + reason;
+    options_.failure_sink->Record(std::move(event));
+  }
   return kOk;
 }
 

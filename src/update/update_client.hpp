@@ -74,6 +74,7 @@
 #include "common/error.hpp"
 #include "crypto/crypto.hpp"
 #include "protocol/protocol.hpp"
+#include "reports/failure_event.hpp"
 #include "rot/rot.hpp"
 #include "tuf/fetcher.hpp"
 #include "tuf/metadata.hpp"
@@ -138,6 +139,10 @@ struct UpdateClientOptions {
   // with nothing left open and every report was acknowledged — for
   // `citadeld run --update-once`. Must not call back into the client.
   std::function<void()> on_settled{};
+  // Every update that ends "failed" is also recorded here as an
+  // `update-failure` failure report (error_code = the stage that failed);
+  // null: not recorded. Must outlive the client.
+  reports::FailureSink* failure_sink = nullptr;
 };
 
 struct UpdateDependencies {

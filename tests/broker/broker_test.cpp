@@ -157,6 +157,10 @@ class BrokerTest : public ::testing::Test {
       std::lock_guard lock(mutex_);
       violations_.push_back(report);
     };
+    options.crashes = [this](const CrashNotice& notice) {
+      std::lock_guard lock(mutex_);
+      crashes_.push_back(notice);
+    };
     auto broker = Broker::Create(std::move(options));
     ASSERT_TRUE(broker) << broker.error().message();
     broker_ = std::move(*broker);
@@ -198,6 +202,7 @@ class BrokerTest : public ::testing::Test {
   std::atomic<int> reboots_{0};
   std::mutex mutex_;
   std::vector<ViolationReport> violations_;
+  std::vector<CrashNotice> crashes_;
   std::unique_ptr<Broker> broker_;
 };
 
@@ -686,6 +691,95 @@ TEST_F(BrokerTest, MalformedRequestsGetErrorsAndTheBrokerKeepsServing) {
   EXPECT_EQ(response["ok"], true);
   EXPECT_EQ(response["ready"], false);
 }
+
+// The crash handler's request (applibs crash_handler.cpp): strictly parsed;
+// a malformed one is refused and records nothing, a valid one reaches the
+// crash sink under the channel's component id, whatever the request says.
+TEST_F(BrokerTest, CrashRequestsAreParsedStrictlyAndReachTheSink) {
+  UniqueFd channel = AddApp(kAppA, R"({})");
+  const std::string registers = R"("registers":{"rip":"0x401000","rsp":"0x7ffc0000"})";
+  const std::string valid_tail =
+      R"("signal":11,"signal_code":1,"fault_address":"0x0",)" + registers + R"(,"pcs":["0x401000","0x401234"])";
+  std::vector<std::string> malformed = {
+      R"({"op":"crash","id":1})",
+      R"({"op":"crash","id":2,"signal":0,"signal_code":1,"fault_address":"0x0",)" + registers + R"(,"pcs":[]})",
+      R"({"op":"crash","id":3,"signal":65,"signal_code":1,"fault_address":"0x0",)" + registers + R"(,"pcs":[]})",
+      R"({"op":"crash","id":4,"signal":11,"signal_code":1,"fault_address":0,)" + registers + R"(,"pcs":[]})",
+      R"({"op":"crash","id":5,"signal":11,"signal_code":1,"fault_address":"0X0",)" + registers + R"(,"pcs":[]})",
+      R"({"op":"crash","id":6,"signal":11,"signal_code":1,"fault_address":"0x12345678901234567",)" + registers +
+          R"(,"pcs":[]})",
+      R"({"op":"crash","id":7,"signal":11,"signal_code":1,"fault_address":"0x0","registers":{"RIP":"0x1"},"pcs":[]})",
+      R"({"op":"crash","id":8,"signal":11,"signal_code":1,"fault_address":"0x0","registers":[],"pcs":[]})",
+      R"({"op":"crash","id":9,"signal":11,"signal_code":1,"fault_address":"0x0",)" + registers + R"(,"pcs":["0xg"]})",
+      R"({"op":"crash","id":10,)" + valid_tail + R"(,"stack":"00"})",                       // stack without its address
+      R"({"op":"crash","id":11,)" + valid_tail + R"(,"stack_address":"0x1","stack":"0"})",  // odd hex
+      R"({"op":"crash","id":12,)" + valid_tail + R"(,"component_id":"someone-else"})",      // unknown member
+      R"({"op":"crash","id":13,"signal":11,"signal_code":999,"fault_address":"0x0",)" + registers + R"(,"pcs":[]})",
+  };
+  std::string too_many_pcs =
+      R"({"op":"crash","id":14,"signal":11,"signal_code":1,"fault_address":"0x0",)" + registers + R"(,"pcs":[)";
+  for (int i = 0; i < 65; ++i) too_many_pcs += std::string(i == 0 ? "" : ",") + R"("0x1")";
+  malformed.push_back(too_many_pcs + "]}");
+  std::string too_much_stack = R"({"op":"crash","id":15,)" + valid_tail + R"(,"stack_address":"0x1","stack":")" +
+                               std::string(2 * (protocol::kMaxCrashStackBytes + 1), '0') + R"("})";
+  malformed.push_back(too_much_stack);
+  for (const std::string& text : malformed) {
+    Json response = CallRaw(channel.get(), text);
+    ASSERT_TRUE(response.is_object()) << text.substr(0, 120);
+    EXPECT_EQ(response["ok"], false) << text.substr(0, 120);
+    EXPECT_EQ(response["errno"], EINVAL) << text.substr(0, 120);
+  }
+  {
+    std::lock_guard lock(mutex_);
+    EXPECT_TRUE(crashes_.empty());
+  }
+
+  Json response = CallRaw(
+      channel.get(), R"({"op":"crash","id":20,)" + valid_tail + R"(,"stack_address":"0x7ffc0000","stack":"00ff"})");
+  EXPECT_EQ(response["ok"], true);
+  EXPECT_EQ(response["id"], 20);
+  std::lock_guard lock(mutex_);
+  ASSERT_EQ(crashes_.size(), 1u);
+  const CrashNotice& notice = crashes_[0];
+  EXPECT_EQ(notice.component_id, kAppA);
+  EXPECT_EQ(notice.signal, 11);
+  EXPECT_EQ(notice.signal_code, 1);
+  EXPECT_EQ(notice.fault_address, 0u);
+  EXPECT_EQ(notice.pcs, (std::vector<std::uint64_t>{0x401000, 0x401234}));
+  EXPECT_EQ(notice.registers.size(), 2u);
+  EXPECT_EQ(notice.stack_address, 0x7ffc0000u);
+  EXPECT_EQ(notice.stack, (Bytes{0x00, 0xff}));
+}
+
+// applibs' handler in a real (forked) app: a null dereference reaches the
+// sink with the faulting PC first, and the app still dies of SIGSEGV.
+// Not in the sanitizer build: ASan installs its own SIGSEGV handler before
+// libapplibs.so loads, and applibs leaves an existing handler alone.
+#ifndef __SANITIZE_ADDRESS__
+TEST_F(BrokerTest, TheApplibsCrashHandlerReportsAndTheAppDiesOfTheSignal) {
+  UniqueFd channel = AddApp(kAppB, R"({})");
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    (void)::setenv(protocol::kBrokerFdEnv, std::to_string(channel.get()).c_str(), 1);
+    volatile int* volatile nowhere = nullptr;
+    // The test process itself has a handler from libapplibs.so's
+    // constructor (the disposition was the default at load).
+    ::_exit(*nowhere);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFSIGNALED(status)) << status;
+  EXPECT_EQ(WTERMSIG(status), SIGSEGV);
+  std::lock_guard lock(mutex_);
+  ASSERT_EQ(crashes_.size(), 1u);
+  EXPECT_EQ(crashes_[0].component_id, kAppB);
+  EXPECT_EQ(crashes_[0].signal, SIGSEGV);
+  EXPECT_EQ(crashes_[0].fault_address, 0u);
+  ASSERT_FALSE(crashes_[0].pcs.empty());
+  EXPECT_FALSE(crashes_[0].registers.empty());
+}
+#endif  // __SANITIZE_ADDRESS__
 
 TEST_F(BrokerTest, AFloodingAppDoesNotStarveAnother) {
   UniqueFd flooder = AddApp(kAppA, R"({})");

@@ -6,11 +6,13 @@
 #include "device/device_agent.hpp"
 
 #include <gtest/gtest.h>
+#include <zstd.h>
 
 #include <condition_variable>
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "common/encoding.hpp"
@@ -19,6 +21,7 @@
 #include "device/measurement.hpp"
 #include "device/trust_store.hpp"
 #include "rot/software/software_rot.hpp"
+#include "support/must.hpp"
 #include "support/temp_dir.hpp"
 
 namespace citadel::device {
@@ -117,6 +120,25 @@ class FakeService {
     std::lock_guard lock(mutex_);
     return last_appraisal_error_;
   }
+  // HTTP statuses for the next report uploads; 200 once the queue is empty.
+  void QueueReportStatuses(std::vector<int> statuses) {
+    std::lock_guard lock(mutex_);
+    report_statuses_.assign(statuses.begin(), statuses.end());
+  }
+  std::vector<protocol::FailureReport> received_reports() const {
+    std::lock_guard lock(mutex_);
+    return received_reports_;
+  }
+  std::int64_t received_dropped() const {
+    std::lock_guard lock(mutex_);
+    return received_dropped_;
+  }
+  int report_uploads() const {
+    std::lock_guard lock(mutex_);
+    return report_uploads_;
+  }
+  int report_uploads_locked() const { return report_uploads_; }
+  std::size_t received_reports_locked() const { return received_reports_.size(); }
   protocol::CheckIn last_check_in() const {
     std::lock_guard lock(mutex_);
     return last_check_in_;
@@ -154,7 +176,48 @@ class FakeService {
     }
     if (request.method == "POST" && request.path == "/v1/attestation") return Attest(request);
     if (request.method == "POST" && request.path == "/v1/device/check-in") return CheckIn(request);
+    if (request.method == "POST" && request.path == "/v1/device/reports") return Reports(request);
     return ProblemResponse(404, "not-found", request.path);
+  }
+
+  bool PresentsTheIssuedCertificate(const http::Request& request) const {
+    return !request.peer_chain.empty() && request.peer_chain.front().FingerprintSha256() == issued_fingerprint_;
+  }
+
+  // POST /v1/device/reports as docs/PROTOCOL.md says: zstd body, strict
+  // parse, acknowledge every id (a retried batch is acknowledged again).
+  http::Response Reports(const http::Request& request) {
+    ++report_uploads_;
+    if (!PresentsTheIssuedCertificate(request)) {
+      return ProblemResponse(401, "device-certificate-invalid", "not the current certificate");
+    }
+    if (!report_statuses_.empty()) {
+      int status = report_statuses_.front();
+      report_statuses_.pop_front();
+      if (status != 200) return ProblemResponse(status, "unavailable", "queued failure");
+    }
+    if (request.Header("content-encoding") != "zstd") return ProblemResponse(415, "unsupported-media-type", "zstd");
+    if (request.body.size() > protocol::kMaxCompressedReportBatchBytes) {
+      return ProblemResponse(413, "payload-too-large", "compressed");
+    }
+    const auto size = ZSTD_getFrameContentSize(request.body.data(), request.body.size());
+    if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN || size > protocol::kMaxReportBatchBytes) {
+      return ProblemResponse(413, "payload-too-large", "decompressed");
+    }
+    std::string json(size, '\0');
+    const auto got = ZSTD_decompress(json.data(), json.size(), request.body.data(), request.body.size());
+    if (ZSTD_isError(got) != 0 || got != size) return ProblemResponse(400, "invalid-report", "zstd");
+    auto batch = protocol::ParseReportBatch(json);
+    if (!batch) return ProblemResponse(400, "invalid-report", batch.error().message());
+    protocol::ReportBatchReply reply;
+    for (auto& report : batch->reports) {
+      reply.acknowledged.push_back(report.report_id);
+      const bool seen = std::any_of(received_reports_.begin(), received_reports_.end(),
+                                    [&](const auto& known) { return known.report_id == report.report_id; });
+      if (!seen) received_reports_.push_back(std::move(report));
+    }
+    received_dropped_ += batch->dropped;
+    return Json200(protocol::ReportBatchReplyToJson(reply));
   }
 
   http::Response Attest(const http::Request& request) {
@@ -258,6 +321,10 @@ class FakeService {
   std::string issued_fingerprint_;
   std::deque<Verdict> verdicts_;
   std::deque<int> check_in_statuses_;
+  std::deque<int> report_statuses_;
+  std::vector<protocol::FailureReport> received_reports_;
+  std::int64_t received_dropped_ = 0;
+  int report_uploads_ = 0;
   int next_check_in_seconds_ = 0;
   Json check_in_extra_ = Json::object();
   int challenges_ = 0;
@@ -610,6 +677,129 @@ TEST_F(AgentTest, CheckInReplyWithAMismatchedKeyIdIsRefusedAndNothingIsWritten) 
   ASSERT_FALSE(outcome);
   EXPECT_NE(outcome.error().message().find("key_id"), std::string::npos) << outcome.error().message();
   EXPECT_FALSE(std::filesystem::exists(state_dir() / "trust" / "publisher-keys.json"));
+}
+
+}  // namespace
+}  // namespace citadel::device
+
+namespace citadel::device {
+namespace {
+
+// A report the queue accepts, numbered through its message.
+protocol::FailureReport QueuedReport(int number, std::size_t message_bytes = 16) {
+  protocol::FailureReport report;
+  report.report_id = HexEncode(crypto::RandomBytes(protocol::kReportIdBytes));
+  report.failure_class = "app-crash";
+  report.occurred_at = "2026-11-22T10:00:00Z";
+  report.last_occurred_at = report.occurred_at;
+  report.component_id = "crashy";
+  report.component_version = "1.0.0";
+  report.error_code = "SIGSEGV";
+  report.message = std::to_string(number) + std::string(message_bytes, '.');
+  return report;
+}
+
+class AgentReportsTest : public AgentTest {
+ protected:
+  void SetUp() override {
+    AgentTest::SetUp();
+    // Small limits so that the queue has dropped some when the test starts.
+    queue_ =
+        testing::Must(reports::ReportQueue::Open(state_dir() / "reports", {.max_reports = 40, .max_bytes = 1u << 20}));
+    collector_ = std::make_unique<reports::ReportCollector>(
+        *queue_, reports::CollectorOptions{.os_version = "1.2.3", .runtime_version = "0.1.0"});
+    ASSERT_TRUE(WriteFileAtomic(net_dev(), NetDev(1000, 500)));
+  }
+
+  std::filesystem::path net_dev() const { return dir_.path() / "net-dev"; }
+  static std::string NetDev(std::int64_t rx, std::int64_t tx) {
+    return "Inter-|   Receive                                                |  Transmit\n"
+           " face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls "
+           "carrier compressed\n"
+           "    lo: 99999 1 0 0 0 0 0 0 99999 1 0 0 0 0 0 0\n"
+           "  eth0: " +
+           std::to_string(rx) + " 1 0 0 0 0 0 0 " + std::to_string(tx) + " 1 0 0 0 0 0 0\n";
+  }
+
+  DeviceAgent& MakeReportingAgent() {
+    auto options = Options(/*once=*/false);
+    options.net_dev_file = net_dev();
+    auto& agent = MakeAgent(std::move(options));
+    agent.AttachReports({queue_.get(), collector_.get(), [] { return std::int64_t{7}; }});
+    return agent;
+  }
+
+  std::unique_ptr<reports::ReportQueue> queue_;
+  std::unique_ptr<reports::ReportCollector> collector_;
+};
+
+TEST_F(AgentReportsTest, QueuedReportsAreUploadedAndDeletedOnlyAfterTheAck) {
+  for (int i = 0; i < 42; ++i) ASSERT_TRUE(queue_->Append(QueuedReport(i)));
+  ASSERT_EQ(queue_->Size(), 40u);
+  ASSERT_EQ(queue_->Dropped(), 2);
+  service_.set_next_check_in_seconds(1);
+  service_.QueueReportStatuses({503});  // the first upload fails
+  auto& agent = MakeReportingAgent();
+  Start(agent);
+
+  // First check-in: the upload fails, nothing is deleted.
+  ASSERT_TRUE(service_.WaitUntil([&] { return service_.report_uploads_locked() >= 1; }));
+  ASSERT_TRUE(service_.WaitUntil([&] { return service_.accepted_check_ins_locked() >= 1; }));
+  EXPECT_EQ(service_.received_reports().size(), 0u);
+  // Telemetry of that check-in (the net counters have not moved yet).
+  auto first = service_.last_check_in();
+  ASSERT_TRUE(first.telemetry);
+  EXPECT_EQ(first.telemetry->reports_queued, 40);
+  EXPECT_EQ(first.telemetry->app_restarts, 7);
+  EXPECT_EQ(first.telemetry->rx_bytes, 0);
+  ASSERT_TRUE(WriteFileAtomic(net_dev(), NetDev(1300, 520)));
+
+  // A later check-in: two batches (32 + 8), then the queue is empty.
+  ASSERT_TRUE(service_.WaitUntil([&] { return service_.received_reports_locked() >= 40; }));
+  ASSERT_TRUE(service_.WaitUntil([&] { return service_.accepted_check_ins_locked() >= 3; }));
+  ASSERT_TRUE(StopAndJoin(agent));
+  EXPECT_EQ(queue_->Size(), 0u);
+  EXPECT_EQ(queue_->Dropped(), 0);
+  EXPECT_EQ(service_.received_dropped(), 2);
+  std::set<std::string> numbers;
+  for (const auto& report : service_.received_reports()) numbers.insert(report.message);
+  EXPECT_EQ(numbers.size(), 40u);
+  EXPECT_TRUE(numbers.contains("2" + std::string(16, '.'))) << "the oldest two were dropped";
+  auto later = service_.last_check_in();
+  ASSERT_TRUE(later.telemetry);
+  EXPECT_EQ(later.telemetry->rx_bytes, 300);
+  EXPECT_EQ(later.telemetry->tx_bytes, 20);
+  EXPECT_EQ(later.telemetry->reports_queued, 0);
+}
+
+TEST_F(AgentReportsTest, BigStackDumpsAreSplitIntoBatchesTheServiceTakes) {
+  // 20 crash reports with 64 KiB of random stack each: ~1.7 MiB of JSON,
+  // incompressible; no batch may exceed 256 KiB compressed.
+  for (int i = 0; i < 20; ++i) {
+    auto report = QueuedReport(i);
+    report.crash = protocol::CrashDetails{};
+    report.crash->signal = 11;
+    report.crash->dump = protocol::CrashDump{0x7ffc0000, crypto::RandomBytes(protocol::kMaxCrashDumpBytes)};
+    ASSERT_TRUE(queue_->Append(report));
+  }
+  // The fixture's queue (1 MiB) keeps about half of them.
+  const std::size_t queued = queue_->Size();
+  ASSERT_GT(queued, 5u);
+  service_.set_next_check_in_seconds(1);
+  auto& agent = MakeReportingAgent();
+  Start(agent);
+  ASSERT_TRUE(service_.WaitUntil([&] { return service_.received_reports_locked() >= queued; }, seconds(30)));
+  ASSERT_TRUE(StopAndJoin(agent));
+  EXPECT_EQ(queue_->Size(), 0u);
+}
+
+TEST_F(AgentReportsTest, CheckInAppliesTheServicesCrashDumpSetting) {
+  service_.set_check_in_extra({{"reporting", {{"crash_dumps", true}}}});
+  auto& agent = MakeReportingAgent();
+  Start(agent);
+  ASSERT_TRUE(service_.WaitUntil([&] { return service_.accepted_check_ins_locked() >= 1; }));
+  ASSERT_TRUE(StopAndJoin(agent));
+  EXPECT_TRUE(collector_->CrashDumps());
 }
 
 }  // namespace

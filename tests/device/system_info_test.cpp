@@ -23,6 +23,24 @@ TEST(SystemInfoTest, ParsesMemAvailable) {
   EXPECT_FALSE(ParseAvailableMemoryKb("MemAvailable: lots\n"));
 }
 
+TEST(SystemInfoTest, ParsesNetworkCountersWithoutLoopback) {
+  constexpr std::string_view kNetDev =
+      "Inter-|   Receive                                                |  Transmit\n"
+      " face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls "
+      "carrier compressed\n"
+      "    lo: 5000      50    0    0    0     0          0         0     5000      50    0    0    0     0       "
+      "0          0\n"
+      "  eth0: 1200      10    0    0    0     0          0         0      340       4    0    0    0     0       "
+      "0          0\n"
+      " wlan0:30 1 0 0 0 0 0 0 7 1 0 0 0 0 0 0\n";
+  auto counters = ParseNetworkCounters(kNetDev);
+  ASSERT_TRUE(counters) << counters.error().message();
+  EXPECT_EQ(counters->rx_bytes, 1230);
+  EXPECT_EQ(counters->tx_bytes, 347);
+  EXPECT_FALSE(ParseNetworkCounters("  eth0: 1 2 3\n"));
+  EXPECT_FALSE(ParseNetworkCounters(""));
+}
+
 TEST(SystemInfoTest, ReadsThisMachine) {
   auto uptime = ReadUptimeSeconds();
   ASSERT_TRUE(uptime) << uptime.error().message();
@@ -30,6 +48,9 @@ TEST(SystemInfoTest, ReadsThisMachine) {
   auto memory = ReadAvailableMemoryKb();
   ASSERT_TRUE(memory) << memory.error().message();
   EXPECT_GT(*memory, 0);
+  auto network = ReadNetworkCounters();
+  ASSERT_TRUE(network) << network.error().message();
+  EXPECT_GE(network->rx_bytes, 0);
 }
 
 }  // namespace

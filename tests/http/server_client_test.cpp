@@ -11,6 +11,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
@@ -391,6 +392,38 @@ TEST(HttpServerClientTest, BodyOverLimitIs413AndServerKeepsServing) {
   auto after = client->Send("GET", "/");
   ASSERT_TRUE(after.has_value()) << after.error().message();
   EXPECT_EQ(after->status, 200);
+  ExpectServes(*server);
+}
+
+TEST(HttpServerClientTest, OnlyRoutesAllowedALargeBodyGetIt) {
+  std::atomic<int> handled{0};
+  auto server = StartServer(
+      [&](const Request& request) {
+        ++handled;
+        return JsonResponse({{"bytes", request.body.size()}});
+      },
+      [](ServerOptions& options) {
+        options.max_body_bytes = 1024;
+        options.max_large_body_bytes = 64 * 1024;
+        options.allows_large_body = [](std::string_view method, std::string_view target) {
+          return method == "POST" && target == "/large";
+        };
+      });
+  auto client = MakeClient(server->port());
+  auto large = client->Send("POST", "/large", std::string(64 * 1024, 'a'));
+  ASSERT_TRUE(large.has_value()) << large.error().message();
+  EXPECT_EQ(large->status, 200);
+  EXPECT_EQ(nlohmann::json::parse(large->body)["bytes"], 64 * 1024);
+  // Beyond the large limit, the same route gets 413; another route or
+  // method keeps the ordinary limit.
+  for (auto [method, target, size] :
+       {std::tuple{"POST", "/large", std::size_t{64 * 1024 + 1}}, std::tuple{"POST", "/other", std::size_t{2048}},
+        std::tuple{"PUT", "/large", std::size_t{2048}}}) {
+    auto refused = client->Send(method, target, std::string(size, 'b'));
+    ASSERT_TRUE(refused.has_value()) << target << ": " << refused.error().message();
+    EXPECT_EQ(refused->status, 413) << method << " " << target;
+  }
+  EXPECT_EQ(handled.load(), 1);
   ExpectServes(*server);
 }
 
