@@ -6,7 +6,9 @@
 # devices, its top frame symbolized to the right function and line. Then
 # v2 crashes once with the same bug and once with another (divide by zero):
 # two issues, the first with both versions. Resolved, then v3 crashes with
-# the first bug again: the issue reopens as a regression.
+# the first bug again: the issue reopens as a regression. Last, a device
+# "loses power" (killed, and back with another boot id) and another's
+# runtime dies on the same boot: an unplanned reboot and a runtime restart.
 source "$(dirname "$0")/lib.sh"
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 DEVICES=3
@@ -35,10 +37,15 @@ release() {
   "$BIN/citadel" deployment create --device-group "$GROUP_ID" --images "$target" --json | json 'd["id"]'
 }
 
+# Virtual devices take their boot id from a file (a "reboot" is a restart of citadeld).
+run_device() {
+  start_device "$1" --unclaimed-retry 1s --check-in-interval 1s --board "$ROOT/boards/simulated.json" \
+    --update-trial-seconds 2 --boot-id-file "$WORK/boot-id-$1"
+}
 for n in $(seq 1 "$DEVICES"); do
   provision_device "$n"
-  start_device "$n" --unclaimed-retry 1s --check-in-interval 1s --board "$ROOT/boards/simulated.json" \
-    --update-trial-seconds 2
+  cat /proc/sys/kernel/random/uuid >"$WORK/boot-id-$n"
+  run_device "$n"
 done
 for n in $(seq 1 "$DEVICES"); do
   wait_until 30 "device $n seen by the service" bash -c "[ -f '$(device_dir "$n")/status.json' ]"
@@ -92,4 +99,16 @@ wait_until 240 "the resolved issue reopens as a regression" regressed
 [ "$(issue_field SIGSEGV "'3.0.0' in d[0]['versions']")" = True ] || fail "3.0.0 is not among the versions"
 "$BIN/citadel" issue list
 pass "resolved in 2.0.0, crashing again in 3.0.0: reopened as a regression"
+
+# --- 4. power loss on device 1 (another boot id), a runtime crash on device 2 (same boot).
+kill -KILL "$DEVICE_PID_1" "$DEVICE_PID_2"
+wait "$DEVICE_PID_1" "$DEVICE_PID_2" 2>/dev/null || true
+cat /proc/sys/kernel/random/uuid >"$WORK/boot-id-1"
+run_device 1
+run_device 2
+wait_until 60 "an unplanned-reboot issue (power-loss)" count_is power-loss 1
+wait_until 60 "a runtime-restart issue" count_is runtime-restart 1
+[ "$(issue_field power-loss "d[0]['class']")" = unplanned-reboot ] || fail "power-loss is not an unplanned reboot"
+[ "$(issue_field runtime-restart "d[0]['class']")" = runtime-error ] || fail "runtime-restart is not a runtime error"
+pass "a power cut (new boot id, no clean stop) and a runtime killed on the same boot are reported as such"
 echo "1 passed, 0 failed"
