@@ -41,32 +41,10 @@ namespace {
 
 namespace fs = std::filesystem;
 using std::chrono::milliseconds;
+using testing::CollectingSink;
 using testing::WaitUntil;
 
 constexpr const char* kCrashyId = "c3a5f0d2-6b1e-4c8a-9f27-5d4e3b2a1c09";
-
-class CollectingSink : public reports::FailureSink {
- public:
-  void Record(reports::FailureEvent event) override {
-    std::lock_guard lock(mutex_);
-    events_.push_back(std::move(event));
-  }
-  std::vector<reports::FailureEvent> Events() {
-    std::lock_guard lock(mutex_);
-    return events_;
-  }
-  std::vector<reports::FailureEvent> OfClass(std::string_view failure_class) {
-    std::vector<reports::FailureEvent> matching;
-    for (auto& event : Events()) {
-      if (event.failure_class == failure_class) matching.push_back(std::move(event));
-    }
-    return matching;
-  }
-
- private:
-  std::mutex mutex_;
-  std::vector<reports::FailureEvent> events_;
-};
 
 // Output of a shell command (binutils, to check the resolver against a
 // reader that is not libelf).

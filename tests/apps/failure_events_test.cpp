@@ -14,26 +14,10 @@ namespace citadel::apps {
 namespace {
 
 using std::chrono::milliseconds;
+using testing::CollectingSink;
 using testing::WaitUntil;
 
 constexpr const char* kAlphaId = "11111111-1111-4111-8111-111111111111";
-
-class CollectingSink : public reports::FailureSink {
- public:
-  void Record(reports::FailureEvent event) override {
-    std::lock_guard lock(mutex_);
-    events_.push_back(std::move(event));
-  }
-  std::vector<reports::FailureEvent> Events() {
-    std::lock_guard lock(mutex_);
-    return events_;
-  }
-  std::size_t Count() { return Events().size(); }
-
- private:
-  std::mutex mutex_;
-  std::vector<reports::FailureEvent> events_;
-};
 
 class FailureEventsTest : public ::testing::Test {
  protected:

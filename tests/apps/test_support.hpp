@@ -20,6 +20,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -32,6 +33,7 @@
 #include "common/unique_fd.hpp"
 #include "crypto/crypto.hpp"
 #include "image/image.hpp"
+#include "reports/failure_event.hpp"
 #include "support/temp_dir.hpp"
 
 namespace citadel::apps::testing {
@@ -340,6 +342,31 @@ class StaticTrust : public TrustSource {
   Expected<DevelopmentGrant> ApplyDevelopmentCapability(std::string_view) override {
     return MakeError(ErrorCode::kInternal, "not used");
   }
+};
+
+// A FailureSink that keeps every event (any thread), for tests to inspect.
+class CollectingSink : public reports::FailureSink {
+ public:
+  void Record(reports::FailureEvent event) override {
+    std::lock_guard lock(mutex_);
+    events_.push_back(std::move(event));
+  }
+  std::vector<reports::FailureEvent> Events() {
+    std::lock_guard lock(mutex_);
+    return events_;
+  }
+  std::size_t Count() { return Events().size(); }
+  std::vector<reports::FailureEvent> OfClass(std::string_view failure_class) {
+    std::vector<reports::FailureEvent> matching;
+    for (auto& event : Events()) {
+      if (event.failure_class == failure_class) matching.push_back(std::move(event));
+    }
+    return matching;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::vector<reports::FailureEvent> events_;
 };
 
 }  // namespace citadel::apps::testing

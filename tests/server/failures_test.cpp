@@ -20,23 +20,17 @@
 #include "protocol/protocol.hpp"
 #include "rot/software/software_rot.hpp"
 #include "server/service.hpp"
-#include "support/temp_dir.hpp"
-#include "support/test_pki.hpp"
+#include "service_fixture.hpp"
 
 namespace citadel::server {
 namespace {
 
-using citadel::testing::TempDir;
-using Headers = std::vector<std::pair<std::string, std::string>>;
+using testing::Headers;
+using testing::Must;
+using Tenant = testing::TenantAccess;
+using Device = testing::EnrolledDevice;
 
 constexpr const char* kApp = "0c0c0c0c-0000-4000-8000-00000000000c";
-
-template <typename T>
-T Must(Expected<T> value, const char* what) {
-  EXPECT_TRUE(value) << what << ": " << value.error().message();
-  if (!value) std::abort();
-  return std::move(*value);
-}
 
 std::string Compress(std::string_view text, int level = 3) {
   std::string out(ZSTD_compressBound(text.size()), '\0');
@@ -197,112 +191,11 @@ std::string SymbolFile(const std::string& build_id, std::uint64_t shift) {
   return text;
 }
 
-struct Tenant {
-  std::string id;
-  std::string token;
-  std::string product_id;
-  std::string group_id;
-};
-
-struct Device {
-  std::unique_ptr<rot::SoftwareRootOfTrust> rot;
-  std::string id;
-  std::string chain_pem;
-};
-
-class FailureServiceTest : public ::testing::Test {
+class FailureServiceTest : public testing::ServiceFixture {
  protected:
-  void SetUp() override {
-    auto ca_file = dir_.path() / "manufacturer-ca.pem";
-    ASSERT_TRUE(WriteFileAtomic(ca_file, manufacturer_.Pem()));
-    ServiceOptions options;
-    options.port = 0;
-    options.data_dir = dir_.path() / "server";
-    options.manufacturer_ca_files = {ca_file};
-    options.threads = 2;
-    service_ = Must(Service::Create(options), "creating the service");
-    ASSERT_TRUE(service_->Start());
-    service_ca_ = Must(ReadFile(options.data_dir / "service-ca.pem"), "service CA");
-    auto token = Must(ReadFile(options.data_dir / "operator-token"), "operator token");
-    operator_token_ = token.substr(0, token.find('\n'));
-  }
-
-  void TearDown() override { service_->Stop(); }
-
-  std::unique_ptr<http::Client> Client(std::optional<http::TlsIdentity> identity = std::nullopt) {
-    http::ClientOptions options;
-    options.base_url = "https://127.0.0.1:" + std::to_string(service_->port());
-    options.ca_certificate_pem = service_ca_;
-    options.client_identity = std::move(identity);
-    return Must(http::Client::Create(options), "client");
-  }
-
-  http::Response Call(const std::string& method, const std::string& path, const std::string& token,
-                      const Json& body = nullptr) {
-    Headers headers{{"Authorization", "Bearer " + token}};
-    std::string text;
-    if (!body.is_null()) {
-      headers.emplace_back("Content-Type", "application/json");
-      text = body.dump();
-    }
-    return Must(Client()->Send(method, path, text, headers), "request");
-  }
-
-  static Json Body(const http::Response& response) {
-    auto parsed = ParseJsonStrict(response.body);
-    return parsed ? *parsed : Json();
-  }
-
-  Tenant CreateTenant(const std::string& name) {
-    auto created = Call("POST", "/v1/tenants", operator_token_, {{"name", name}});
-    EXPECT_EQ(created.status, 201) << created.body;
-    Tenant tenant;
-    tenant.id = Body(created)["tenant"]["id"];
-    tenant.token = Body(created)["admin_token"]["token"];
-    auto product = Call("POST", "/v1/tenants/" + tenant.id + "/products", tenant.token, {{"name", "Thermostat"}});
-    EXPECT_EQ(product.status, 201) << product.body;
-    tenant.product_id = Body(product)["product"]["id"];
-    tenant.group_id = Body(product)["device_groups"][0]["id"];
-    return tenant;
-  }
-
-  std::string Token(const Tenant& tenant, const std::string& role) {
-    auto created = Call("POST", "/v1/tenants/" + tenant.id + "/tokens", tenant.token, {{"name", role}, {"role", role}});
-    EXPECT_EQ(created.status, 201) << created.body;
-    return Body(created)["token"];
-  }
-
-  Device Enroll(const Tenant& tenant, const std::string& name) {
-    Device device;
-    device.rot = Must(rot::SoftwareRootOfTrust::Open(dir_.path() / name), "device RoT");
-    device.id = device.rot->DeviceId();
-    crypto::CertificateSpec spec;
-    spec.common_name = device.id;
-    auto leaf = Must(crypto::IssueCertificate(spec, device.rot->IdentityPublicKey(), &manufacturer_, manufacturer_key_),
-                     "manufacturer certificate");
-    EXPECT_TRUE(device.rot->StoreManufacturerChain({leaf, manufacturer_}));
-    EXPECT_TRUE(device.rot->Extend({0, "os", "citadel-os", "1.0.0", crypto::Sha256("os image")}));
-    EXPECT_TRUE(device.rot->Extend({1, "runtime", "citadeld", "0.1.0", crypto::Sha256("runtime")}));
-    EXPECT_EQ(Attest(device)["verdict"], "accepted-unclaimed");
-    auto claimed = Call("POST", "/v1/tenants/" + tenant.id + "/devices/" + device.id + "/claim", tenant.token,
-                        {{"device_group_id", tenant.group_id}});
-    EXPECT_EQ(claimed.status, 200) << claimed.body;
-    Json accepted = Attest(device);
-    EXPECT_EQ(accepted["verdict"], "accepted") << accepted.dump();
-    device.chain_pem = accepted["certificate"].get<std::string>() + accepted["chain"][0].get<std::string>();
-    return device;
-  }
-
-  Json Attest(Device& device) {
-    auto challenge =
-        Must(protocol::ParseChallenge(Call("POST", "/v1/attestation/challenge", "", Json::object()).body), "challenge");
-    auto csr = Must(crypto::CertificateRequest::Create(device.rot->TlsClientKey(), device.id), "CSR");
-    auto evidence = Must(protocol::CreateSignedEvidence(*device.rot, challenge.nonce, csr.Pem()), "evidence");
-    auto response =
-        Must(Client()->Send("POST", "/v1/attestation", evidence, {{"Content-Type", "application/json"}}), "attest");
-    EXPECT_EQ(response.status, 200) << response.body;
-    return Body(response);
-  }
+  Tenant CreateTenant(const std::string& name) { return CreateTenantAccess(name); }
+  using ServiceFixture::Enroll;
+  Device Enroll(const Tenant& tenant, const std::string& name) { return Enroll(tenant, tenant.group_id, name); }
 
   void UploadSymbols(const Tenant& tenant, const std::string& text) {
     auto response = Must(Client()->Send("POST", "/v1/tenants/" + tenant.id + "/symbols", text,
@@ -373,12 +266,6 @@ class FailureServiceTest : public ::testing::Test {
   }
 
   std::int64_t report_counter_ = 0;
-  TempDir dir_;
-  crypto::PrivateKey manufacturer_key_ = citadel::testing::GenerateTestKey();
-  crypto::Certificate manufacturer_ = citadel::testing::IssueTestCa("Test Manufacturer", manufacturer_key_);
-  std::unique_ptr<Service> service_;
-  std::string service_ca_;
-  std::string operator_token_;
 };
 
 TEST_F(FailureServiceTest, FifteenCrashesOfOneBugOnThreeDevicesAreOneSymbolizedIssue) {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdlib>
+#include <string_view>
 #include <utility>
 
 #include <gtest/gtest.h>
@@ -17,6 +18,16 @@ template <typename T>
 T Must(Expected<T> value) {
   if (!value) {
     ADD_FAILURE() << value.error().message();
+    std::abort();
+  }
+  return std::move(*value);
+}
+
+// The same, naming the step in the failure ("creating the service: ...").
+template <typename T>
+T Must(Expected<T> value, std::string_view what) {
+  if (!value) {
+    ADD_FAILURE() << what << ": " << value.error().message();
     std::abort();
   }
   return std::move(*value);
