@@ -49,7 +49,11 @@ Expected<TimePoint> ParseRfc3339(std::string_view text) {
       tm.tm_hour != fields.tm_hour || tm.tm_min != fields.tm_min || tm.tm_sec != fields.tm_sec) {
     return refuse();
   }
-  return Clock::from_time_t(seconds);
+  // TimePoint counts nanoseconds in 64 bits (years 1678..2262): a later
+  // (or earlier) time is refused rather than overflowing.
+  constexpr auto kLimit = std::chrono::duration_cast<std::chrono::seconds>(TimePoint::duration::max()).count();
+  if (seconds >= kLimit || seconds <= -kLimit) return refuse();
+  return TimePoint(std::chrono::duration_cast<TimePoint::duration>(std::chrono::seconds(seconds)));
 }
 
 }  // namespace citadel

@@ -28,5 +28,15 @@ TEST(Time, RefusesDatesThatDoNotExist) {
   EXPECT_TRUE(ParseRfc3339("2028-02-29T23:59:59Z"));
 }
 
+// Found by report_batch_fuzz: a year beyond what TimePoint holds overflowed
+// (undefined behaviour) instead of being refused.
+TEST(Time, RefusesTimesATimePointCannotHold) {
+  EXPECT_FALSE(ParseRfc3339("7172-11-22T10:00:00Z"));
+  EXPECT_FALSE(ParseRfc3339("9999-12-31T23:59:59Z"));
+  EXPECT_FALSE(ParseRfc3339("1000-01-01T00:00:00Z"));
+  EXPECT_TRUE(ParseRfc3339("2200-01-01T00:00:00Z"));
+  EXPECT_TRUE(ParseRfc3339("1970-01-01T00:00:00Z"));
+}
+
 }  // namespace
 }  // namespace citadel
