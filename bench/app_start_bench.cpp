@@ -66,6 +66,8 @@ struct Options {
   int iterations = 200;
   int warmup = 5;  // unmeasured starts first, per mode (page cache, filter cache)
   int max_seconds = 60;
+  int gap_ms = 100;                    // pause before each start of the "spaced" runs
+  std::string favordynmods = "as-is";  // on | off | as-is: the kernel mode for the run
   fs::path sandbox_exe;
   fs::path first_app;
   std::string bwrap = "/usr/bin/bwrap";
@@ -230,12 +232,16 @@ struct Latencies {
   }
 };
 
+// gap_ms: the pause before each start. Back to back (0) a cgroup move can
+// reuse the kernel state of the previous one; spaced like real starts and
+// restarts it cannot (see sandbox::MoveToCgroup).
 template <typename StartFunction>
-Latencies MeasureStarts(const Options& options, StartFunction start) {
+Latencies MeasureStarts(const Options& options, int gap_ms, StartFunction start) {
   Latencies latencies;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(options.max_seconds);
   for (int i = 0; i < options.warmup + options.iterations && std::chrono::steady_clock::now() < deadline; ++i) {
     const bool measured = i >= options.warmup;
+    if (gap_ms > 0) usleep(static_cast<useconds_t>(gap_ms) * 1000);
     auto started = start();
     if (!started) {
       if (latencies.errors++ == 0) latencies.first_error = started.error().message();
@@ -430,6 +436,13 @@ int main(int argc, char** argv) {
   cli.add_option("--warmup", options.warmup, "Unmeasured starts per mode before the measured ones")
       ->check(CLI::Range(0, 1000));
   cli.add_option("--max-seconds", options.max_seconds, "Time limit per mode")->check(CLI::Range(1, 3600));
+  cli.add_option("--gap-ms", options.gap_ms, "Pause before each start in the spaced runs (0: skip them)")
+      ->check(CLI::Range(0, 10000))
+      ->capture_default_str();
+  cli.add_option("--favordynmods", options.favordynmods,
+                 "Kernel cgroup mode for the run: on, off (remounts cgroup2; restored after) or as-is")
+      ->check(CLI::IsMember({"on", "off", "as-is"}))
+      ->capture_default_str();
   cli.add_option("--sandbox-exe", options.sandbox_exe, "citadel-sandbox (default: next to this program)");
   cli.add_option("--first-app", options.first_app, "The measured app (default: citadel-app-start-first beside)");
   cli.add_option("--bwrap", options.bwrap, "bubblewrap binary");
@@ -464,6 +477,32 @@ int main(int argc, char** argv) {
   fs::permissions(work, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec | fs::perms::others_read |
                             fs::perms::others_exec);
 
+  auto favoured_before = sandbox::FavoursDynamicModifications();
+  if (!favoured_before) {
+    std::cerr << "app_start_bench: " << favoured_before.error().message() << "\n";
+    fs::remove_all(work, ec);
+    return 1;
+  }
+  bool favoured = *favoured_before;
+  if (options.favordynmods != "as-is" && (options.favordynmods == "on") != favoured) {
+    if (auto set = sandbox::SetFavourDynamicModifications(options.favordynmods == "on"); !set) {
+      std::cerr << "app_start_bench: " << set.error().message() << "\n";
+      fs::remove_all(work, ec);
+      return 1;
+    }
+    favoured = options.favordynmods == "on";
+  }
+  // The host's mode comes back on every way out.
+  struct RestoreMode {
+    bool before;
+    const bool& now;
+    ~RestoreMode() {
+      if (now == before) return;
+      if (auto restored = sandbox::SetFavourDynamicModifications(before); !restored) {
+        std::cerr << "app_start_bench: restoring the cgroup mode: " << restored.error().message() << "\n";
+      }
+    }
+  } restore_mode{*favoured_before, favoured};
   auto cgroups = sandbox::Cgroups::Detect("citadel-bench");
   if (!cgroups) {
     std::cerr << "app_start_bench: " << cgroups.error().message() << "\n";
@@ -479,8 +518,18 @@ int main(int argc, char** argv) {
 
   std::printf("app start: %d starts per mode after %d unmeasured, at most %d s each; app = static %s\n",
               options.iterations, options.warmup, options.max_seconds, options.first_app.filename().c_str());
-  Latencies bwrap = MeasureStarts(options, [&] { return StartBwrap(options, app_dir, false, {}); });
-  Latencies citadel = MeasureStarts(options, [&] { return StartCitadel(options, app_dir, *cgroup, false); });
+  std::printf("cgroups %s; kernel favours dynamic cgroup modifications (favordynmods): %s\n",
+              cgroups->version() == sandbox::Cgroups::Version::kV1 ? "v1" : "v2", favoured ? "yes" : "no");
+  auto start_bwrap = [&] { return StartBwrap(options, app_dir, false, {}); };
+  auto start_citadel = [&] { return StartCitadel(options, app_dir, *cgroup, false); };
+  Latencies bwrap = MeasureStarts(options, 0, start_bwrap);
+  Latencies citadel = MeasureStarts(options, 0, start_citadel);
+  Latencies bwrap_spaced;
+  Latencies citadel_spaced;
+  if (options.gap_ms > 0) {
+    bwrap_spaced = MeasureStarts(options, options.gap_ms, start_bwrap);
+    citadel_spaced = MeasureStarts(options, options.gap_ms, start_citadel);
+  }
   MemoryFigures bwrap_memory = MeasureBwrapMemory(options, app_dir, *cgroups);
   MemoryFigures citadel_memory = MeasureCitadelMemory(options, app_dir, *cgroups, *cgroup);
   (void)cgroups->KillAll(kCitadelComponent);
@@ -490,11 +539,21 @@ int main(int argc, char** argv) {
   fs::remove_all(work, ec);
 
   std::printf("\n%-34s %14s %14s %10s\n", "", "bwrap", "citadel", "ratio c/b");
-  PrintRow("starts measured", static_cast<double>(bwrap.ms.size()), static_cast<double>(citadel.ms.size()), "%.0f");
-  PrintRow("start latency p50 (ms)", bwrap.Percentile(0.50), citadel.Percentile(0.50), "%.2f");
-  PrintRow("start latency p99 (ms)", bwrap.Percentile(0.99), citadel.Percentile(0.99), "%.2f");
-  PrintRow("start latency max (ms)", bwrap.Percentile(1.0), citadel.Percentile(1.0), "%.2f");
-  PrintRow("start latency mean (ms)", bwrap.Mean(), citadel.Mean(), "%.2f");
+  PrintRow("back to back: starts measured", static_cast<double>(bwrap.ms.size()),
+           static_cast<double>(citadel.ms.size()), "%.0f");
+  PrintRow("back to back: p50 (ms)", bwrap.Percentile(0.50), citadel.Percentile(0.50), "%.2f");
+  PrintRow("back to back: p99 (ms)", bwrap.Percentile(0.99), citadel.Percentile(0.99), "%.2f");
+  PrintRow("back to back: max (ms)", bwrap.Percentile(1.0), citadel.Percentile(1.0), "%.2f");
+  PrintRow("back to back: mean (ms)", bwrap.Mean(), citadel.Mean(), "%.2f");
+  if (options.gap_ms > 0) {
+    std::string spaced = "spaced " + std::to_string(options.gap_ms) + " ms: ";
+    PrintRow(spaced + "starts measured", static_cast<double>(bwrap_spaced.ms.size()),
+             static_cast<double>(citadel_spaced.ms.size()), "%.0f");
+    PrintRow(spaced + "p50 (ms)", bwrap_spaced.Percentile(0.50), citadel_spaced.Percentile(0.50), "%.2f");
+    PrintRow(spaced + "p99 (ms)", bwrap_spaced.Percentile(0.99), citadel_spaced.Percentile(0.99), "%.2f");
+    PrintRow(spaced + "max (ms)", bwrap_spaced.Percentile(1.0), citadel_spaced.Percentile(1.0), "%.2f");
+    PrintRow(spaced + "mean (ms)", bwrap_spaced.Mean(), citadel_spaced.Mean(), "%.2f");
+  }
   PrintRow("sandbox processes per app", bwrap_memory.sandbox_processes, citadel_memory.sandbox_processes, "%.0f");
   PrintRow("sandbox processes RSS (KiB)", static_cast<double>(bwrap_memory.sandbox_rss_kib),
            static_cast<double>(citadel_memory.sandbox_rss_kib), "%.0f");
@@ -505,7 +564,9 @@ int main(int argc, char** argv) {
   PrintRow("idle app cgroup charge (KiB)", static_cast<double>(bwrap_memory.cgroup_kib),
            static_cast<double>(citadel_memory.cgroup_kib), "%.0f");
   int failures = 0;
-  for (const auto& [name, latencies] : {std::pair{"bwrap", &bwrap}, std::pair{"citadel", &citadel}}) {
+  for (const auto& [name, latencies] :
+       {std::pair{"bwrap", &bwrap}, std::pair{"citadel", &citadel}, std::pair{"bwrap spaced", &bwrap_spaced},
+        std::pair{"citadel spaced", &citadel_spaced}}) {
     if (latencies->errors == 0) continue;
     ++failures;
     std::printf("%s: %d failed starts; first: %s\n", name, latencies->errors, latencies->first_error.c_str());

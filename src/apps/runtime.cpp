@@ -73,6 +73,7 @@ Expected<std::unique_ptr<AppRuntime>> AppRuntime::Start(AppRuntimeSettings setti
   // host, and each kills what is left in its apps' groups when it starts
   // one, so a shared name would let one device end another's app.
   launcher_options.cgroup_root_name = CgroupRootName(device_id);
+  launcher_options.favour_dynamic_cgroup_modifications = settings.cgroup_favordynmods;
   CITADEL_TRY(runtime->launcher_,
               SandboxLauncher::Create(std::move(launcher_options), *runtime->broker_, *runtime->supervisor_));
   CITADEL_TRY(runtime->manager_, AppManager::Create(*runtime->store_, *runtime->launcher_, settings.manager));

@@ -47,6 +47,7 @@ struct AppRuntimeSettings {
   std::filesystem::path sandbox_exe;                    // bin/citadel-sandbox
   std::filesystem::path applibs_dir;                    // holds libapplibs.so
   bool dev_interface = true;                            // serve STATE/dev.sock
+  bool cgroup_favordynmods = false;                     // see SandboxLauncherOptions
   // Restart backoff, stop grace, and the update trial: citadeld's
   // --update-trial-seconds sets manager.trial_period.
   ManagerOptions manager;

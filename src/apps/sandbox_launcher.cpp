@@ -118,6 +118,21 @@ Expected<std::unique_ptr<SandboxLauncher>> SandboxLauncher::Create(SandboxLaunch
                                                                    broker::Broker& broker,
                                                                    seccomp::Supervisor& supervisor) {
   CITADEL_TRY(auto cgroups, sandbox::Cgroups::Detect(options.cgroup_root_name));
+  CITADEL_TRY(bool favoured, sandbox::FavoursDynamicModifications());
+  if (!favoured && options.favour_dynamic_cgroup_modifications) {
+    if (auto set = sandbox::SetFavourDynamicModifications(true); !set) {
+      log::Warn("cgroup: could not turn on favordynmods; each app start waits about one RCU grace period (~8 ms)",
+                {{"reason", set.error().message()}, {"fix", "boot with cgroup_favordynmods=true"}});
+    } else {
+      log::Info(
+          "cgroup: favordynmods turned on (cgroup2 remounted); app starts no longer wait for the kernel's "
+          "cgroup lock (--keep-cgroup-mode leaves it alone)");
+    }
+  } else if (!favoured) {
+    log::Info(
+        "cgroup: each app start waits about one RCU grace period (~8 ms) to join its cgroup; the boot parameter "
+        "cgroup_favordynmods=true removes the wait");
+  }
   return std::unique_ptr<SandboxLauncher>(
       new SandboxLauncher(std::move(options), std::move(cgroups), broker, supervisor));
 }

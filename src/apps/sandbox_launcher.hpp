@@ -36,6 +36,12 @@ struct SandboxLauncherOptions {
   seccomp::HostsOverride hosts_override;
   // The apps' control groups live at <cgroup root>/<cgroup_root_name>/<component id>.
   std::string cgroup_root_name = "citadel";
+  // Turn on the kernel's favordynmods at Create() (sandbox::
+  // SetFavourDynamicModifications) so that the cgroup move at each app start
+  // does not wait for an RCU grace period; a failure is logged, not fatal
+  // (a performance setting). Off (tests; citadeld --keep-cgroup-mode):
+  // Create() only says, once, what the starts cost.
+  bool favour_dynamic_cgroup_modifications = false;
 };
 
 class SandboxLauncher : public AppLauncher {

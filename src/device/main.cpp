@@ -142,6 +142,7 @@ struct AppOptions {
   std::string applibs_dir;     // default: ../lib beside citadeld
   bool no_apps = false;
   bool no_dev_interface = false;
+  bool keep_cgroup_mode = false;
 };
 
 void AddAppOptions(CLI::App* command, AppOptions& options, bool board_required) {
@@ -155,6 +156,9 @@ void AddAppOptions(CLI::App* command, AppOptions& options, bool board_required) 
                       "directory holding libapplibs.so (default: ../lib beside citadeld)");
   command->add_flag("--no-dev-interface", options.no_dev_interface,
                     "do not serve the development interface (STATE/dev.sock)");
+  command->add_flag("--keep-cgroup-mode", options.keep_cgroup_mode,
+                    "leave the kernel's cgroup mode alone; by default citadeld turns on favordynmods (a remount of "
+                    "cgroup2) so that an app start does not wait ~8 ms for the kernel's cgroup lock");
 }
 
 #ifdef CITADEL_HAVE_APPS
@@ -172,6 +176,7 @@ citadel::Expected<std::unique_ptr<citadel::apps::AppRuntime>> StartApps(
   settings.applibs_dir =
       options.applibs_dir.empty() ? exe_dir.parent_path() / "lib" : std::filesystem::path(options.applibs_dir);
   settings.dev_interface = !options.no_dev_interface;
+  settings.cgroup_favordynmods = !options.keep_cgroup_mode;
   settings.manager.trial_period = std::chrono::seconds(options.trial_seconds);
   // App crashes, exits, restart loops and violations become failure reports.
   settings.manager.failure_sink = failure_sink;

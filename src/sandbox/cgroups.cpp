@@ -3,16 +3,20 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <unistd.h>
 
 #include <linux/magic.h>
 
+#include <array>
 #include <chrono>
 #include <cstring>
+#include <optional>
 #include <sstream>
 #include <thread>
+#include <utility>
 
 #include "common/file.hpp"
 #include "common/unique_fd.hpp"
@@ -275,6 +279,125 @@ Expected<void> MoveToCgroup(std::string_view create_result, pid_t pid) {
 }
 
 Expected<void> JoinCgroup(std::string_view create_result) { return MoveToCgroup(create_result, ::getpid()); }
+
+namespace {
+
+constexpr std::string_view kFavourOption = "favordynmods";
+
+std::vector<std::string_view> SplitOn(std::string_view text, char separator) {
+  std::vector<std::string_view> parts;
+  std::size_t start = 0;
+  while (start <= text.size()) {
+    std::size_t end = text.find(separator, start);
+    if (end == std::string_view::npos) end = text.size();
+    parts.push_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  return parts;
+}
+
+// mountinfo escapes space, tab, newline and backslash as \ooo.
+std::string Unescape(std::string_view field) {
+  auto octal = [](char c) { return c >= '0' && c <= '7'; };
+  std::string out;
+  for (std::size_t i = 0; i < field.size(); ++i) {
+    if (field[i] == '\\' && i + 3 < field.size() && octal(field[i + 1]) && octal(field[i + 2]) && octal(field[i + 3])) {
+      out.push_back(static_cast<char>((field[i + 1] - '0') * 64 + (field[i + 2] - '0') * 8 + (field[i + 3] - '0')));
+      i += 3;
+      continue;
+    }
+    out.push_back(field[i]);
+  }
+  return out;
+}
+
+struct CgroupMount {
+  std::string mount_point;
+  std::string mount_options;  // per-mount: rw,nosuid,relatime...
+  std::string super_options;  // per-superblock: rw,nsdelegate,favordynmods...
+  bool v2 = false;
+};
+
+Expected<std::vector<CgroupMount>> ReadCgroupMounts() {
+  CITADEL_TRY(std::string text, ReadControl("/proc/self/mountinfo"));
+  std::vector<CgroupMount> mounts;
+  for (std::string_view line : SplitOn(text, '\n')) {
+    // id parent major:minor root mount-point mount-options [optional...] - type source super-options
+    std::size_t separator = line.find(" - ");
+    if (separator == std::string_view::npos) continue;
+    std::vector<std::string_view> head = SplitOn(line.substr(0, separator), ' ');
+    std::vector<std::string_view> tail = SplitOn(line.substr(separator + 3), ' ');
+    if (head.size() < 6 || tail.size() < 3) continue;
+    if (tail[0] != "cgroup" && tail[0] != "cgroup2") continue;
+    mounts.push_back({Unescape(head[4]), std::string(head[5]), std::string(tail[2]), tail[0] == "cgroup2"});
+  }
+  return mounts;
+}
+
+bool HasOption(std::string_view options, std::string_view option) {
+  for (std::string_view each : SplitOn(options, ',')) {
+    if (each == option) return true;
+  }
+  return false;
+}
+
+// The MS_* flags that keep a mount's per-mount options across a remount
+// (a remount replaces them with whatever it is given).
+unsigned long MountFlags(std::string_view options) {
+  constexpr std::array<std::pair<std::string_view, unsigned long>, 8> kFlags{{{"ro", MS_RDONLY},
+                                                                              {"nosuid", MS_NOSUID},
+                                                                              {"nodev", MS_NODEV},
+                                                                              {"noexec", MS_NOEXEC},
+                                                                              {"noatime", MS_NOATIME},
+                                                                              {"nodiratime", MS_NODIRATIME},
+                                                                              {"relatime", MS_RELATIME},
+                                                                              {"strictatime", MS_STRICTATIME}}};
+  unsigned long flags = 0;
+  for (std::string_view each : SplitOn(options, ',')) {
+    for (const auto& [name, flag] : kFlags) {
+      if (each == name) flags |= flag;
+    }
+  }
+  return flags;
+}
+
+}  // namespace
+
+Expected<bool> FavoursDynamicModifications() {
+  CITADEL_TRY(std::vector<CgroupMount> mounts, ReadCgroupMounts());
+  for (const CgroupMount& mount : mounts) {
+    if (HasOption(mount.super_options, kFavourOption)) return true;
+  }
+  return false;
+}
+
+Expected<void> SetFavourDynamicModifications(bool favour) {
+  CITADEL_TRY(std::vector<CgroupMount> mounts, ReadCgroupMounts());
+  const CgroupMount* target = nullptr;
+  for (const CgroupMount& mount : mounts) {
+    if (mount.v2) {
+      target = &mount;
+      break;
+    }
+  }
+  if (target == nullptr) {
+    return MakeError(ErrorCode::kFailedPrecondition,
+                     "cgroup: no cgroup2 mount to set favordynmods on; boot with cgroup_favordynmods=true instead");
+  }
+  std::string data;
+  for (std::string_view each : SplitOn(target->super_options, ',')) {
+    if (each.empty() || each == kFavourOption) continue;
+    if (!data.empty()) data += ',';
+    data += each;
+  }
+  if (favour) data += (data.empty() ? "" : ",") + std::string(kFavourOption);
+  if (::mount(nullptr, target->mount_point.c_str(), nullptr, MS_REMOUNT | MountFlags(target->mount_options),
+              data.c_str()) != 0) {
+    return MakeError(ErrorCode::kIo, "cgroup: remounting " + target->mount_point + " with \"" + data +
+                                         "\": " + ErrnoText(errno) + " (needs CAP_SYS_ADMIN in the initial namespace)");
+  }
+  return kOk;
+}
 
 Expected<void> CheckInCgroup(std::string_view create_result, pid_t pid) {
   std::string pid_text = std::to_string(pid);

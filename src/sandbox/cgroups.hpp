@@ -69,8 +69,11 @@ class Cgroups {
 
 // Moves process `pid` into the groups named by Create()'s result (writes
 // it to each cgroup.procs). Launch() moves citadel-sandbox while it is
-// still starting up, so that the move (on cgroup v1 it waits for an RCU
-// grace period per hierarchy) overlaps the exec instead of delaying the app.
+// still starting up, so that the move overlaps the exec. The move takes a
+// global kernel lock whose write side waits for an RCU grace period (about
+// 8 ms on the CI machine) when no move happened in the last grace period,
+// i.e. at nearly every real app start, unless the kernel favours dynamic
+// cgroup modifications (see FavoursDynamicModifications below).
 [[nodiscard]] Expected<void> MoveToCgroup(std::string_view create_result, pid_t pid);
 // The calling process joins the groups (MoveToCgroup of its own pid).
 [[nodiscard]] Expected<void> JoinCgroup(std::string_view create_result);
@@ -79,5 +82,19 @@ class Cgroups {
 // where it is not. citadel-sandbox checks itself before it clones the app,
 // so that the app never starts outside its limits.
 [[nodiscard]] Expected<void> CheckInCgroup(std::string_view create_result, pid_t pid);
+
+// Whether the kernel favours dynamic cgroup modifications ("favordynmods":
+// the cgroup2 mount option, or the boot parameter cgroup_favordynmods=true
+// for v1 and v2), read from the super options of the cgroup mounts in
+// /proc/self/mountinfo. With it a migration no longer waits for an RCU
+// grace period; forks and exits become slightly more expensive (the
+// kernel's own trade-off). Citadel OS mounts cgroups with it.
+[[nodiscard]] Expected<bool> FavoursDynamicModifications();
+// Turns favordynmods on or off by remounting the cgroup2 mount with its
+// other super options and mount flags unchanged. The setting is global (one
+// kernel lock serves every hierarchy, v1 included). kFailedPrecondition
+// when there is no cgroup2 mount to remount; kIo when the remount fails
+// (e.g. in a container without CAP_SYS_ADMIN over the mount).
+[[nodiscard]] Expected<void> SetFavourDynamicModifications(bool favour);
 
 }  // namespace citadel::sandbox
