@@ -20,6 +20,7 @@
 
 #include "common/file.hpp"
 #include "common/log.hpp"
+#include "latencies.hpp"
 #include "protocol/protocol.hpp"
 #include "rot/software/software_rot.hpp"
 #include "server/service.hpp"
@@ -30,20 +31,7 @@ using namespace citadel;
 namespace fs = std::filesystem;
 using SteadyClock = std::chrono::steady_clock;
 
-struct Figures {
-  std::string name;
-  std::size_t operations = 0;
-  std::size_t errors = 0;
-  double seconds = 0;
-  std::vector<double> latencies_ms;
-
-  double Percentile(double p) {
-    if (latencies_ms.empty()) return 0;
-    std::sort(latencies_ms.begin(), latencies_ms.end());
-    auto index = static_cast<std::size_t>(p * static_cast<double>(latencies_ms.size() - 1));
-    return latencies_ms[index];
-  }
-};
+using bench::Figures;
 
 struct Device {
   std::unique_ptr<rot::SoftwareRootOfTrust> rot;
@@ -72,15 +60,19 @@ std::vector<Device> MakeDevices(const fs::path& dir, std::size_t count, const cr
 void Print(Figures& f, bool json) {
   double rate = f.seconds > 0 ? static_cast<double>(f.operations) / f.seconds : 0;
   if (json) {
-    std::cout << Json{{"benchmark", f.name},         {"operations", f.operations}, {"errors", f.errors},
-                      {"seconds", f.seconds},        {"per_second", rate},         {"p50_ms", f.Percentile(0.5)},
-                      {"p99_ms", f.Percentile(0.99)}}
+    std::cout << Json{{"benchmark", f.name},
+                      {"operations", f.operations},
+                      {"errors", f.errors},
+                      {"seconds", f.seconds},
+                      {"per_second", rate},
+                      {"p50_ms", f.latencies.Percentile(0.5)},
+                      {"p99_ms", f.latencies.Percentile(0.99)}}
                      .dump()
               << "\n";
     return;
   }
   std::printf("%-34s %9zu ops %6zu errors %8.2f s %9.1f /s   p50 %7.2f ms   p99 %7.2f ms\n", f.name.c_str(),
-              f.operations, f.errors, f.seconds, rate, f.Percentile(0.5), f.Percentile(0.99));
+              f.operations, f.errors, f.seconds, rate, f.latencies.Percentile(0.5), f.latencies.Percentile(0.99));
 }
 
 }  // namespace
@@ -171,7 +163,7 @@ int main(int argc, char** argv) {
         auto outcome = attestor.Attest(body, Clock::now());
         auto elapsed = std::chrono::duration<double>(SteadyClock::now() - start).count();
         in_process.seconds += elapsed;
-        in_process.latencies_ms.push_back(elapsed * 1000);
+        in_process.latencies.ms.push_back(elapsed * 1000);
         if (!outcome || outcome->verdict != "accepted") ++in_process.errors;
         ++in_process.operations;
       }
@@ -215,12 +207,12 @@ int main(int argc, char** argv) {
           if (!ok) errors.fetch_add(1);
         }
         std::lock_guard lock(mutex);
-        end_to_end.latencies_ms.insert(end_to_end.latencies_ms.end(), latencies.begin(), latencies.end());
+        end_to_end.latencies.ms.insert(end_to_end.latencies.ms.end(), latencies.begin(), latencies.end());
       });
     }
     for (auto& t : threads) t.join();
     end_to_end.seconds = std::chrono::duration<double>(SteadyClock::now() - start).count();
-    end_to_end.operations = end_to_end.latencies_ms.size();
+    end_to_end.operations = end_to_end.latencies.ms.size();
     end_to_end.errors = errors.load();
   }
 

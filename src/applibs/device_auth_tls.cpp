@@ -44,23 +44,19 @@
 #include <new>
 #include <string>
 
+#include "crypto/openssl_ptr.hpp"
+
 namespace {
 
 constexpr std::size_t kDigestBytes = 32;
 constexpr std::size_t kMaxSignatureBytes = 72;  // DER ECDSA P-256
 constexpr int kMaxChainCertificates = 8;
 
-template <auto kFree>
-struct Free {
-  template <typename T>
-  void operator()(T* object) const {
-    kFree(object);
-  }
-};
-using BioPtr = std::unique_ptr<BIO, Free<BIO_free>>;
-using X509Ptr = std::unique_ptr<X509, Free<X509_free>>;
+using citadel::crypto::BioPtr;
+using citadel::crypto::EvpPkeyPtr;
+using citadel::crypto::Free;
+using citadel::crypto::X509Ptr;
 using EcKeyPtr = std::unique_ptr<EC_KEY, Free<EC_KEY_free>>;
-using EvpPkeyPtr = std::unique_ptr<EVP_PKEY, Free<EVP_PKEY_free>>;
 
 // Signs through the broker; returns the DER signature length or 0.
 std::size_t SignThroughBroker(const unsigned char* digest, int digest_length, unsigned char* out,

@@ -13,6 +13,8 @@ using nlohmann::json;
 
 constexpr const char* kRevokedOsVersion = "revoked-os-version";
 constexpr const char* kRevokedRuntimeDigest = "revoked-runtime-digest";
+constexpr const char* kAcceptedRuntimeDigest = "accepted-runtime-digest";
+constexpr const char* kRequirePublishedApps = "require-published-apps";
 
 FailureContext PolicyFailureContext() {
   FailureContext context;
@@ -49,18 +51,27 @@ Result<void> PolicyAdd(CommandContext& context, const std::string& kind, const s
     context.PrintJson(answer.is_null() ? json{{"kind", kind}, {"value", value}} : answer);
     return {};
   }
-  if (kind == kRevokedOsVersion) {
-    context.out() << "Revoked OS version " << SanitizeForTerminal(value) << ".\n";
+  if (kind == kAcceptedRuntimeDigest) {
+    context.out() << "Accepted runtime digest " << value
+                  << ".\nDevices measuring any other runtime fail attestation from their next attestation on.\n";
+  } else if (kind == kRequirePublishedApps) {
+    context.out() << "Devices running an app image this tenant did not publish fail attestation from their next "
+                     "attestation on.\n";
   } else {
-    context.out() << "Revoked runtime digest " << value << ".\n";
+    if (kind == kRevokedOsVersion) {
+      context.out() << "Revoked OS version " << SanitizeForTerminal(value) << ".\n";
+    } else {
+      context.out() << "Revoked runtime digest " << value << ".\n";
+    }
+    context.out() << "Devices reporting it fail attestation from their next attestation on.\n";
   }
-  context.out() << "Devices reporting it fail attestation from their next attestation on "
-                   "(undo with `citadel policy remove --kind "
-                << kind << " --value VALUE`).\n";
+  context.out() << "(undo with `citadel policy remove --kind " << kind << " --value " << SanitizeForTerminal(value)
+                << "`)\n";
   return {};
 }
 
-Result<void> PolicyRevokeRuntimeDigest(CommandContext& context, const std::string& given) {
+// kind: revoked-runtime-digest or accepted-runtime-digest.
+Result<void> PolicyRuntimeDigest(CommandContext& context, const char* kind, const std::string& given) {
   std::string digest = given;
   std::transform(digest.begin(), digest.end(), digest.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
@@ -70,7 +81,7 @@ Result<void> PolicyRevokeRuntimeDigest(CommandContext& context, const std::strin
     return Fail(ExitCode::kUsage, "a runtime digest is a SHA-256 in hex (64 characters); got \"" + given + "\"",
                 "take it from `citadel device show DEVICE_ID --json` or from the runtime's build");
   }
-  return PolicyAdd(context, kRevokedRuntimeDigest, digest);
+  return PolicyAdd(context, kind, digest);
 }
 
 struct PolicyRemoveOptions {
@@ -144,20 +155,36 @@ void RegisterPolicyCommands(CommandSet& commands) {
       ->required();
   auto digest = std::make_shared<std::string>();
   commands
-      .Command(policy, "revoke-runtime-digest", "Refuse attestation to devices measuring a runtime digest",
-               "citadel policy revoke-runtime-digest 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
-               [digest](CommandContext& context) { return PolicyRevokeRuntimeDigest(context, *digest); })
+      .Command(
+          policy, "revoke-runtime-digest", "Refuse attestation to devices measuring a runtime digest",
+          "citadel policy revoke-runtime-digest 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+          [digest](CommandContext& context) { return PolicyRuntimeDigest(context, kRevokedRuntimeDigest, *digest); })
       ->add_option("HEX", *digest, "SHA-256 of the runtime, 64 hex characters")
       ->type_name("")
       ->required();
+  auto accepted = std::make_shared<std::string>();
+  commands
+      .Command(policy, "accept-runtime-digest",
+               "Accept a runtime digest; once any is accepted, devices measuring another runtime are refused",
+               "citadel policy accept-runtime-digest 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+               [accepted](CommandContext& context) {
+                 return PolicyRuntimeDigest(context, kAcceptedRuntimeDigest, *accepted);
+               })
+      ->add_option("HEX", *accepted, "SHA-256 of the runtime binary, 64 hex characters")
+      ->type_name("")
+      ->required();
+  commands.Command(policy, "require-published-apps",
+                   "Refuse devices running an app image this tenant did not publish (measured app images)",
+                   "citadel policy require-published-apps",
+                   [](CommandContext& context) { return PolicyAdd(context, kRequirePublishedApps, "true"); });
   auto remove_options = std::make_shared<PolicyRemoveOptions>();
   auto* remove = commands.Command(
       policy, "remove", "Remove a policy rule", "citadel policy remove --kind revoked-os-version --value 1.0.0",
       [remove_options](CommandContext& context) { return PolicyRemove(context, *remove_options); });
-  remove->add_option("--kind", remove_options->kind, "revoked-os-version or revoked-runtime-digest")
+  remove->add_option("--kind", remove_options->kind, "the rule's kind, as `citadel policy list` shows it")
       ->type_name("KIND")
       ->required()
-      ->check(CLI::IsMember({kRevokedOsVersion, kRevokedRuntimeDigest}));
+      ->check(CLI::IsMember({kRevokedOsVersion, kRevokedRuntimeDigest, kAcceptedRuntimeDigest, kRequirePublishedApps}));
   remove->add_option("--value", remove_options->value, "The rule's value")->type_name("VALUE")->required();
 
   auto* audit = commands.Group(root, "audit", "The tenant's audit log (admin)");

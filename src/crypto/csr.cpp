@@ -8,7 +8,6 @@
 namespace citadel::crypto {
 
 using internal::BioContents;
-using internal::BioPtr;
 using internal::MakeOpenSslError;
 
 namespace {

@@ -11,14 +11,13 @@
 namespace citadel::crypto {
 
 using internal::MakeOpenSslError;
-using internal::X509Ptr;
 
 namespace {
 
 constexpr std::size_t kMaxSerialHexDigits = 40;  // RFC 5280: at most 20 octets
 
 Expected<void> SetSerial(X509* cert, const std::optional<std::string>& serial_hex) {
-  internal::BignumPtr serial;
+  BignumPtr serial;
   if (serial_hex && !serial_hex->empty()) {
     const std::string& hex = *serial_hex;
     if (hex.size() > kMaxSerialHexDigits ||
@@ -46,9 +45,9 @@ Expected<void> SetSerial(X509* cert, const std::optional<std::string>& serial_he
   return kOk;
 }
 
-Expected<internal::X509NamePtr> MakeName(const CertificateSpec& spec) {
+Expected<X509NamePtr> MakeName(const CertificateSpec& spec) {
   if (spec.common_name.empty()) return MakeError(ErrorCode::kInvalidArgument, "common_name is required");
-  internal::X509NamePtr name(X509_NAME_new());
+  X509NamePtr name(X509_NAME_new());
   auto add = [&](int nid, const std::string& value) {
     return X509_NAME_add_entry_by_NID(name.get(), nid, MBSTRING_UTF8,
                                       reinterpret_cast<const unsigned char*>(value.c_str()),
@@ -65,7 +64,7 @@ Expected<internal::X509NamePtr> MakeName(const CertificateSpec& spec) {
 }
 
 Expected<void> AddConfExtension(X509* cert, X509V3_CTX* ctx, int nid, const std::string& value) {
-  internal::X509ExtensionPtr extension(X509V3_EXT_conf_nid(nullptr, ctx, nid, value.c_str()));
+  X509ExtensionPtr extension(X509V3_EXT_conf_nid(nullptr, ctx, nid, value.c_str()));
   if (!extension || X509_add_ext(cert, extension.get(), -1) != 1) {
     return MakeOpenSslError(ErrorCode::kInternal, std::string("adding extension ") + OBJ_nid2sn(nid));
   }
@@ -80,7 +79,7 @@ bool IsIa5(const std::string& text) {
 // containing ',' or ':' cannot inject another name.
 Expected<void> AddSubjectAltNames(X509* cert, const CertificateSpec& spec) {
   if (spec.uri_sans.empty() && spec.dns_sans.empty() && spec.ip_sans.empty()) return kOk;
-  internal::GeneralNamesPtr names(sk_GENERAL_NAME_new_null());
+  GeneralNamesPtr names(sk_GENERAL_NAME_new_null());
   if (!names) return MakeOpenSslError(ErrorCode::kInternal, "allocating subjectAltName");
 
   auto push = [&](int type, ASN1_STRING* value) -> bool {
@@ -140,13 +139,13 @@ Expected<void> AddKeyIdentifiers(X509* cert, X509* issuer) {
   if (X509_pubkey_digest(cert, EVP_sha1(), digest, &length) != 1) {
     return MakeOpenSslError(ErrorCode::kInternal, "computing the subject key identifier");
   }
-  std::unique_ptr<ASN1_OCTET_STRING, internal::Free<ASN1_OCTET_STRING_free>> subject_id(ASN1_OCTET_STRING_new());
+  std::unique_ptr<ASN1_OCTET_STRING, Free<ASN1_OCTET_STRING_free>> subject_id(ASN1_OCTET_STRING_new());
   if (!subject_id || ASN1_OCTET_STRING_set(subject_id.get(), digest, static_cast<int>(length)) != 1 ||
       X509_add1_ext_i2d(cert, NID_subject_key_identifier, subject_id.get(), 0, X509V3_ADD_DEFAULT) != 1) {
     return MakeOpenSslError(ErrorCode::kInternal, "adding subjectKeyIdentifier");
   }
 
-  std::unique_ptr<AUTHORITY_KEYID, internal::Free<AUTHORITY_KEYID_free>> authority(AUTHORITY_KEYID_new());
+  std::unique_ptr<AUTHORITY_KEYID, Free<AUTHORITY_KEYID_free>> authority(AUTHORITY_KEYID_new());
   if (!authority) return MakeOpenSslError(ErrorCode::kInternal, "allocating authorityKeyIdentifier");
   const ASN1_OCTET_STRING* issuer_id = issuer != nullptr ? X509_get0_subject_key_id(issuer) : subject_id.get();
   if (issuer_id != nullptr) {
@@ -206,7 +205,7 @@ Expected<Certificate> IssueCertificate(const CertificateSpec& spec, const Public
     return MakeOpenSslError(ErrorCode::kInternal, "X509_new");
   }
   CITADEL_TRY_VOID(SetSerial(cert.get(), spec.serial_hex));
-  CITADEL_TRY(internal::X509NamePtr subject, MakeName(spec));
+  CITADEL_TRY(X509NamePtr subject, MakeName(spec));
   const X509_NAME* issuer_name = issuer != nullptr ? X509_get_subject_name(issuer->x509()) : subject.get();
   if (X509_set_subject_name(cert.get(), subject.get()) != 1 || X509_set_issuer_name(cert.get(), issuer_name) != 1) {
     return MakeOpenSslError(ErrorCode::kInternal, "setting names");

@@ -12,9 +12,6 @@
 namespace citadel::crypto {
 
 using internal::BioContents;
-using internal::BioPtr;
-using internal::EvpMdCtxPtr;
-using internal::EvpPkeyCtxPtr;
 using internal::MakeOpenSslError;
 using internal::ReadBio;
 

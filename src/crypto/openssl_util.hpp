@@ -17,29 +17,11 @@
 
 #include "common/encoding.hpp"
 #include "common/error.hpp"
+#include "crypto/openssl_ptr.hpp"
 
 namespace citadel::crypto::internal {
 
-template <auto kFree>
-struct Free {
-  template <typename T>
-  void operator()(T* object) const {
-    kFree(object);
-  }
-};
-
-using BioPtr = std::unique_ptr<BIO, Free<BIO_free_all>>;
-using BignumPtr = std::unique_ptr<BIGNUM, Free<BN_free>>;
-using EvpPkeyCtxPtr = std::unique_ptr<EVP_PKEY_CTX, Free<EVP_PKEY_CTX_free>>;
-using EvpMdCtxPtr = std::unique_ptr<EVP_MD_CTX, Free<EVP_MD_CTX_free>>;
-using EvpCipherCtxPtr = std::unique_ptr<EVP_CIPHER_CTX, Free<EVP_CIPHER_CTX_free>>;
-using X509Ptr = std::unique_ptr<X509, Free<X509_free>>;
-using X509ReqPtr = std::unique_ptr<X509_REQ, Free<X509_REQ_free>>;
-using X509NamePtr = std::unique_ptr<X509_NAME, Free<X509_NAME_free>>;
-using X509ExtensionPtr = std::unique_ptr<X509_EXTENSION, Free<X509_EXTENSION_free>>;
-using X509StorePtr = std::unique_ptr<X509_STORE, Free<X509_STORE_free>>;
-using X509StoreCtxPtr = std::unique_ptr<X509_STORE_CTX, Free<X509_STORE_CTX_free>>;
-using GeneralNamesPtr = std::unique_ptr<GENERAL_NAMES, Free<GENERAL_NAMES_free>>;
+// The RAII owners (BioPtr, X509Ptr, ...) are in crypto/openssl_ptr.hpp.
 
 // Builds an Error "context: <first OpenSSL error>" and clears the thread's
 // OpenSSL error queue so a stale entry never explains a later failure.

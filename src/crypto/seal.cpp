@@ -10,7 +10,6 @@
 
 namespace citadel::crypto {
 
-using internal::EvpCipherCtxPtr;
 using internal::MakeOpenSslError;
 
 namespace {

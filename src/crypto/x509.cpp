@@ -14,7 +14,6 @@
 namespace citadel::crypto {
 
 using internal::BioContents;
-using internal::BioPtr;
 using internal::MakeOpenSslError;
 using internal::ReadBio;
 
@@ -72,7 +71,7 @@ std::vector<std::string> SansOfType(const X509* cert, int type) {
     ERR_clear_error();
     return out;
   }
-  internal::GeneralNamesPtr owner(names);
+  GeneralNamesPtr owner(names);
   for (int i = 0; i < sk_GENERAL_NAME_num(names); ++i) {
     const GENERAL_NAME* name = sk_GENERAL_NAME_value(names, i);
     int name_type = 0;
@@ -154,7 +153,7 @@ std::string Certificate::IssuerOneLine() const {
 
 std::string Certificate::SerialHex() const {
   if (!cert_) return {};
-  internal::BignumPtr serial(ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert_.get()), nullptr));
+  BignumPtr serial(ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert_.get()), nullptr));
   if (!serial) {
     ERR_clear_error();
     return {};
@@ -277,7 +276,7 @@ std::string ToPemChain(std::span<const Certificate> chain) {
 Expected<void> VerifyCertificateChain(const Certificate& leaf, std::span<const Certificate> intermediates,
                                       std::span<const Certificate> roots, const ChainVerification& options) {
   if (leaf.x509() == nullptr) return MakeError(ErrorCode::kInvalidArgument, "verifying: no leaf certificate");
-  internal::X509StorePtr store(X509_STORE_new());
+  X509StorePtr store(X509_STORE_new());
   if (!store) return MakeOpenSslError(ErrorCode::kInternal, "verifying: X509_STORE_new");
   for (const Certificate& root : roots) {
     if (root.x509() == nullptr || X509_STORE_add_cert(store.get(), root.x509()) != 1) {
@@ -293,7 +292,7 @@ Expected<void> VerifyCertificateChain(const Certificate& leaf, std::span<const C
     }
   }
 
-  internal::X509StoreCtxPtr ctx(X509_STORE_CTX_new());
+  X509StoreCtxPtr ctx(X509_STORE_CTX_new());
   if (!ctx || X509_STORE_CTX_init(ctx.get(), store.get(), leaf.x509(), untrusted.get()) != 1) {
     return MakeOpenSslError(ErrorCode::kInternal, "verifying: X509_STORE_CTX_init");
   }

@@ -18,7 +18,41 @@ std::chrono::seconds WholeSeconds(Milliseconds value) {
 
 }  // namespace
 
+namespace {
+
+// A TPM is certified by its vendor: the chain is the EK certificate from the
+// TPM's NV memory plus the vendor's intermediates, stored with the device.
+Expected<ProvisionResult> ProvisionTpm(const ProvisionSettings& settings) {
+  std::vector<crypto::Certificate> intermediates;
+  if (settings.tpm_ek_chain) {
+    auto pem = ReadFile(*settings.tpm_ek_chain, kMaxCaFileBytes);
+    if (!pem) return WrapError(pem.error(), "--tpm-ek-chain");
+    auto parsed = crypto::ParsePemChain(*pem, 8);
+    if (!parsed || parsed->empty()) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "--tpm-ek-chain " + settings.tpm_ek_chain->string() + ": no PEM certificate in it");
+    }
+    intermediates = std::move(*parsed);
+  }
+  CITADEL_TRY_VOID(EnsureDirectory(settings.state_dir, 0700));
+  CITADEL_TRY(auto rot,
+              OpenRootOfTrust(settings.backend, settings.state_dir, RotOpenMode::kCreateIfMissing, settings.tcti));
+  CITADEL_TRY(auto chain, rot->ManufacturerChain());
+  if (chain.empty()) {
+    return MakeError(ErrorCode::kFailedPrecondition, "the TPM holds no EK certificate: was it manufactured?");
+  }
+  std::vector<crypto::Certificate> full{chain.front()};
+  full.insert(full.end(), intermediates.begin(), intermediates.end());
+  if (auto stored = rot->StoreManufacturerChain(full); !stored) return WrapError(stored.error(), "--tpm-ek-chain");
+  log::Info("TPM device provisioned",
+            {{"device_id", rot->DeviceId()}, {"intermediates", std::to_string(intermediates.size())}});
+  return ProvisionResult{rot->DeviceId(), true};
+}
+
+}  // namespace
+
 Expected<ProvisionResult> ProvisionDevice(const ProvisionSettings& settings) {
+  if (settings.backend == RotBackend::kTpm2) return ProvisionTpm(settings);
   // Load the CA before touching the state dir: a typo in --manufacturer-ca
   // must not leave a half-provisioned device behind.
   std::optional<ManufacturerCa> ca;
@@ -42,8 +76,8 @@ Expected<ProvisionResult> ProvisionDevice(const ProvisionSettings& settings) {
   return result;
 }
 
-Expected<std::string> ReadDeviceId(RotBackend backend, const std::filesystem::path& state_dir) {
-  CITADEL_TRY(auto rot, OpenRootOfTrust(backend, state_dir, RotOpenMode::kMustExist));
+Expected<std::string> ReadDeviceId(RotBackend backend, const std::filesystem::path& state_dir, std::string_view tcti) {
+  CITADEL_TRY(auto rot, OpenRootOfTrust(backend, state_dir, RotOpenMode::kMustExist, tcti));
   return rot->DeviceId();
 }
 
@@ -71,7 +105,8 @@ Expected<PreparedRun> PrepareRun(const RunSettings& settings) {
   }
 
   PreparedRun prepared;
-  CITADEL_TRY(prepared.rot, OpenRootOfTrust(settings.backend, settings.state_dir, RotOpenMode::kMustExist));
+  CITADEL_TRY(prepared.rot,
+              OpenRootOfTrust(settings.backend, settings.state_dir, RotOpenMode::kMustExist, settings.tcti));
 
   MeasurementInputs inputs;
   inputs.os_name = settings.os_name;

@@ -30,6 +30,10 @@ struct ProvisionSettings {
   // device gets an identity but no chain, so the service will find it not
   // genuine: useful to test exactly that).
   std::optional<std::filesystem::path> manufacturer_ca_dir;
+  std::string tcti{};  // tpm2: the TPM's TCTI configuration
+  // tpm2: PEM file of the TPM vendor's intermediate CA certificates that
+  // complete the EK certificate's chain (stored with the device).
+  std::optional<std::filesystem::path> tpm_ek_chain{};
 };
 
 // `citadeld provision`: creates the state dir and the identity if missing,
@@ -37,10 +41,12 @@ struct ProvisionSettings {
 Expected<ProvisionResult> ProvisionDevice(const ProvisionSettings& settings);
 
 // `citadeld id`: the device id of an existing identity.
-Expected<std::string> ReadDeviceId(RotBackend backend, const std::filesystem::path& state_dir);
+Expected<std::string> ReadDeviceId(RotBackend backend, const std::filesystem::path& state_dir,
+                                   std::string_view tcti = {});
 
 struct RunSettings {
   RotBackend backend = RotBackend::kSoftware;
+  std::string tcti;  // tpm2: the TPM's TCTI configuration
   std::filesystem::path state_dir;
   std::string server_url;
   std::filesystem::path server_ca_path;

@@ -19,6 +19,7 @@ const std::vector<std::pair<std::string, std::string>> kJsonHeaders{{"Content-Ty
 
 constexpr std::string_view kChallengePath = "/v1/attestation/challenge";
 constexpr std::string_view kAttestationPath = "/v1/attestation";
+constexpr std::string_view kActivationPath = "/v1/attestation/activate";
 constexpr std::string_view kCheckInPath = "/v1/device/check-in";
 constexpr std::string_view kReportsPath = "/v1/device/reports";
 const std::vector<std::pair<std::string, std::string>> kZstdJsonHeaders{{"Content-Type", "application/json"},
@@ -198,7 +199,23 @@ Expected<void> DeviceAgent::Install(DeviceCredentials credentials) {
   return kOk;
 }
 
-DeviceAgent::StepResult DeviceAgent::Attest() {
+DeviceAgent::StepResult DeviceAgent::Activate(const protocol::TpmActivationChallenge& activation) {
+  auto secret = rot_.ActivateCredential(activation.credential_blob, activation.encrypted_secret);
+  if (!secret) {
+    // The TPM could not open it: the AK and the certified EK are not in
+    // one TPM (or the credential was not made for them). Nothing to retry.
+    return Fail(AgentState::kRefused, "TPM credential activation failed: " + secret.error().message());
+  }
+  protocol::ActivationRequest request{activation.id, device_id_, std::move(*secret)};
+  auto response = attestation_client_->Send("POST", kActivationPath, protocol::ActivationRequestToJson(request).dump(),
+                                            kJsonHeaders);
+  if (!response) return Fail(AgentState::kBackoff, "service unreachable: " + response.error().message());
+  if (response->status != 204) return FailWithResponse("TPM activation refused", *response);
+  log::Info("TPM attestation key activated with the service", {{"device_id", device_id_}});
+  return StepResult::kDone;
+}
+
+DeviceAgent::StepResult DeviceAgent::Attest(bool after_activation) {
   UpdateStatus([](DeviceStatus& status) { status.state = AgentState::kAttesting; });
 
   auto challenge_response = attestation_client_->Send("POST", kChallengePath, "{}", kJsonHeaders);
@@ -235,6 +252,13 @@ DeviceAgent::StepResult DeviceAgent::Attest() {
       status.last_problem_type.clear();
     });
     return StepResult::kUnclaimed;
+  }
+  if (result->verdict == "activation-required" && result->activation) {
+    if (after_activation) {
+      return Fail(AgentState::kBackoff, "the service asked for a second TPM activation in a row");
+    }
+    if (auto activated = Activate(*result->activation); activated != StepResult::kDone) return activated;
+    return Attest(/*after_activation=*/true);
   }
   if (result->verdict != "accepted") {
     return Fail(AgentState::kBackoff, "unknown attestation verdict '" + result->verdict + "'");

@@ -130,7 +130,11 @@ class DeviceAgent {
   DeviceAgent(AgentOptions options, rot::RootOfTrust& rot, std::unique_ptr<http::Client> attestation_client);
 
   bool RestoreCredentials();
-  StepResult Attest();
+  // after_activation: this attempt follows a TPM credential activation; a
+  // second activation request then fails the step instead of looping.
+  StepResult Attest(bool after_activation = false);
+  // Opens the service's credential with the TPM and returns the secret.
+  StepResult Activate(const protocol::TpmActivationChallenge& activation);
   StepResult CheckIn();
   Expected<void> Install(DeviceCredentials credentials);
   protocol::CheckInTelemetry Telemetry() const;

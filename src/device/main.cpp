@@ -207,12 +207,16 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
 
   std::string rot_name = "software";
+  std::string tcti;
   std::string log_level = "info";
   bool log_json = false;
   auto add_common = [&](CLI::App* command) {
     command->add_option("--rot", rot_name, "root-of-trust backend")
         ->check(CLI::IsMember({"software", "tpm2"}))
         ->capture_default_str();
+    command->add_option("--tcti", tcti,
+                        "with --rot tpm2: the TPM's TCTI, e.g. device:/dev/tpmrm0 or swtpm:host=127.0.0.1,port=2321 "
+                        "(default: the TCTI loader's default)");
     command->add_option("--log-level", log_level, "debug, info, warn, error or off")->capture_default_str();
     command->add_flag("--log-json", log_json, "log JSON lines");
   };
@@ -229,6 +233,11 @@ int main(int argc, char** argv) {
   auto* no_ca_flag = provision_cmd->add_flag("--no-manufacturer", no_manufacturer,
                                              "create only the identity, without a manufacturer certificate");
   ca_option->excludes(no_ca_flag);
+  std::string tpm_ek_chain;
+  auto* ek_chain_option =
+      provision_cmd->add_option("--tpm-ek-chain", tpm_ek_chain,
+                                "with --rot tpm2: PEM file of the TPM vendor's intermediate CAs of the EK certificate");
+  ek_chain_option->excludes(ca_option);
   provision_cmd->add_flag("--json", provision_json, "print JSON");
   add_common(provision_cmd);
 
@@ -312,7 +321,16 @@ int main(int argc, char** argv) {
   if (!backend) return Fail(backend.error());
 
   if (*provision_cmd) {
-    if (manufacturer_ca.empty() && !no_manufacturer) {
+    if (*backend == citadel::device::RotBackend::kTpm2) {
+      // A TPM's vendor certified its EK: nothing for the factory CA to do.
+      if (!manufacturer_ca.empty()) {
+        std::cerr << "citadeld: --manufacturer-ca is for the software root of trust; a TPM's EK is certified by its "
+                     "vendor (give the vendor's intermediates with --tpm-ek-chain)\n";
+        return kExitFailure;
+      }
+      provision.tcti = tcti;
+      if (!tpm_ek_chain.empty()) provision.tpm_ek_chain = tpm_ek_chain;
+    } else if (manufacturer_ca.empty() && !no_manufacturer) {
       std::cerr << "citadeld: provision needs --manufacturer-ca DIR (or --no-manufacturer for an identity only)\n";
       return kExitFailure;
     }
@@ -329,7 +347,7 @@ int main(int argc, char** argv) {
   }
 
   if (*id_cmd) {
-    auto id = citadel::device::ReadDeviceId(*backend, id_state);
+    auto id = citadel::device::ReadDeviceId(*backend, id_state, tcti);
     if (!id) return Fail(id.error());
     if (id_json) {
       std::cout << citadel::Json{{"device_id", *id}, {"rot", rot_name}}.dump() << "\n";
@@ -342,7 +360,7 @@ int main(int argc, char** argv) {
   if (*serve_cmd) {
 #ifdef CITADEL_HAVE_APPS
     sigset_t signals = BlockShutdownSignals();
-    auto rot = citadel::device::OpenRootOfTrust(*backend, apps_state, citadel::device::RotOpenMode::kMustExist);
+    auto rot = citadel::device::OpenRootOfTrust(*backend, apps_state, citadel::device::RotOpenMode::kMustExist, tcti);
     if (!rot) return Fail(rot.error());
     auto runtime = StartApps(serve_apps, apps_state, **rot);
     if (!runtime) return Fail(runtime.error());
@@ -360,6 +378,7 @@ int main(int argc, char** argv) {
   }
 
   run.backend = *backend;
+  run.tcti = tcti;
   run.check_in_interval = DurationOption(check_in_interval);
   run.unclaimed_retry = DurationOption(unclaimed_retry);
   run.max_backoff = DurationOption(max_backoff);

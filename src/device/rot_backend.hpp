@@ -1,9 +1,9 @@
 // The one place citadeld chooses its root-of-trust backend.
 //
 // Backends: "software" (development only; keys in files, see
-// rot/software/software_rot.hpp) and, later, "tpm2". Every command that
-// needs the RoT goes through OpenRootOfTrust so adding the TPM backend is a
-// change to this file alone.
+// rot/software/software_rot.hpp) and "tpm2" (keys in a TPM 2.0 reached
+// through a TCTI, see rot/tpm2/tpm2_rot.hpp). Every command that needs the
+// RoT goes through OpenRootOfTrust.
 #pragma once
 
 #include <filesystem>
@@ -17,8 +17,7 @@ namespace citadel::device {
 
 enum class RotBackend { kSoftware, kTpm2 };
 
-// Parses a --rot value. "tpm2" parses (so the error can say what to do) but
-// OpenRootOfTrust refuses it until the backend exists.
+// Parses a --rot value.
 Expected<RotBackend> ParseRotBackend(std::string_view name);
 std::string_view RotBackendName(RotBackend backend);
 
@@ -29,8 +28,10 @@ enum class RotOpenMode {
 
 // Opens the RoT for the device whose state lives in state_dir. With
 // kMustExist, a state dir without an identity is refused with kNotFound and
-// a message that says to run `citadeld provision` first.
+// a message that says to run `citadeld provision` first. tcti: the TPM's
+// TCTI configuration (tpm2 only; empty: the loader's default, e.g.
+// /dev/tpmrm0).
 Expected<std::unique_ptr<rot::RootOfTrust>> OpenRootOfTrust(RotBackend backend, const std::filesystem::path& state_dir,
-                                                            RotOpenMode mode);
+                                                            RotOpenMode mode, std::string_view tcti = {});
 
 }  // namespace citadel::device

@@ -12,6 +12,7 @@ namespace citadel::protocol {
 using detail::IsLowerHex;
 using detail::OptionalString;
 using detail::ParseBody;
+using detail::RequiredBase64;
 using detail::RequiredInteger;
 using detail::RequiredString;
 using json_fields::Child;
@@ -150,15 +151,7 @@ Expected<CrashDetails> CrashFromJson(const Json& value, std::string_view path) {
     CrashDump parsed;
     CITADEL_TRY(const Json* address, Require(*dump, dump_path, "stack_address"));
     CITADEL_TRY(parsed.stack_address, ReadAddress(*address, Child(dump_path, "stack_address")));
-    // Base64 of kMaxCrashDumpBytes, rounded up to whole quads.
-    constexpr std::size_t kMaxStackText = (kMaxCrashDumpBytes + 2) / 3 * 4;
-    CITADEL_TRY(auto text, RequiredString(*dump, dump_path, "stack", kMaxStackText, /*allow_empty=*/false));
-    auto bytes = Base64Decode(text);
-    if (!bytes || bytes->size() > kMaxCrashDumpBytes) {
-      return FieldError(Child(dump_path, "stack"),
-                        "expected base64 of at most " + std::to_string(kMaxCrashDumpBytes) + " bytes");
-    }
-    parsed.stack = std::move(*bytes);
+    CITADEL_TRY(parsed.stack, RequiredBase64(*dump, dump_path, "stack", kMaxCrashDumpBytes));
     crash.dump = std::move(parsed);
   }
   return crash;

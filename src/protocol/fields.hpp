@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "common/canonical_json.hpp"
+#include "common/encoding.hpp"
 #include "common/error.hpp"
 
 namespace citadel::protocol::detail {
@@ -28,5 +29,8 @@ Expected<std::string> OptionalString(const Json& object, std::string_view path, 
                                      std::size_t max_bytes);
 Expected<std::int64_t> RequiredInteger(const Json& object, std::string_view path, std::string_view key,
                                        std::int64_t min, std::int64_t max);
+// A base64 string field decoding to 1..max_bytes bytes ("expected base64
+// of at most N bytes" otherwise).
+Expected<Bytes> RequiredBase64(const Json& object, std::string_view path, std::string_view key, std::size_t max_bytes);
 
 }  // namespace citadel::protocol::detail

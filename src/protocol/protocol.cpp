@@ -62,6 +62,16 @@ Expected<std::int64_t> RequiredInteger(const Json& object, std::string_view path
   return ReadInteger(*value, Child(path, key), min, max);
 }
 
+Expected<Bytes> RequiredBase64(const Json& object, std::string_view path, std::string_view key, std::size_t max_bytes) {
+  const std::size_t max_text = (max_bytes + 2) / 3 * 4;  // whole quads
+  CITADEL_TRY(auto text, RequiredString(object, path, key, max_text, /*allow_empty=*/false));
+  auto bytes = Base64Decode(text);
+  if (!bytes || bytes->empty() || bytes->size() > max_bytes) {
+    return FieldError(Child(path, key), "expected base64 of at most " + std::to_string(max_bytes) + " bytes");
+  }
+  return std::move(*bytes);
+}
+
 }  // namespace detail
 
 namespace {
@@ -70,11 +80,13 @@ using detail::IsLowerHex;
 using detail::kMaxSafeInteger;
 using detail::OptionalString;
 using detail::ParseBody;
+using detail::RequiredBase64;
 using detail::RequiredInteger;
 using detail::RequiredString;
 
 constexpr std::size_t kMaxPemBytes = 16 * 1024;
-constexpr std::size_t kMaxSignatureBase64 = 512;
+constexpr std::size_t kMaxSignatureBytes = 384;   // DER ECDSA, or a TPM quote and its signature
+constexpr std::size_t kMaxTpmPublicBytes = 1024;  // a marshalled TPM2B_PUBLIC (RSA 2048: ~310)
 constexpr std::size_t kMaxResultChain = 8;
 constexpr std::size_t kMaxShortString = 256;
 constexpr std::size_t kMaxDetailBytes = 16 * 1024;
@@ -129,7 +141,8 @@ Expected<rot::MeasurementEvent> MeasurementFromJson(const Json& value, std::stri
 
 Expected<Evidence> EvidenceFromJson(const Json& value, std::string_view path) {
   CITADEL_TRY_VOID(ExpectObject(
-      value, path, {"version", "device_id", "rot", "nonce", "manufacturer_chain", "measurements", "registers", "csr"},
+      value, path,
+      {"version", "device_id", "rot", "nonce", "manufacturer_chain", "measurements", "registers", "csr", "tpm"},
       UnknownFields::kRefuse));
   Evidence evidence;
 
@@ -176,6 +189,19 @@ Expected<Evidence> EvidenceFromJson(const Json& value, std::string_view path) {
   }
 
   CITADEL_TRY(evidence.csr, RequiredString(value, path, "csr", kMaxPemBytes, /*allow_empty=*/false));
+
+  const Json* tpm = Find(value, "tpm");
+  if ((tpm != nullptr) != (evidence.rot_backend == "tpm2")) {
+    return FieldError(Child(path, "tpm"), "must be present exactly when rot is \"tpm2\"");
+  }
+  if (tpm != nullptr) {
+    auto tpm_path = Child(path, "tpm");
+    CITADEL_TRY_VOID(ExpectObject(*tpm, tpm_path, {"ek_public", "ak_public"}, UnknownFields::kRefuse));
+    rot::TpmPublicKeys keys;
+    CITADEL_TRY(keys.ek_public, RequiredBase64(*tpm, tpm_path, "ek_public", kMaxTpmPublicBytes));
+    CITADEL_TRY(keys.ak_public, RequiredBase64(*tpm, tpm_path, "ak_public", kMaxTpmPublicBytes));
+    evidence.tpm = std::move(keys);
+  }
   return evidence;
 }
 
@@ -212,14 +238,19 @@ Json EvidenceToJson(const Evidence& evidence) {
   }
   Json registers = Json::array();
   for (const auto& reg : evidence.registers) registers.push_back(HexEncode(reg));
-  return Json{{"version", evidence.version},
-              {"device_id", evidence.device_id},
-              {"rot", evidence.rot_backend},
-              {"nonce", HexEncode(evidence.nonce)},
-              {"manufacturer_chain", evidence.manufacturer_chain},
-              {"measurements", std::move(measurements)},
-              {"registers", std::move(registers)},
-              {"csr", evidence.csr}};
+  Json json{{"version", evidence.version},
+            {"device_id", evidence.device_id},
+            {"rot", evidence.rot_backend},
+            {"nonce", HexEncode(evidence.nonce)},
+            {"manufacturer_chain", evidence.manufacturer_chain},
+            {"measurements", std::move(measurements)},
+            {"registers", std::move(registers)},
+            {"csr", evidence.csr}};
+  if (evidence.tpm) {
+    json["tpm"] = Json{{"ek_public", Base64Encode(evidence.tpm->ek_public)},
+                       {"ak_public", Base64Encode(evidence.tpm->ak_public)}};
+  }
+  return json;
 }
 
 Expected<std::string> CreateSignedEvidence(rot::RootOfTrust& rot, std::span<const std::uint8_t> nonce,
@@ -243,6 +274,7 @@ Expected<std::string> CreateSignedEvidence(rot::RootOfTrust& rot, std::span<cons
   evidence.measurements = rot.MeasurementLog();
   evidence.registers = rot.ReadRegisters();
   evidence.csr = csr_pem;
+  evidence.tpm = rot.TpmKeys();
 
   Json evidence_json = EvidenceToJson(evidence);
   // Hold the device to the service's parser: evidence that would be refused
@@ -269,10 +301,7 @@ Expected<SignedEvidence> ParseSignedEvidence(std::string_view body) {
   CITADEL_TRY(const Json* evidence, Require(json, "", "evidence"));
   CITADEL_TRY(signed_evidence.evidence, EvidenceFromJson(*evidence, "evidence"));
 
-  CITADEL_TRY(auto signature, RequiredString(json, "", "signature", kMaxSignatureBase64, /*allow_empty=*/false));
-  auto decoded = Base64Decode(signature);
-  if (!decoded || decoded->empty()) return FieldError("signature", "expected base64");
-  signed_evidence.signature = std::move(*decoded);
+  CITADEL_TRY(signed_evidence.signature, RequiredBase64(json, "", "signature", kMaxSignatureBytes));
 
   // The signature covers the canonical bytes of what the device sent. Every
   // value was checked above (integers are small, no floats), so the parsed
@@ -293,6 +322,10 @@ Json AttestationResultToJson(const AttestationResult& result) {
   if (!result.device_id.empty()) json["device_id"] = result.device_id;
   if (result.verdict == "accepted-unclaimed") {
     json["retry_after_seconds"] = result.retry_after_seconds;
+  } else if (result.activation) {
+    json["activation"] = Json{{"id", result.activation->id},
+                              {"credential_blob", Base64Encode(result.activation->credential_blob)},
+                              {"encrypted_secret", Base64Encode(result.activation->encrypted_secret)}};
   } else {
     json["tenant_id"] = result.tenant_id;
     json["certificate"] = result.certificate;
@@ -300,6 +333,25 @@ Json AttestationResultToJson(const AttestationResult& result) {
     json["expires_at"] = result.expires_at;
   }
   return json;
+}
+
+Json ActivationRequestToJson(const ActivationRequest& request) {
+  return Json{{"activation_id", request.activation_id},
+              {"device_id", request.device_id},
+              {"secret", Base64Encode(request.secret)}};
+}
+
+Expected<ActivationRequest> ParseActivationRequest(std::string_view body) {
+  CITADEL_TRY(auto json, ParseBody(body, kMaxMessageBytes, "activation request"));
+  CITADEL_TRY_VOID(ExpectObject(json, "", {"activation_id", "device_id", "secret"}, UnknownFields::kRefuse));
+  ActivationRequest request;
+  CITADEL_TRY(request.activation_id, RequiredString(json, "", "activation_id", 64, /*allow_empty=*/false));
+  if (!IsLowerHex(request.activation_id)) return FieldError("activation_id", "expected lower-case hex");
+  CITADEL_TRY(const Json* device_id, Require(json, "", "device_id"));
+  CITADEL_TRY_VOID(ReadHex(*device_id, "device_id", crypto::Sha256Digest{}.size()));
+  request.device_id = device_id->get<std::string>();
+  CITADEL_TRY(request.secret, RequiredBase64(json, "", "secret", 64));
+  return request;
 }
 
 Expected<AttestationResult> ParseAttestationResult(std::string_view body) {
@@ -310,6 +362,20 @@ Expected<AttestationResult> ParseAttestationResult(std::string_view body) {
   CITADEL_TRY(result.device_id, OptionalString(json, "", "device_id", kMaxShortString));
   if (result.verdict == "accepted-unclaimed") {
     CITADEL_TRY(result.retry_after_seconds, RequiredInteger(json, "", "retry_after_seconds", 0, kMaxSafeInteger));
+    return result;
+  }
+  if (result.verdict == "activation-required") {
+    CITADEL_TRY(const Json* activation, Require(json, "", "activation"));
+    CITADEL_TRY_VOID(
+        ExpectObject(*activation, "activation", {"id", "credential_blob", "encrypted_secret"}, UnknownFields::kRefuse));
+    TpmActivationChallenge challenge;
+    CITADEL_TRY(challenge.id, RequiredString(*activation, "activation", "id", 64, /*allow_empty=*/false));
+    if (!IsLowerHex(challenge.id)) return FieldError("activation.id", "expected lower-case hex");
+    CITADEL_TRY(challenge.credential_blob,
+                RequiredBase64(*activation, "activation", "credential_blob", kMaxTpmPublicBytes));
+    CITADEL_TRY(challenge.encrypted_secret,
+                RequiredBase64(*activation, "activation", "encrypted_secret", kMaxTpmPublicBytes));
+    result.activation = std::move(challenge);
     return result;
   }
   if (result.verdict != "accepted") {
@@ -668,10 +734,7 @@ Expected<DevelopmentCapabilityEnvelope> ParseDevelopmentCapabilityEnvelope(const
   CITADEL_TRY(const Json* capability, Require(envelope, "", "capability"));
   CITADEL_TRY(parsed.claims, ClaimsFromJson(*capability, "capability"));
   CITADEL_TRY(parsed.canonical_capability, CanonicalJson(*capability));
-  CITADEL_TRY(auto signature, RequiredString(envelope, "", "signature", kMaxSignatureBase64, /*allow_empty=*/false));
-  auto decoded = Base64Decode(signature);
-  if (!decoded) return FieldError("signature", "expected base64");
-  parsed.signature = std::move(*decoded);
+  CITADEL_TRY(parsed.signature, RequiredBase64(envelope, "", "signature", kMaxSignatureBytes));
   CITADEL_TRY(parsed.certificate_pem, RequiredString(envelope, "", "certificate", kMaxPemBytes, /*allow_empty=*/false));
   return parsed;
 }

@@ -50,6 +50,9 @@ struct Evidence {
   std::vector<rot::MeasurementEvent> measurements;  // the event log
   std::vector<crypto::Sha256Digest> registers;      // kRegisterCount entries
   std::string csr;                                  // PEM PKCS#10 for the TLS key
+  // Present exactly when rot_backend is "tpm2": the manufacturer chain then
+  // starts with the EK certificate, and the signature is a TPM2 quote.
+  std::optional<rot::TpmPublicKeys> tpm{};
 };
 
 // The wire form: {"evidence": {...}, "signature": "<base64 DER ECDSA>"}; the
@@ -72,14 +75,31 @@ Expected<SignedEvidence> ParseSignedEvidence(std::string_view body);
 bool VerifyEvidenceSignature(const SignedEvidence& evidence, const crypto::PublicKey& identity_key);
 
 // Successful attestation reply.
-struct AttestationResult {
-  std::string verdict;  // "accepted" | "accepted-unclaimed"
+// The credential a TPM device must open before its AK is trusted
+// (verdict "activation-required"); the device answers with
+// ActivationRequest at POST /v1/attest/activate, then attests again.
+struct TpmActivationChallenge {
+  std::string id;          // names the activation; hex
+  Bytes credential_blob;   // TPM2B_ID_OBJECT, marshalled
+  Bytes encrypted_secret;  // TPM2B_ENCRYPTED_SECRET, marshalled
+};
+struct ActivationRequest {
+  std::string activation_id;
   std::string device_id;
-  std::string tenant_id;                 // empty when unclaimed
-  std::string certificate;               // PEM, empty when unclaimed
-  std::vector<std::string> chain;        // issuing CA, root CA (PEM)
-  std::string expires_at;                // RFC 3339, empty when unclaimed
-  std::int64_t retry_after_seconds = 0;  // when unclaimed: ask again later
+  Bytes secret;  // what TPM2_ActivateCredential returned
+};
+Json ActivationRequestToJson(const ActivationRequest& request);
+Expected<ActivationRequest> ParseActivationRequest(std::string_view body);
+
+struct AttestationResult {
+  std::string verdict;  // "accepted" | "accepted-unclaimed" | "activation-required"
+  std::string device_id;
+  std::string tenant_id;                               // empty when unclaimed
+  std::string certificate;                             // PEM, empty when unclaimed
+  std::vector<std::string> chain;                      // issuing CA, root CA (PEM)
+  std::string expires_at;                              // RFC 3339, empty when unclaimed
+  std::int64_t retry_after_seconds = 0;                // when unclaimed: ask again later
+  std::optional<TpmActivationChallenge> activation{};  // when activation-required
 };
 Json AttestationResultToJson(const AttestationResult& result);
 Expected<AttestationResult> ParseAttestationResult(std::string_view body);

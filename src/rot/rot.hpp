@@ -14,6 +14,8 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -25,6 +27,9 @@ namespace citadel::rot {
 
 // Registers measured state is extended into (like TPM PCR indexes).
 inline constexpr std::uint32_t kRegisterCount = 8;
+// On a TPM, register i is PCR kTpmFirstRegisterPcr + i of the SHA-256 bank
+// (PCRs 0-7 stay the firmware's and the bootloader's).
+inline constexpr std::uint32_t kTpmFirstRegisterPcr = 8;
 enum class Register : std::uint32_t {
   kOs = 0,       // OS image: version and image digest
   kRuntime = 1,  // citadeld binary
@@ -59,6 +64,14 @@ struct Quote {
 };
 crypto::Sha256Digest QuoteDigest(const std::vector<crypto::Sha256Digest>& registers,
                                  std::span<const std::uint8_t> nonce);
+
+// A TPM-backed root of trust's endorsement key and attestation key as the
+// TPM marshals them (TPM2B_PUBLIC): evidence carries both, and the service
+// makes its activation credential from them.
+struct TpmPublicKeys {
+  Bytes ek_public;
+  Bytes ak_public;
+};
 
 class RootOfTrust {
  public:
@@ -96,6 +109,20 @@ class RootOfTrust {
   // never goes down, even across power loss.
   virtual Expected<std::uint64_t> ReadCounter(std::string_view name) const = 0;
   [[nodiscard]] virtual Expected<std::uint64_t> IncrementCounter(std::string_view name) = 0;
+
+  // TPM backends only (the defaults say there is no TPM). With a TPM the
+  // identity key is the attestation key (AK), SignWithIdentity returns a
+  // TPM2 quote over the measurement PCRs with the digest as qualifying data
+  // (TPM2B_ATTEST || TPMT_SIGNATURE), and the service trusts the AK only
+  // after the device opened a credential the service made for it
+  // (TPM2_ActivateCredential; docs/ARCHITECTURE.md, "Credential activation").
+  virtual std::optional<TpmPublicKeys> TpmKeys() const { return std::nullopt; }
+  [[nodiscard]] virtual Expected<Bytes> ActivateCredential(std::span<const std::uint8_t> credential_blob,
+                                                           std::span<const std::uint8_t> encrypted_secret) {
+    (void)credential_blob;
+    (void)encrypted_secret;
+    return MakeError(ErrorCode::kFailedPrecondition, "this root of trust has no TPM");
+  }
 };
 
 }  // namespace citadel::rot

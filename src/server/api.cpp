@@ -241,22 +241,24 @@ void RegisterRoutes(http::Router& router, ApiContext& ctx) {
     return JsonResponse(200, protocol::ChallengeToJson(*challenge));
   });
   router.Add("POST", "/v1/attestation", [&ctx](const Request& request, const PathParams&) {
-    auto content_type = request.Header("content-type");
-    if (content_type.substr(0, content_type.find(';')) != "application/json") {
-      return Problem(415, "unsupported-media-type", "Unsupported media type", "Content-Type must be application/json");
-    }
+    if (MediaType(request) != "application/json") return UnsupportedMediaType("application/json");
     auto outcome = ctx.attestor.Attest(request.body, Clock::now());
     if (!outcome) return ProblemResponse(outcome.error());
     return JsonResponse(200, protocol::AttestationResultToJson(*outcome));
+  });
+  // TPM credential activation: unauthenticated like the attestation (the
+  // secret only the device's TPM could open is the credential).
+  router.Add("POST", "/v1/attestation/activate", [&ctx](const Request& request, const PathParams&) {
+    if (MediaType(request) != "application/json") return UnsupportedMediaType("application/json");
+    auto activated = ctx.attestor.Activate(request.body, Clock::now());
+    if (!activated) return ProblemResponse(activated.error());
+    return NoContent();
   });
 
   router.Add("POST", "/v1/device/check-in", [&ctx](const Request& request, const PathParams&) {
     auto device = AuthenticateDevice(ctx.store, ctx.authorities, request, Clock::now());
     if (!device) return DeviceProblemFromAuth(device.error());
-    auto content_type = request.Header("content-type");
-    if (content_type.substr(0, content_type.find(';')) != "application/json") {
-      return Problem(415, "unsupported-media-type", "Unsupported media type", "Content-Type must be application/json");
-    }
+    if (MediaType(request) != "application/json") return UnsupportedMediaType("application/json");
     auto check_in = protocol::ParseCheckIn(request.body);
     if (!check_in) return Problem(400, "invalid-request", "Invalid request", check_in.error().message());
     const std::int64_t now = Now();
@@ -373,9 +375,7 @@ void RegisterRoutes(http::Router& router, ApiContext& ctx) {
                       return ErrorResponse(revoked.error());
                     }
                     Audit(ctx.store, tenant_id, caller, "token.revoke", params.at("token"));
-                    Response r;
-                    r.status = 204;
-                    return r;
+                    return NoContent();
                   }));
 
   // Products and device groups.
@@ -609,9 +609,7 @@ void RegisterRoutes(http::Router& router, ApiContext& ctx) {
                     }
                     Audit(ctx.store, tenant_id, caller, "publisher-key.revoke", key_id);
                     log::Info("publisher key revoked", {{"tenant", tenant_id}, {"key_id", key_id}});
-                    Response r;
-                    r.status = 204;
-                    return r;
+                    return NoContent();
                   }));
   router.Add("POST", "/v1/tenants/{tenant}/devices/{device}/app-development",
              TenantRoute(ctx, Role::kAdmin,
@@ -636,9 +634,7 @@ void RegisterRoutes(http::Router& router, ApiContext& ctx) {
                     }
                     Audit(ctx.store, tenant_id, caller, "device.development.disable", device_id);
                     log::Info("app development disabled", {{"tenant", tenant_id}, {"device_id", device_id}});
-                    Response r;
-                    r.status = 204;
-                    return r;
+                    return NoContent();
                   }));
 
   // Appraisal policy.
@@ -664,14 +660,19 @@ void RegisterRoutes(http::Router& router, ApiContext& ctx) {
             if (!kind) return BodyError(kind.error());
             auto value = StringField(*body, "value", true);
             if (!value) return BodyError(value.error());
-            if (*kind != "revoked-os-version" && *kind != "revoked-runtime-digest") {
+            if (*kind != "revoked-os-version" && *kind != "revoked-runtime-digest" &&
+                *kind != "accepted-runtime-digest" && *kind != "require-published-apps") {
               return Problem(400, "invalid-request", "Invalid request",
-                             "kind must be revoked-os-version or revoked-runtime-digest");
+                             "kind must be revoked-os-version, revoked-runtime-digest, accepted-runtime-digest or "
+                             "require-published-apps");
             }
-            if (*kind == "revoked-runtime-digest" &&
+            if ((*kind == "revoked-runtime-digest" || *kind == "accepted-runtime-digest") &&
                 (value->size() != 64 || value->find_first_not_of("0123456789abcdef") != std::string::npos)) {
               return Problem(400, "invalid-request", "Invalid request",
                              "a runtime digest is 64 lower-case hex characters");
+            }
+            if (*kind == "require-published-apps" && *value != "true") {
+              return Problem(400, "invalid-request", "Invalid request", "require-published-apps takes the value true");
             }
             store::PolicyRule rule{tenant_id, *kind, *value, Now()};
             if (auto added = ctx.store.AddPolicyRule(rule); !added) return ErrorResponse(added.error());
@@ -688,9 +689,7 @@ void RegisterRoutes(http::Router& router, ApiContext& ctx) {
                      return ErrorResponse(removed.error());
                    }
                    Audit(ctx.store, tenant_id, caller, "policy.remove", kind, {{"value", value}});
-                   Response r;
-                   r.status = 204;
-                   return r;
+                   return NoContent();
                  }));
 
   router.Add(

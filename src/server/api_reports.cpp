@@ -31,11 +31,6 @@ constexpr std::int64_t kIssueReportsShown = 20;
 constexpr std::int64_t kDefaultTelemetryDays = 30;
 constexpr std::int64_t kRetentionDays = 90;
 
-std::string MediaType(const Request& request) {
-  auto content_type = request.Header("content-type");
-  return content_type.substr(0, content_type.find(';'));
-}
-
 Response InvalidReport(std::string detail) {
   return Problem(400, "invalid-report", "Invalid failure report", std::move(detail));
 }
@@ -44,8 +39,8 @@ Response TooLarge(std::string detail) {
   return Problem(413, "payload-too-large", "Payload too large", std::move(detail));
 }
 
-Response Unsupported(std::string detail) {
-  return Problem(415, "unsupported-media-type", "Unsupported media type", std::move(detail));
+Response UnsupportedEncoding() {
+  return Problem(415, "unsupported-media-type", "Unsupported media type", "Content-Encoding must be zstd or identity");
 }
 
 Response BadQuery(std::string detail) { return Problem(400, "invalid-request", "Invalid request", std::move(detail)); }
@@ -138,7 +133,7 @@ Response IssueError(const Error& error) {
 Response UploadReports(ApiContext& ctx, Symbolizer& symbolizer, const Request& request) {
   auto device = AuthenticateDevice(ctx.store, ctx.authorities, request, Clock::now());
   if (!device) return DeviceProblemFromAuth(device.error());
-  if (MediaType(request) != "application/json") return Unsupported("Content-Type must be application/json");
+  if (MediaType(request) != "application/json") return UnsupportedMediaType("application/json");
   const std::string encoding = request.Header("content-encoding");
   std::string decompressed;
   const std::string* body = &request.body;
@@ -155,7 +150,7 @@ Response UploadReports(ApiContext& ctx, Symbolizer& symbolizer, const Request& r
     decompressed = std::move(*inflated);
     body = &decompressed;
   } else if (!encoding.empty() && encoding != "identity") {
-    return Unsupported("Content-Encoding must be zstd or identity");
+    return UnsupportedEncoding();
   }
   auto batch = protocol::ParseReportBatch(*body);
   if (!batch) {
@@ -188,7 +183,7 @@ Response UploadReports(ApiContext& ctx, Symbolizer& symbolizer, const Request& r
 // POST /v1/tenants/{t}/symbols
 Response UploadSymbols(ApiContext& ctx, Symbolizer& symbolizer, const Request& request, const Caller& caller,
                        const std::string& tenant_id) {
-  if (MediaType(request) != "text/plain") return Unsupported("Content-Type must be text/plain");
+  if (MediaType(request) != "text/plain") return UnsupportedMediaType("text/plain");
   if (request.body.size() > symbols::kMaxSymbolFileBytes) {
     return TooLarge("a symbol file is at most " + std::to_string(symbols::kMaxSymbolFileBytes) + " bytes");
   }

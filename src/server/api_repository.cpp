@@ -229,16 +229,6 @@ Response MetadataProblem(const Error& error, std::string_view name, std::string_
   }
 }
 
-bool IsJson(const Request& request) {
-  const auto content_type = request.Header("content-type");
-  return content_type.substr(0, content_type.find(';')) == "application/json";
-}
-
-Response UnsupportedMediaType(std::string_view expected) {
-  return Problem(415, "unsupported-media-type", "Unsupported media type",
-                 "Content-Type must be " + std::string(expected));
-}
-
 // Checks every listed hash of target against the stored blob, streaming it.
 Expected<void> VerifyBlobHashes(const BlobStore& blobs, const std::string& tenant_id, const store::Image& image,
                                 const tuf::TargetFile& target) {
@@ -490,10 +480,7 @@ Response RegisterImage(ApiContext& ctx, const Request& request, const Caller& ca
 
 Response Upload(ApiContext& ctx, const Request& request, const Caller& caller, const std::string& tenant_id,
                 const std::string& sha256) {
-  const auto content_type = request.Header("content-type");
-  if (content_type.substr(0, content_type.find(';')) != "application/octet-stream") {
-    return UnsupportedMediaType("application/octet-stream");
-  }
+  if (MediaType(request) != "application/octet-stream") return UnsupportedMediaType("application/octet-stream");
   auto offset = ParseUnsigned(request.QueryParameter("offset"));
   auto length = ParseUnsigned(request.QueryParameter("length"));
   if (!offset || !length) {
@@ -582,7 +569,7 @@ void RegisterRepositoryRoutes(http::Router& router, ApiContext& ctx) {
           [&ctx](const Request& request, const PathParams& params, const Caller& caller, const std::string& tenant_id) {
             auto repository = store::ParseTufRepository(params.at("repository"));
             if (!repository) return NotFound("repository " + params.at("repository"));
-            if (!IsJson(request)) return UnsupportedMediaType("application/json");
+            if (MediaType(request) != "application/json") return UnsupportedMediaType("application/json");
             auto uploaded = ctx.repository.AddRoot(tenant_id, *repository, request.body, Now());
             if (!uploaded) return MetadataProblem(uploaded.error(), "invalid-root", "Invalid root");
             const std::string name(store::TufRepositoryName(*repository));
@@ -607,7 +594,7 @@ void RegisterRepositoryRoutes(http::Router& router, ApiContext& ctx) {
              TenantRoute(
                  ctx, Role::kContributor,
                  [&ctx](const Request& request, const PathParams&, const Caller& caller, const std::string& tenant_id) {
-                   if (!IsJson(request)) return UnsupportedMediaType("application/json");
+                   if (MediaType(request) != "application/json") return UnsupportedMediaType("application/json");
                    auto published = ctx.repository.AddImageTargets(
                        tenant_id, request.body, Now(),
                        [&ctx, &tenant_id](const store::Image& image, const tuf::TargetFile& t) {

@@ -12,6 +12,22 @@ using http::Request;
 using http::Response;
 using store::Role;
 
+std::string MediaType(const Request& request) {
+  auto content_type = request.Header("content-type");
+  return content_type.substr(0, content_type.find(';'));
+}
+
+Response UnsupportedMediaType(std::string_view expected) {
+  return Problem(415, "unsupported-media-type", "Unsupported media type",
+                 "Content-Type must be " + std::string(expected));
+}
+
+Response NoContent() {
+  Response response;
+  response.status = 204;
+  return response;
+}
+
 Response JsonResponse(int status, const Json& body) {
   Response response;
   response.status = status;
@@ -66,8 +82,7 @@ std::string Time(std::int64_t unix_seconds) {
 // Parses a JSON object body: content type, strict syntax, only known fields.
 Expected<Json> ParseBody(const Request& request, std::initializer_list<std::string_view> allowed, bool allow_empty) {
   if (allow_empty && request.body.empty()) return Json::object();
-  auto content_type = request.Header("content-type");
-  if (content_type.substr(0, content_type.find(';')) != "application/json") {
+  if (MediaType(request) != "application/json") {
     return MakeError(ErrorCode::kFailedPrecondition, "Content-Type must be application/json");
   }
   CITADEL_TRY(auto body, ParseJsonStrict(request.body));

@@ -26,6 +26,12 @@ namespace citadel::server {
 inline constexpr std::size_t kMaxNameLength = 128;
 
 http::Response JsonResponse(int status, const Json& body);
+// 204 No Content.
+http::Response NoContent();
+// The request's media type: Content-Type without its parameters.
+std::string MediaType(const http::Request& request);
+// 415 "Content-Type must be <expected>".
+http::Response UnsupportedMediaType(std::string_view expected);
 http::Response ProblemResponse(const protocol::Problem& problem);
 http::Response Problem(int status, std::string_view name, std::string_view title, std::string detail);
 http::Response NotFound(std::string what);

@@ -3,6 +3,9 @@
 #include <algorithm>
 
 #include "common/log.hpp"
+#include "tpm/credential.hpp"
+#include "tpm/public_area.hpp"
+#include "tpm/quote.hpp"
 
 namespace citadel::server {
 namespace {
@@ -27,6 +30,159 @@ protocol::Problem MakeProblem(int status, std::string_view name, std::string_vie
   return protocol::Problem{protocol::ProblemType(name), std::string(title), status, std::move(detail)};
 }
 
+struct Attestor::Genuine {
+  // TPM devices only: the endorsement and attestation keys, and the EK
+  // certificate's fingerprint (SHA-256 hex of its DER).
+  std::optional<tpm::PublicArea> ek;
+  std::optional<tpm::PublicArea> ak;
+  std::string ek_fingerprint;
+};
+
+namespace {
+
+protocol::Problem NotGenuine(std::string detail) {
+  return MakeProblem(403, "not-genuine", "Device is not genuine", std::move(detail));
+}
+
+// The chain verifies to one of `cas` at `now`.
+std::expected<void, protocol::Problem> VerifyChain(const std::vector<crypto::Certificate>& chain,
+                                                   const std::vector<crypto::Certificate>& cas, std::string_view kind,
+                                                   TimePoint now) {
+  if (cas.empty()) return std::unexpected(NotGenuine("this service trusts no " + std::string(kind) + " CA"));
+  std::vector<crypto::Certificate> intermediates(chain.begin() + 1, chain.end());
+  crypto::ChainVerification verification;
+  verification.at = now;
+  if (auto verified = crypto::VerifyCertificateChain(chain.front(), intermediates, cas, verification); !verified) {
+    return std::unexpected(NotGenuine("manufacturer chain does not verify to a trusted " + std::string(kind) +
+                                      " CA: " + verified.error().message()));
+  }
+  return {};
+}
+
+}  // namespace
+
+std::expected<Attestor::Genuine, protocol::Problem> Attestor::VerifySoftwareDevice(
+    const protocol::SignedEvidence& signed_evidence, const std::vector<crypto::Certificate>& chain, TimePoint now) {
+  const auto& evidence = signed_evidence.evidence;
+  if (auto verified = VerifyChain(chain, options_.manufacturer_cas, "manufacturer", now); !verified) {
+    return std::unexpected(verified.error());
+  }
+  auto identity_key = chain.front().SubjectPublicKey();
+  if (!crypto::ConstantTimeEqual(crypto::Sha256Hex(AsText(identity_key.SpkiDer())), evidence.device_id)) {
+    return std::unexpected(NotGenuine("device_id is not the hash of the certified identity key"));
+  }
+  if (!protocol::VerifyEvidenceSignature(signed_evidence, identity_key)) {
+    return std::unexpected(
+        MakeProblem(401, "bad-signature", "Evidence signature invalid", "the evidence signature does not verify"));
+  }
+  return Genuine{};
+}
+
+std::expected<Attestor::Genuine, protocol::Problem> Attestor::VerifyTpmDevice(
+    const protocol::SignedEvidence& signed_evidence, const std::vector<crypto::Certificate>& chain, TimePoint now) {
+  const auto& evidence = signed_evidence.evidence;
+  if (auto verified = VerifyChain(chain, options_.tpm_manufacturer_cas, "TPM manufacturer", now); !verified) {
+    return std::unexpected(verified.error());
+  }
+  auto ek = tpm::ParsePublic(evidence.tpm->ek_public);
+  if (!ek) return std::unexpected(NotGenuine("tpm.ek_public: " + ek.error().message()));
+  auto ek_key = tpm::ToPublicKey(*ek);
+  if (!ek_key || !(*ek_key == chain.front().SubjectPublicKey())) {
+    return std::unexpected(NotGenuine("the EK certificate does not certify tpm.ek_public"));
+  }
+  auto ak = tpm::ParsePublic(evidence.tpm->ak_public);
+  if (!ak) return std::unexpected(NotGenuine("tpm.ak_public: " + ak.error().message()));
+  if (auto checked = tpm::CheckAttestationKey(*ak); !checked) {
+    return std::unexpected(NotGenuine("tpm.ak_public: " + checked.error().message()));
+  }
+  auto identity_key = tpm::ToPublicKey(*ak);
+  if (!identity_key) return std::unexpected(NotGenuine("tpm.ak_public: " + identity_key.error().message()));
+  if (!crypto::ConstantTimeEqual(crypto::Sha256Hex(AsText(identity_key->SpkiDer())), evidence.device_id)) {
+    return std::unexpected(NotGenuine("device_id is not the hash of the attestation key"));
+  }
+  // The quote over PCRs 8..15 is the signature: its qualifying data binds
+  // this exact evidence (nonce, CSR, log), its PCR digest the registers.
+  tpm::QuoteExpectation expectation;
+  expectation.extra_data = crypto::Sha256(signed_evidence.canonical_evidence);
+  for (std::uint32_t i = 0; i < rot::kRegisterCount; ++i) expectation.pcrs.push_back(rot::kTpmFirstRegisterPcr + i);
+  expectation.pcr_values = evidence.registers;
+  if (auto quote = tpm::VerifyQuote(signed_evidence.signature, *identity_key, expectation); !quote) {
+    return std::unexpected(MakeProblem(401, "bad-signature", "Evidence signature invalid", quote.error().message()));
+  }
+  Bytes ek_der = chain.front().Der();
+  return Genuine{std::move(*ek), std::move(*ak), crypto::Sha256Hex(AsText(ek_der))};
+}
+
+std::expected<std::optional<protocol::AttestationResult>, protocol::Problem> Attestor::RequireActivation(
+    const protocol::Evidence& evidence, const Genuine& genuine, TimePoint now) {
+  auto binding = store_.GetTpmBinding(evidence.device_id);
+  if (!binding) {
+    return std::unexpected(
+        MakeProblem(503, "unavailable", "Service unavailable", "store: " + binding.error().message()));
+  }
+  if (*binding && crypto::ConstantTimeEqual((*binding)->ek_fingerprint, genuine.ek_fingerprint)) return std::nullopt;
+
+  Bytes secret = crypto::RandomBytes(32);
+  auto credential = tpm::MakeCredential(*genuine.ek, tpm::ObjectName(*genuine.ak), secret);
+  if (!credential) return std::unexpected(NotGenuine("tpm.ek_public: " + credential.error().message()));
+  store::TpmActivation activation;
+  activation.id = HexEncode(crypto::RandomBytes(16));
+  activation.device_id = evidence.device_id;
+  activation.ek_fingerprint = genuine.ek_fingerprint;
+  activation.secret_hash = crypto::Sha256Hex(AsText(secret));
+  activation.expires_at = ToUnixSeconds(now + options_.activation_lifetime);
+  if (auto created = store_.CreateTpmActivation(activation, ToUnixSeconds(now)); !created) {
+    return std::unexpected(
+        MakeProblem(503, "unavailable", "Service unavailable", "store: " + created.error().message()));
+  }
+  protocol::AttestationResult result;
+  result.verdict = "activation-required";
+  result.device_id = evidence.device_id;
+  result.activation = protocol::TpmActivationChallenge{activation.id, std::move(credential->credential_blob),
+                                                       std::move(credential->encrypted_secret)};
+  return std::optional<protocol::AttestationResult>(std::move(result));
+}
+
+std::expected<void, protocol::Problem> Attestor::Activate(std::string_view body, TimePoint now) {
+  auto request = protocol::ParseActivationRequest(body);
+  if (!request) {
+    return std::unexpected(MakeProblem(400, "invalid-request", "Invalid request", request.error().message()));
+  }
+  auto failed = [&](std::string detail) {
+    log::Info("TPM activation refused", {{"device_id", request->device_id}, {"detail", detail}});
+    return std::unexpected(MakeProblem(403, "activation-failed", "Activation failed", std::move(detail)));
+  };
+  auto activation = store_.TakeTpmActivation(request->activation_id, ToUnixSeconds(now));
+  if (!activation && activation.error().code() == ErrorCode::kNotFound) {
+    return failed("no such activation (unknown, used or expired): attest again");
+  }
+  if (!activation) {
+    return std::unexpected(
+        MakeProblem(503, "unavailable", "Service unavailable", "store: " + activation.error().message()));
+  }
+  // Both compared whole, in constant time; the activation is gone either way.
+  bool device_matches = crypto::ConstantTimeEqual(activation->device_id, request->device_id);
+  bool secret_matches = crypto::ConstantTimeEqual(crypto::Sha256Hex(AsText(request->secret)), activation->secret_hash);
+  if (!device_matches || !secret_matches) {
+    return failed("the secret does not match: the attestation key is not in the TPM that holds the endorsement key");
+  }
+  store::TpmBinding binding{activation->device_id, activation->ek_fingerprint, ToUnixSeconds(now)};
+  if (auto bound = store_.BindTpmKey(binding); !bound) {
+    return std::unexpected(MakeProblem(503, "unavailable", "Service unavailable", "store: " + bound.error().message()));
+  }
+  store::AuditEvent event;
+  event.time = ToUnixSeconds(now);
+  event.actor = "device:" + activation->device_id;
+  event.action = "tpm.activated";
+  event.target = activation->device_id;
+  event.details_json = Json{{"ek_fingerprint", activation->ek_fingerprint}}.dump();
+  if (auto appended = store_.AppendAudit(event); !appended) {
+    log::Warn("cannot append audit event", {{"error", appended.error().message()}});
+  }
+  log::Info("TPM attestation key activated", {{"device_id", activation->device_id}});
+  return {};
+}
+
 Expected<protocol::Challenge> Attestor::CreateChallenge(TimePoint now) {
   protocol::Challenge challenge;
   challenge.nonce = crypto::RandomBytes(protocol::kNonceBytes);
@@ -47,7 +203,11 @@ AttestationOutcome Attestor::Attest(std::string_view body, TimePoint now) {
   auto outcome = Appraise(*parsed, now, tenant_id);
   const auto* os = FindEvent(parsed->evidence, "os");
   std::string os_version = os ? os->version : "";
-  if (outcome) {
+  if (outcome && outcome->verdict == "activation-required") {
+    // Not yet a device of the registry: nothing is recorded until its AK
+    // is proven to live in its TPM.
+    log::Info("attestation: TPM activation required", {{"device_id", parsed->evidence.device_id}});
+  } else if (outcome) {
     RecordVerdict(parsed->evidence.device_id, tenant_id, outcome->verdict, "", os_version, now);
   } else if (outcome.error().type != protocol::ProblemType("not-genuine") &&
              outcome.error().type != protocol::ProblemType("bad-signature")) {
@@ -67,7 +227,10 @@ AttestationOutcome Attestor::Appraise(const protocol::SignedEvidence& signed_evi
                                       std::string& tenant_id) {
   const auto& evidence = signed_evidence.evidence;
 
-  // 1. Genuine: the identity key is certified by a trusted manufacturer.
+  // 1. Genuine: the identity key is certified by a trusted manufacturer, and
+  // 2. the evidence is signed by that identity key. The kind of device (and
+  // so which CAs and which signature) follows the "rot" field, and each kind
+  // trusts only its own manufacturers: a chain of the other kind fails.
   if (evidence.manufacturer_chain.empty()) {
     return std::unexpected(
         MakeProblem(403, "not-genuine", "Device is not genuine", "evidence carries no manufacturer certificate chain"));
@@ -81,30 +244,9 @@ AttestationOutcome Attestor::Appraise(const protocol::SignedEvidence& signed_evi
     }
     chain.push_back(*cert);
   }
-  if (options_.manufacturer_cas.empty()) {
-    return std::unexpected(
-        MakeProblem(403, "not-genuine", "Device is not genuine", "this service trusts no manufacturer CA"));
-  }
-  std::vector<crypto::Certificate> intermediates(chain.begin() + 1, chain.end());
-  crypto::ChainVerification verification;
-  verification.at = now;
-  if (auto verified =
-          crypto::VerifyCertificateChain(chain.front(), intermediates, options_.manufacturer_cas, verification);
-      !verified) {
-    return std::unexpected(MakeProblem(403, "not-genuine", "Device is not genuine",
-                                       "manufacturer chain does not verify: " + verified.error().message()));
-  }
-  auto identity_key = chain.front().SubjectPublicKey();
-  if (!crypto::ConstantTimeEqual(crypto::Sha256Hex(AsText(identity_key.SpkiDer())), evidence.device_id)) {
-    return std::unexpected(MakeProblem(403, "not-genuine", "Device is not genuine",
-                                       "device_id is not the hash of the certified identity key"));
-  }
-
-  // 2. The evidence is signed by that identity key.
-  if (!protocol::VerifyEvidenceSignature(signed_evidence, identity_key)) {
-    return std::unexpected(
-        MakeProblem(401, "bad-signature", "Evidence signature invalid", "the evidence signature does not verify"));
-  }
+  auto genuine =
+      evidence.tpm ? VerifyTpmDevice(signed_evidence, chain, now) : VerifySoftwareDevice(signed_evidence, chain, now);
+  if (!genuine) return std::unexpected(genuine.error());
 
   // 3. Fresh: the nonce is ours, unused and unexpired. Consumed atomically.
   auto nonce_state = store_.ConsumeNonce(crypto::Sha256Hex(AsText(evidence.nonce)), ToUnixSeconds(now));
@@ -131,6 +273,14 @@ AttestationOutcome Attestor::Appraise(const protocol::SignedEvidence& signed_evi
   if (os == nullptr || runtime == nullptr) {
     return std::unexpected(
         MakeProblem(403, "policy-violation", "Measurements refused", "evidence must measure the OS and the runtime"));
+  }
+
+  // 4b. A TPM's attestation key is trusted only once the device proved it
+  // lives in the TPM holding the certified EK.
+  if (evidence.tpm) {
+    auto activation = RequireActivation(evidence, *genuine, now);
+    if (!activation) return std::unexpected(activation.error());
+    if (*activation) return std::move(**activation);
   }
 
   // 5. The CSR proves possession of the TLS key.
@@ -165,14 +315,45 @@ AttestationOutcome Attestor::Appraise(const protocol::SignedEvidence& signed_evi
     return std::unexpected(MakeProblem(503, "unavailable", "Service unavailable", "store: " + rules.error().message()));
   }
   std::string runtime_digest = HexEncode(runtime->digest);
+  auto refused = [](std::string detail) {
+    return std::unexpected(MakeProblem(403, "policy-violation", "Measurements refused", std::move(detail)));
+  };
+  std::vector<std::string> accepted_runtimes;
+  bool require_published_apps = false;
   for (const auto& rule : *rules) {
     if (rule.kind == "revoked-os-version" && rule.value == os->version) {
-      return std::unexpected(MakeProblem(403, "policy-violation", "Measurements refused",
-                                         "measurement os: version " + os->version + " is revoked"));
+      return refused("measurement os: version " + os->version + " is revoked");
     }
     if (rule.kind == "revoked-runtime-digest" && rule.value == runtime_digest) {
-      return std::unexpected(MakeProblem(403, "policy-violation", "Measurements refused",
-                                         "measurement runtime: digest " + runtime_digest + " is revoked"));
+      return refused("measurement runtime: digest " + runtime_digest + " is revoked");
+    }
+    if (rule.kind == "accepted-runtime-digest") accepted_runtimes.push_back(rule.value);
+    if (rule.kind == "require-published-apps") require_published_apps = true;
+  }
+  // Allow-lists: the first accepted runtime digest turns the list on. Every
+  // runtime event must be on it (a restart with another binary adds one).
+  if (!accepted_runtimes.empty()) {
+    for (const auto& event : evidence.measurements) {
+      if (event.type != "runtime") continue;
+      std::string digest = HexEncode(event.digest);
+      if (std::find(accepted_runtimes.begin(), accepted_runtimes.end(), digest) == accepted_runtimes.end()) {
+        return refused("measurement runtime: digest " + digest + " is not an accepted runtime digest");
+      }
+    }
+  }
+  if (require_published_apps) {
+    for (const auto& event : evidence.measurements) {
+      if (event.type != "app") continue;
+      std::string digest = HexEncode(event.digest);
+      auto image = store_.GetImage(device->tenant_id, digest);
+      if (!image && image.error().code() == ErrorCode::kNotFound) {
+        return refused("measurement app " + event.name + " " + event.version + ": image " + digest +
+                       " is not an image this tenant published");
+      }
+      if (!image) {
+        return std::unexpected(
+            MakeProblem(503, "unavailable", "Service unavailable", "store: " + image.error().message()));
+      }
     }
   }
 

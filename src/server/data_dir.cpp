@@ -12,6 +12,7 @@ Expected<DataDirectory> DataDirectory::Open(const fs::path& path) {
   CITADEL_TRY_VOID(EnsureDirectory(path, 0700));
   CITADEL_TRY_VOID(EnsureDirectory(path / "blobs", 0700));
   CITADEL_TRY_VOID(EnsureDirectory(path / "manufacturer-cas", 0755));
+  CITADEL_TRY_VOID(EnsureDirectory(path / "tpm-manufacturer-cas", 0755));
   return DataDirectory(path);
 }
 
@@ -125,10 +126,10 @@ Expected<ServiceIdentity> DataDirectory::LoadConfiguredIdentity(const fs::path& 
 }
 
 Expected<std::vector<crypto::Certificate>> DataDirectory::LoadManufacturerCas(
-    const std::vector<fs::path>& extra_files) const {
+    std::string_view subdirectory, const std::vector<fs::path>& extra_files) const {
   std::vector<fs::path> files = extra_files;
   std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(path_ / "manufacturer-cas", ec)) {
+  for (const auto& entry : fs::directory_iterator(path_ / subdirectory, ec)) {
     if (entry.path().extension() == ".pem") files.push_back(entry.path());
   }
   std::sort(files.begin(), files.end());
@@ -142,7 +143,8 @@ Expected<std::vector<crypto::Certificate>> DataDirectory::LoadManufacturerCas(
         return MakeError(ErrorCode::kInvalidArgument,
                          "manufacturer CA " + file.string() + " holds a certificate that is not a CA");
       }
-      log::Info("trusting manufacturer CA", {{"subject", cert.SubjectOneLine()}, {"file", file.string()}});
+      log::Info("trusting manufacturer CA",
+                {{"kind", subdirectory}, {"subject", cert.SubjectOneLine()}, {"file", file.string()}});
       cas.push_back(cert);
     }
   }

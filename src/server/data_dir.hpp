@@ -45,9 +45,11 @@ class DataDirectory {
   // Loads an operator-provided TLS chain and key (no service CA involved).
   static Expected<ServiceIdentity> LoadConfiguredIdentity(const std::filesystem::path& chain_file,
                                                           const std::filesystem::path& key_file);
-  // Loads DIR/manufacturer-cas/*.pem plus extra_files.
+  // Loads DIR/<subdirectory>/*.pem plus extra_files: "manufacturer-cas"
+  // (software-RoT manufacturers) or "tpm-manufacturer-cas" (TPM vendors,
+  // whose CAs certify endorsement keys).
   Expected<std::vector<crypto::Certificate>> LoadManufacturerCas(
-      const std::vector<std::filesystem::path>& extra_files) const;
+      std::string_view subdirectory, const std::vector<std::filesystem::path>& extra_files) const;
   // Creates an operator token if the store has none, writing it to
   // DIR/operator-token (0600). The token text never reaches a log.
   Expected<void> EnsureOperatorToken(store::Store& store) const;

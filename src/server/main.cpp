@@ -45,6 +45,7 @@ int main(int argc, char** argv) {
   std::string log_level = "info";
   bool log_json = false;
   std::vector<std::string> manufacturer_cas;
+  std::vector<std::string> tpm_manufacturer_cas;
   long certificate_lifetime = 24 * 60 * 60;
   long check_in_interval = 300;
   long unclaimed_retry = 30;
@@ -54,6 +55,9 @@ int main(int argc, char** argv) {
   app.add_option("--database", options.database, "PostgreSQL URL (postgresql://...); default: SQLite in --data");
   app.add_option("--trust-manufacturer-ca", manufacturer_cas,
                  "PEM file of a manufacturer CA to trust (repeatable; DATA/manufacturer-cas/*.pem are trusted too)");
+  app.add_option("--trust-tpm-manufacturer-ca", tpm_manufacturer_cas,
+                 "PEM file of a TPM vendor's CA that certifies endorsement keys (repeatable; "
+                 "DATA/tpm-manufacturer-cas/*.pem are trusted too)");
   app.add_option("--tls-certificate", options.tls_certificate_file,
                  "PEM chain (leaf first) from your PKI for the HTTPS server; default: made from DATA/service-ca.pem");
   app.add_option("--tls-key", options.tls_key_file, "PEM private key of --tls-certificate");
@@ -88,6 +92,7 @@ int main(int argc, char** argv) {
   options.listen_address = endpoint->first;
   options.port = endpoint->second;
   for (const auto& file : manufacturer_cas) options.manufacturer_ca_files.emplace_back(file);
+  for (const auto& file : tpm_manufacturer_cas) options.tpm_manufacturer_ca_files.emplace_back(file);
   options.certificate_lifetime = std::chrono::seconds(certificate_lifetime);
   options.check_in_interval = std::chrono::seconds(check_in_interval);
   options.unclaimed_retry = std::chrono::seconds(unclaimed_retry);

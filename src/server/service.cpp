@@ -34,9 +34,12 @@ Expected<std::unique_ptr<Service>> Service::Create(const ServiceOptions& options
   }
   CITADEL_TRY_VOID(service->data_dir_->EnsureOperatorToken(*service->store_));
 
-  auto manufacturer_cas = service->data_dir_->LoadManufacturerCas(options.manufacturer_ca_files);
+  auto manufacturer_cas = service->data_dir_->LoadManufacturerCas("manufacturer-cas", options.manufacturer_ca_files);
   if (!manufacturer_cas) return std::unexpected(manufacturer_cas.error());
-  if (manufacturer_cas->empty()) {
+  auto tpm_manufacturer_cas =
+      service->data_dir_->LoadManufacturerCas("tpm-manufacturer-cas", options.tpm_manufacturer_ca_files);
+  if (!tpm_manufacturer_cas) return std::unexpected(tpm_manufacturer_cas.error());
+  if (manufacturer_cas->empty() && tpm_manufacturer_cas->empty()) {
     log::Warn("no manufacturer CA is trusted: every device will be refused as not genuine",
               {{"dir", (options.data_dir / "manufacturer-cas").string()}});
   }
@@ -44,6 +47,7 @@ Expected<std::unique_ptr<Service>> Service::Create(const ServiceOptions& options
   service->authorities_ = std::make_unique<TenantCaCache>(*service->store_, service->master_key_);
   AttestorOptions attestor_options;
   attestor_options.manufacturer_cas = std::move(*manufacturer_cas);
+  attestor_options.tpm_manufacturer_cas = std::move(*tpm_manufacturer_cas);
   attestor_options.certificate_lifetime = options.certificate_lifetime;
   attestor_options.unclaimed_retry = options.unclaimed_retry;
   service->attestor_ = std::make_unique<Attestor>(*service->store_, *service->authorities_, attestor_options);

@@ -34,6 +34,7 @@ struct ServiceOptions {
   std::filesystem::path data_dir = "var/server";
   std::string database;  // "postgresql://..." or empty for DATA/citadel.db
   std::vector<std::filesystem::path> manufacturer_ca_files;
+  std::vector<std::filesystem::path> tpm_manufacturer_ca_files;  // CAs of TPM vendors (EK certificates)
   std::vector<std::string> host_names;
   // A certificate chain (PEM, leaf first) and key from the operator's PKI;
   // when empty the service uses the one it made from its own service CA.

@@ -378,11 +378,33 @@ CREATE TABLE device_telemetry (
 CREATE INDEX device_telemetry_by_day ON device_telemetry (day);
 )sql";
 
+// TPM attestation keys: credential activations in flight (5 minutes, one
+// try each) and the bindings they prove (this AK lives in the TPM holding
+// that EK). device_id is the AK's device id; the device may not be in
+// `devices` yet (the binding comes before the registry step).
+constexpr std::string_view kTpmSchema = R"sql(
+CREATE TABLE tpm_activations (
+  id TEXT PRIMARY KEY,
+  device_id TEXT NOT NULL,
+  ek_fingerprint TEXT NOT NULL,
+  secret_hash TEXT NOT NULL,
+  expires_at BIGINT NOT NULL
+);
+CREATE INDEX tpm_activations_by_expiry ON tpm_activations (expires_at);
+
+CREATE TABLE tpm_bindings (
+  device_id TEXT PRIMARY KEY,
+  ek_fingerprint TEXT NOT NULL,
+  bound_at BIGINT NOT NULL
+);
+)sql";
+
 constexpr std::array kMigrations = {
     Migration{1, "initial schema", kInitialSchema},
     Migration{2, "publisher keys and app development capabilities", kAppTrustSchema},
     Migration{3, "updates: repositories, images, deployments", kUpdatesSchema},
     Migration{4, "failure reporting: issues, reports, symbols, telemetry", kFailureReportingSchema},
+    Migration{5, "TPM attestation keys: credential activations and bindings", kTpmSchema},
 };
 
 }  // namespace

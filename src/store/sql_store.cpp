@@ -736,6 +736,64 @@ Expected<std::int64_t> SqlStore::PurgeExpiredNonces(std::int64_t before) {
   return Explain(std::move(purged), "purging expired nonces");
 }
 
+// ---------------------------------------------------------------- TPM keys
+
+Expected<void> SqlStore::CreateTpmActivation(const TpmActivation& activation, std::int64_t now) {
+  CITADEL_TRY_VOID(RequireNonEmpty(activation.id, "activation id"));
+  CITADEL_TRY_VOID(RequireNonEmpty(activation.device_id, "device id"));
+  CITADEL_TRY_VOID(RequireNonEmpty(activation.secret_hash, "secret hash"));
+  auto created = InTransaction(*pool_, [&](SqlConnection& connection) -> Expected<void> {
+    CITADEL_TRY_VOID(connection.Execute("DELETE FROM tpm_activations WHERE expires_at <= $1", {now}));
+    CITADEL_TRY_VOID(
+        connection.Execute("INSERT INTO tpm_activations (id, device_id, ek_fingerprint, secret_hash, expires_at) "
+                           "VALUES ($1, $2, $3, $4, $5)",
+                           {activation.id, activation.device_id, activation.ek_fingerprint, activation.secret_hash,
+                            activation.expires_at}));
+    return kOk;
+  });
+  return Explain(std::move(created), "creating a TPM activation");
+}
+
+Expected<TpmActivation> SqlStore::TakeTpmActivation(std::string_view id, std::int64_t now) {
+  auto taken = WithConnection(*pool_, [&](SqlConnection& connection) -> Expected<TpmActivation> {
+    // DELETE ... RETURNING: exactly one caller gets the row, however many race.
+    CITADEL_TRY(SqlResult result, connection.Execute("DELETE FROM tpm_activations WHERE id = $1 "
+                                                     "RETURNING id, device_id, ek_fingerprint, secret_hash, expires_at",
+                                                     {id}));
+    if (result.rows.empty()) return MakeError(ErrorCode::kNotFound, "no such activation (unknown or already used)");
+    const SqlRow& row = result.rows.front();
+    TpmActivation activation{row.Text(0), row.Text(1), row.Text(2), row.Text(3), row.Int(4)};
+    if (now >= activation.expires_at) return MakeError(ErrorCode::kNotFound, "the activation expired");
+    return activation;
+  });
+  return Explain(std::move(taken), "taking a TPM activation");
+}
+
+Expected<void> SqlStore::BindTpmKey(const TpmBinding& binding) {
+  CITADEL_TRY_VOID(RequireNonEmpty(binding.device_id, "device id"));
+  CITADEL_TRY_VOID(RequireNonEmpty(binding.ek_fingerprint, "EK fingerprint"));
+  auto bound = InTransaction(*pool_, [&](SqlConnection& connection) -> Expected<void> {
+    CITADEL_TRY_VOID(connection.Execute("DELETE FROM tpm_bindings WHERE device_id = $1", {binding.device_id}));
+    CITADEL_TRY_VOID(
+        connection.Execute("INSERT INTO tpm_bindings (device_id, ek_fingerprint, bound_at) VALUES ($1, $2, $3)",
+                           {binding.device_id, binding.ek_fingerprint, binding.bound_at}));
+    return kOk;
+  });
+  return Explain(std::move(bound), "binding a TPM key");
+}
+
+Expected<std::optional<TpmBinding>> SqlStore::GetTpmBinding(std::string_view device_id) {
+  auto found = WithConnection(*pool_, [&](SqlConnection& connection) -> Expected<std::optional<TpmBinding>> {
+    CITADEL_TRY(SqlResult result,
+                connection.Execute("SELECT device_id, ek_fingerprint, bound_at FROM tpm_bindings WHERE device_id = $1",
+                                   {device_id}));
+    if (result.rows.empty()) return std::optional<TpmBinding>();
+    const SqlRow& row = result.rows.front();
+    return std::optional<TpmBinding>(TpmBinding{row.Text(0), row.Text(1), row.Int(2)});
+  });
+  return Explain(std::move(found), "reading a TPM binding");
+}
+
 // ---------------------------------------------------------------- certificates
 
 Expected<void> SqlStore::RecordCertificate(const IssuedCertificate& certificate) {

@@ -66,6 +66,11 @@ class SqlStore final : public Store {
   Expected<NonceResult> ConsumeNonce(std::string_view nonce_hash, std::int64_t now) override;
   Expected<std::int64_t> PurgeExpiredNonces(std::int64_t before) override;
 
+  Expected<void> CreateTpmActivation(const TpmActivation& activation, std::int64_t now) override;
+  Expected<TpmActivation> TakeTpmActivation(std::string_view id, std::int64_t now) override;
+  Expected<void> BindTpmKey(const TpmBinding& binding) override;
+  Expected<std::optional<TpmBinding>> GetTpmBinding(std::string_view device_id) override;
+
   Expected<void> RecordCertificate(const IssuedCertificate& certificate) override;
   Expected<IssuedCertificate> GetCertificate(std::string_view serial_hex) override;
   Expected<void> RevokeCertificate(std::string_view serial_hex) override;

@@ -458,6 +458,25 @@ std::int64_t CounterDelta(std::int64_t previous, std::int64_t current);
 
 enum class NonceResult { kConsumed, kUnknownOrUsed, kExpired };
 
+// Credential activation of a TPM attestation key (docs/ARCHITECTURE.md,
+// "Credential activation"): the service made a credential that only the
+// TPM holding the EK can open for that AK; the device proves it by
+// returning the secret.
+struct TpmActivation {
+  std::string id;              // random, hex; names the activation to the device
+  std::string device_id;       // SHA-256 hex of the AK's SPKI
+  std::string ek_fingerprint;  // SHA-256 hex of the EK certificate (DER)
+  std::string secret_hash;     // SHA-256 hex of the secret inside the credential
+  std::int64_t expires_at = 0;
+};
+// Proven: the device's AK lives in the TPM whose EK certificate has this
+// fingerprint.
+struct TpmBinding {
+  std::string device_id;
+  std::string ek_fingerprint;
+  std::int64_t bound_at = 0;
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -518,6 +537,18 @@ class Store {
   virtual Expected<NonceResult> ConsumeNonce(std::string_view nonce_hash, std::int64_t now) = 0;
   // Removes nonces that expired before `before`; returns how many.
   virtual Expected<std::int64_t> PurgeExpiredNonces(std::int64_t before) = 0;
+
+  // TPM credential activations. Create also drops every activation expired
+  // at `now`.
+  [[nodiscard]] virtual Expected<void> CreateTpmActivation(const TpmActivation& activation, std::int64_t now) = 0;
+  // Atomically removes the activation and returns it: one try each, so a
+  // wrong secret burns it. kNotFound when unknown, already taken, or
+  // expired (now >= expires_at).
+  virtual Expected<TpmActivation> TakeTpmActivation(std::string_view id, std::int64_t now) = 0;
+  // Records the binding, replacing the device's earlier one.
+  [[nodiscard]] virtual Expected<void> BindTpmKey(const TpmBinding& binding) = 0;
+  // nullopt when the device's AK was never bound.
+  virtual Expected<std::optional<TpmBinding>> GetTpmBinding(std::string_view device_id) = 0;
 
   // Device certificates. RecordCertificate also sets the device's current
   // certificate serial and expiry (kFailedPrecondition unless the device is

@@ -10,35 +10,18 @@
 #include <memory>
 #include <string>
 
+#include "crypto/openssl_ptr.hpp"
+
 namespace citadel::tpm {
 namespace {
-
-struct ParamBuildDeleter {
-  void operator()(OSSL_PARAM_BLD* build) const { OSSL_PARAM_BLD_free(build); }
-};
-struct ParamDeleter {
-  void operator()(OSSL_PARAM* params) const { OSSL_PARAM_free(params); }
-};
-struct PkeyCtxDeleter {
-  void operator()(EVP_PKEY_CTX* context) const { EVP_PKEY_CTX_free(context); }
-};
-struct BignumDeleter {
-  void operator()(BIGNUM* number) const { BN_free(number); }
-};
-
-std::string Hex(std::uint32_t value) {
-  char text[16];
-  (void)std::snprintf(text, sizeof text, "0x%x", value);
-  return text;
-}
 
 // An EVP_PKEY from parameters built by `fill` (the EC or RSA key data).
 template <typename Fill>
 Expected<crypto::PublicKey> KeyFromParams(const char* type, Fill fill) {
-  std::unique_ptr<OSSL_PARAM_BLD, ParamBuildDeleter> build(OSSL_PARAM_BLD_new());
+  crypto::OsslParamBldPtr build(OSSL_PARAM_BLD_new());
   if (!build || !fill(build.get())) return MakeError(ErrorCode::kInternal, "tpm: building key parameters");
-  std::unique_ptr<OSSL_PARAM, ParamDeleter> params(OSSL_PARAM_BLD_to_param(build.get()));
-  std::unique_ptr<EVP_PKEY_CTX, PkeyCtxDeleter> context(EVP_PKEY_CTX_new_from_name(nullptr, type, nullptr));
+  crypto::OsslParamPtr params(OSSL_PARAM_BLD_to_param(build.get()));
+  crypto::EvpPkeyCtxPtr context(EVP_PKEY_CTX_new_from_name(nullptr, type, nullptr));
   EVP_PKEY* key = nullptr;
   if (!params || !context || EVP_PKEY_fromdata_init(context.get()) != 1 ||
       EVP_PKEY_fromdata(context.get(), &key, EVP_PKEY_PUBLIC_KEY, params.get()) != 1 || key == nullptr) {
@@ -52,10 +35,22 @@ Expected<crypto::PublicKey> KeyFromParams(const char* type, Fill fill) {
 
 }  // namespace
 
+std::string HandleHex(std::uint32_t value) {
+  char text[16];
+  (void)std::snprintf(text, sizeof text, "0x%08x", value);
+  return text;
+}
+
 Expected<PublicArea> ParsePublic(std::span<const std::uint8_t> tpm2b_public) {
   if (tpm2b_public.size() > sizeof(TPM2B_PUBLIC)) {
     return MakeError(ErrorCode::kParse, "tpm: public area of " + std::to_string(tpm2b_public.size()) +
                                             " bytes is larger than any TPM2B_PUBLIC");
+  }
+  // The size prefix must cover exactly the rest: the name is computed over
+  // these bytes, so they must be the TPMT_PUBLIC and nothing else.
+  if (tpm2b_public.size() < 2 ||
+      ((static_cast<std::size_t>(tpm2b_public[0]) << 8) | tpm2b_public[1]) != tpm2b_public.size() - 2) {
+    return MakeError(ErrorCode::kParse, "tpm: the TPM2B_PUBLIC's size prefix does not match its length");
   }
   TPM2B_PUBLIC parsed{};
   std::size_t offset = 0;
@@ -70,12 +65,12 @@ Expected<PublicArea> ParsePublic(std::span<const std::uint8_t> tpm2b_public) {
   result.area = parsed.publicArea;
   const TPMT_PUBLIC& area = result.area;
   if (area.nameAlg != TPM2_ALG_SHA256) {
-    return MakeError(ErrorCode::kInvalidArgument, "tpm: name algorithm " + Hex(area.nameAlg) + " is not SHA-256");
+    return MakeError(ErrorCode::kInvalidArgument, "tpm: name algorithm " + HandleHex(area.nameAlg) + " is not SHA-256");
   }
   if (area.type == TPM2_ALG_ECC) {
     if (area.parameters.eccDetail.curveID != TPM2_ECC_NIST_P256) {
       return MakeError(ErrorCode::kInvalidArgument,
-                       "tpm: ECC curve " + Hex(area.parameters.eccDetail.curveID) + " is not NIST P-256");
+                       "tpm: ECC curve " + HandleHex(area.parameters.eccDetail.curveID) + " is not NIST P-256");
     }
     if (area.unique.ecc.x.size != 32 || area.unique.ecc.y.size != 32) {
       return MakeError(ErrorCode::kInvalidArgument, "tpm: a P-256 point needs 32-byte coordinates");
@@ -85,7 +80,7 @@ Expected<PublicArea> ParsePublic(std::span<const std::uint8_t> tpm2b_public) {
       return MakeError(ErrorCode::kInvalidArgument, "tpm: only RSA 2048 keys are used");
     }
   } else {
-    return MakeError(ErrorCode::kInvalidArgument, "tpm: key type " + Hex(area.type) + " is not ECC or RSA");
+    return MakeError(ErrorCode::kInvalidArgument, "tpm: key type " + HandleHex(area.type) + " is not ECC or RSA");
   }
   // The name covers the TPMT_PUBLIC exactly as marshalled.
   result.marshalled.assign(tpm2b_public.begin() + 2, tpm2b_public.end());
@@ -125,9 +120,9 @@ Expected<crypto::PublicKey> ToPublicKey(const PublicArea& area) {
              OSSL_PARAM_BLD_push_octet_string(build, OSSL_PKEY_PARAM_PUB_KEY, point.data(), point.size()) == 1;
     });
   }
-  std::unique_ptr<BIGNUM, BignumDeleter> modulus(BN_bin2bn(key.unique.rsa.buffer, key.unique.rsa.size, nullptr));
+  crypto::BignumPtr modulus(BN_bin2bn(key.unique.rsa.buffer, key.unique.rsa.size, nullptr));
   std::uint32_t exponent_value = key.parameters.rsaDetail.exponent == 0 ? 65537 : key.parameters.rsaDetail.exponent;
-  std::unique_ptr<BIGNUM, BignumDeleter> exponent(BN_new());
+  crypto::BignumPtr exponent(BN_new());
   if (!modulus || !exponent || BN_set_word(exponent.get(), exponent_value) != 1) {
     return MakeError(ErrorCode::kInternal, "tpm: out of memory");
   }

@@ -13,12 +13,16 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
 
 #include "common/encoding.hpp"
 #include "common/error.hpp"
 #include "crypto/crypto.hpp"
 
 namespace citadel::tpm {
+
+// "0x81000002": a handle, algorithm or attribute value for messages.
+std::string HandleHex(std::uint32_t value);
 
 // A parsed public area with the bytes it came from.
 struct PublicArea {

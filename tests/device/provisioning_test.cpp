@@ -163,14 +163,21 @@ TEST(RotBackendTest, IdNeedsAnExistingIdentity) {
   EXPECT_EQ(*again, provisioned->device_id);
 }
 
-TEST(RotBackendTest, Tpm2IsRefusedClearly) {
+TEST(RotBackendTest, Tpm2NamesWhatIsMissing) {
   auto backend = ParseRotBackend("tpm2");
   ASSERT_TRUE(backend);
   testing::TempDir dir;
-  auto rot = OpenRootOfTrust(*backend, dir.path(), RotOpenMode::kCreateIfMissing);
-  ASSERT_FALSE(rot);
-  EXPECT_EQ(rot.error().code(), ErrorCode::kFailedPrecondition);
-  EXPECT_NE(rot.error().message().find("--rot software"), std::string::npos);
+  auto unprovisioned = OpenRootOfTrust(*backend, dir.path(), RotOpenMode::kMustExist, "swtpm:host=127.0.0.1,port=1");
+  ASSERT_FALSE(unprovisioned);
+  EXPECT_EQ(unprovisioned.error().code(), ErrorCode::kNotFound);
+  EXPECT_NE(unprovisioned.error().message().find("citadeld provision --rot tpm2"), std::string::npos)
+      << unprovisioned.error().message();
+  // Nothing listens on port 1 of the loopback: the TCTI is named.
+  auto unreachable =
+      OpenRootOfTrust(*backend, dir.path(), RotOpenMode::kCreateIfMissing, "swtpm:host=127.0.0.1,port=1");
+  ASSERT_FALSE(unreachable);
+  EXPECT_NE(unreachable.error().message().find("swtpm:host=127.0.0.1,port=1"), std::string::npos)
+      << unreachable.error().message();
   EXPECT_FALSE(ParseRotBackend("hsm"));
 }
 

@@ -109,6 +109,34 @@ TEST_F(EvidenceTest, RoundTripSignsAndVerifies) {
   EXPECT_EQ(parsed->canonical_evidence, CanonicalJson(Json::parse(body)["evidence"]).value());
 }
 
+// "tpm" rides with rot "tpm2" and only with it; its keys are bounded base64.
+TEST_F(EvidenceTest, TpmMemberIsPresentExactlyForTpmEvidence) {
+  Provision();
+  Json body = SignedJson();
+  EXPECT_FALSE(body["evidence"].contains("tpm"));
+  body["evidence"]["tpm"] = Json{{"ek_public", Base64Encode(Bytes{1, 2})}, {"ak_public", Base64Encode(Bytes{3})}};
+  EXPECT_THAT(ParseError(body).message(), HasSubstr("evidence.tpm: must be present exactly when rot is \"tpm2\""));
+
+  body["evidence"]["rot"] = "tpm2";
+  auto parsed = ParseSignedEvidence(body.dump());
+  ASSERT_TRUE(parsed.has_value()) << parsed.error().message();
+  ASSERT_TRUE(parsed->evidence.tpm.has_value());
+  EXPECT_EQ(parsed->evidence.tpm->ek_public, (Bytes{1, 2}));
+  EXPECT_EQ(parsed->evidence.tpm->ak_public, (Bytes{3}));
+  // It is part of what the signature covers.
+  EXPECT_NE(parsed->canonical_evidence.find("\"tpm\""), std::string::npos);
+  EXPECT_EQ(parsed->canonical_evidence, CanonicalJson(EvidenceToJson(parsed->evidence)).value());
+
+  Json oversize = body;
+  oversize["evidence"]["tpm"]["ak_public"] = Base64Encode(Bytes(1025, 9));
+  EXPECT_THAT(ParseError(oversize).message(), HasSubstr("evidence.tpm.ak_public: expected base64 of at most 1024"));
+  Json extra = body;
+  extra["evidence"]["tpm"]["pcrs"] = 1;
+  EXPECT_THAT(ParseError(extra).message(), HasSubstr("evidence.tpm"));
+  body["evidence"].erase("tpm");
+  EXPECT_THAT(ParseError(body).message(), HasSubstr("evidence.tpm: must be present"));
+}
+
 TEST_F(EvidenceTest, NonCanonicalSpellingOfTheSameEvidenceStillVerifies) {
   Provision();
   std::string pretty = Json::parse(SignedBody()).dump(2);
@@ -417,6 +445,59 @@ TEST(AttestationResultTest, UnclaimedAndUnknownVerdicts) {
   auto hostile = ParseAttestationResult(R"({"verdict":"ok\u001b[2J"})");
   ASSERT_FALSE(hostile.has_value());
   EXPECT_THAT(hostile.error().message(), HasSubstr("unknown verdict \"ok\\x1b[2J\""));
+}
+
+TEST(AttestationResultTest, ActivationRequiredRoundTripIsStrict) {
+  AttestationResult required;
+  required.verdict = "activation-required";
+  required.device_id = std::string(64, 'a');
+  required.activation = TpmActivationChallenge{"0123abcd", Bytes{1, 2, 3}, Bytes{4, 5}};
+  auto parsed = ParseAttestationResult(AttestationResultToJson(required).dump());
+  ASSERT_TRUE(parsed.has_value()) << parsed.error().message();
+  ASSERT_TRUE(parsed->activation.has_value());
+  EXPECT_EQ(parsed->activation->id, "0123abcd");
+  EXPECT_EQ(parsed->activation->credential_blob, (Bytes{1, 2, 3}));
+  EXPECT_EQ(parsed->activation->encrypted_secret, (Bytes{4, 5}));
+  EXPECT_TRUE(parsed->certificate.empty());
+
+  Json body = AttestationResultToJson(required);
+  body["activation"].erase("encrypted_secret");
+  auto missing = ParseAttestationResult(body.dump());
+  ASSERT_FALSE(missing.has_value());
+  EXPECT_THAT(missing.error().message(), HasSubstr("activation.encrypted_secret"));
+  body = AttestationResultToJson(required);
+  body["activation"]["id"] = "NOT-HEX";
+  EXPECT_FALSE(ParseAttestationResult(body.dump()).has_value());
+  body = AttestationResultToJson(required);
+  body["activation"]["credential_blob"] = "%%%";
+  auto bad = ParseAttestationResult(body.dump());
+  ASSERT_FALSE(bad.has_value());
+  EXPECT_THAT(bad.error().message(), HasSubstr("activation.credential_blob: expected base64"));
+  EXPECT_FALSE(ParseAttestationResult(R"({"verdict":"activation-required"})").has_value());
+}
+
+TEST(ActivationRequestTest, RoundTripIsStrictAndBounded) {
+  ActivationRequest request{"00ff", std::string(64, 'b'), Bytes(32, 7)};
+  auto parsed = ParseActivationRequest(ActivationRequestToJson(request).dump());
+  ASSERT_TRUE(parsed.has_value()) << parsed.error().message();
+  EXPECT_EQ(parsed->activation_id, "00ff");
+  EXPECT_EQ(parsed->device_id, std::string(64, 'b'));
+  EXPECT_EQ(parsed->secret, Bytes(32, 7));
+
+  Json body = ActivationRequestToJson(request);
+  body["extra"] = 1;
+  EXPECT_THAT(ParseActivationRequest(body.dump()).error().message(), HasSubstr("extra"));
+  body = ActivationRequestToJson(request);
+  body["device_id"] = "short";
+  EXPECT_THAT(ParseActivationRequest(body.dump()).error().message(), HasSubstr("device_id"));
+  body = ActivationRequestToJson(request);
+  body["secret"] = Base64Encode(Bytes(65, 1));
+  EXPECT_THAT(ParseActivationRequest(body.dump()).error().message(),
+              HasSubstr("secret: expected base64 of at most 64 bytes"));
+  body = ActivationRequestToJson(request);
+  body["secret"] = "";
+  EXPECT_FALSE(ParseActivationRequest(body.dump()).has_value());
+  EXPECT_FALSE(ParseActivationRequest("not json").has_value());
 }
 
 TEST(ProblemTest, RoundTripAndTolerance) {

@@ -56,6 +56,7 @@ class ServiceFixture : public ::testing::Test {
     options.data_dir = dir_.path() / "server";
     options.manufacturer_ca_files = {ca_file};
     options.threads = 2;
+    Configure(options);
     service_ = Must(Service::Create(options), "creating the service");
     ASSERT_TRUE(service_->Start());
     service_ca_ = Must(ReadFile(options.data_dir / "service-ca.pem"), "service CA");
@@ -63,7 +64,12 @@ class ServiceFixture : public ::testing::Test {
     operator_token_ = token.substr(0, token.find('\n'));
   }
 
-  void TearDown() override { service_->Stop(); }
+  void TearDown() override {
+    if (service_) service_->Stop();
+  }
+
+  // Called before the service is created: a derived fixture adds its settings.
+  virtual void Configure(ServiceOptions& options) { (void)options; }
 
   store::Store& Store() { return service_->store(); }
 

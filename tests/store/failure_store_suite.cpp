@@ -360,7 +360,7 @@ TEST_P(StoreSuite, DeviceGroupsCarryTheCrashDumpsFlag) {
   EXPECT_EQ(CodeOf(store_->SetDeviceGroupCrashDumps("t2", "t1-g", true)), ErrorCode::kNotFound);
 }
 
-TEST_P(StoreSuite, SchemaIsAtVersionFour) { EXPECT_EQ(Value(store_->SchemaVersion()), 4); }
+TEST_P(StoreSuite, SchemaIsAtVersionFive) { EXPECT_EQ(Value(store_->SchemaVersion()), 5); }
 
 TEST(CounterDeltaTest, ResetCountsTheNewValue) {
   EXPECT_EQ(CounterDelta(10, 15), 5);

@@ -563,6 +563,72 @@ TEST_P(StoreSuite, NonceIsConsumedExactlyOnceUnderRace) {
   EXPECT_EQ(*replay, NonceResult::kUnknownOrUsed);
 }
 
+// A TPM activation is taken once, by one caller, however many race; a
+// taken, unknown or expired one is kNotFound; the binding it leads to is
+// read back and replaced by a later one.
+TEST_P(StoreSuite, TpmActivationIsTakenExactlyOnceUnderRace) {
+  const TpmActivation activation{"act-1", std::string(64, 'a'), std::string(64, 'e'), std::string(64, 's'), 1000};
+  ASSERT_OK(store_->CreateTpmActivation(activation, 500));
+  EXPECT_EQ(CodeOf(store_->CreateTpmActivation(activation, 500)), ErrorCode::kAlreadyExists);
+
+  std::latch start(kRacers);
+  std::vector<std::optional<TpmActivation>> taken(kRacers);
+  std::vector<ErrorCode> codes(kRacers, ErrorCode::kInternal);
+  std::vector<std::thread> threads;
+  threads.reserve(kRacers);
+  for (int i = 0; i < kRacers; ++i) {
+    threads.emplace_back([&, i] {
+      start.arrive_and_wait();
+      auto result = store_->TakeTpmActivation("act-1", 600);
+      if (result) {
+        taken[static_cast<std::size_t>(i)] = *result;
+      } else {
+        codes[static_cast<std::size_t>(i)] = result.error().code();
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  int winners = 0;
+  for (int i = 0; i < kRacers; ++i) {
+    if (taken[static_cast<std::size_t>(i)]) {
+      ++winners;
+      EXPECT_EQ(taken[static_cast<std::size_t>(i)]->device_id, activation.device_id);
+      EXPECT_EQ(taken[static_cast<std::size_t>(i)]->ek_fingerprint, activation.ek_fingerprint);
+      EXPECT_EQ(taken[static_cast<std::size_t>(i)]->secret_hash, activation.secret_hash);
+      EXPECT_EQ(taken[static_cast<std::size_t>(i)]->expires_at, 1000);
+    } else {
+      EXPECT_EQ(codes[static_cast<std::size_t>(i)], ErrorCode::kNotFound);
+    }
+  }
+  EXPECT_EQ(winners, 1);
+  EXPECT_EQ(CodeOf(store_->TakeTpmActivation("act-1", 601)), ErrorCode::kNotFound);
+  EXPECT_EQ(CodeOf(store_->TakeTpmActivation("never", 601)), ErrorCode::kNotFound);
+}
+
+TEST_P(StoreSuite, TpmActivationExpiresAndBindingsAreReplaced) {
+  ASSERT_OK(store_->CreateTpmActivation({"act-2", std::string(64, 'b'), "ek", "hash", 1000}, 500));
+  EXPECT_EQ(CodeOf(store_->TakeTpmActivation("act-2", 1000)), ErrorCode::kNotFound);  // at expiry: gone
+  // Creating another activation later drops the expired ones.
+  ASSERT_OK(store_->CreateTpmActivation({"act-3", std::string(64, 'c'), "ek", "hash", 3000}, 1500));
+  ASSERT_OK(store_->CreateTpmActivation({"act-4", std::string(64, 'c'), "ek", "hash", 1400}, 1000));
+  ASSERT_OK(store_->CreateTpmActivation({"act-5", std::string(64, 'c'), "ek", "hash", 9000}, 2000));
+  EXPECT_EQ(CodeOf(store_->TakeTpmActivation("act-4", 1300)), ErrorCode::kNotFound) << "dropped at 2000";
+  EXPECT_TRUE(store_->TakeTpmActivation("act-3", 2500).has_value());
+
+  const std::string device(64, 'd');
+  auto none = store_->GetTpmBinding(device);
+  ASSERT_OK(none);
+  EXPECT_FALSE(none->has_value());
+  ASSERT_OK(store_->BindTpmKey({device, "ek-1", 100}));
+  ASSERT_OK(store_->BindTpmKey({device, "ek-2", 200}));
+  auto bound = store_->GetTpmBinding(device);
+  ASSERT_OK(bound);
+  ASSERT_TRUE(bound->has_value());
+  EXPECT_EQ((*bound)->ek_fingerprint, "ek-2");
+  EXPECT_EQ((*bound)->bound_at, 200);
+  EXPECT_EQ(CodeOf(store_->BindTpmKey({"", "ek", 1})), ErrorCode::kInvalidArgument);
+}
+
 TEST_P(StoreSuite, NonceExpiresAndUnknownNoncesAreRejected) {
   const std::string hash(64, '2');
   ASSERT_OK(store_->CreateNonce(hash, 1000));
