@@ -105,7 +105,11 @@ struct AppManager::Supervised {
 };
 
 AppManager::AppManager(AppStore& store, AppLauncher& launcher, ManagerOptions options, UniqueFd epoll, UniqueFd wake)
-    : store_(store), launcher_(launcher), options_(options), epoll_(std::move(epoll)), wake_(std::move(wake)) {}
+    : store_(store),
+      launcher_(launcher),
+      options_(std::move(options)),
+      epoll_(std::move(epoll)),
+      wake_(std::move(wake)) {}
 
 Expected<std::unique_ptr<AppManager>> AppManager::Create(AppStore& store, AppLauncher& launcher,
                                                          ManagerOptions options) {
@@ -119,7 +123,8 @@ Expected<std::unique_ptr<AppManager>> AppManager::Create(AppStore& store, AppLau
   if (::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, wake.get(), &event) != 0) {
     return MakeError(ErrorCode::kInternal, "epoll_ctl: " + ErrnoText(errno));
   }
-  std::unique_ptr<AppManager> manager(new AppManager(store, launcher, options, std::move(epoll), std::move(wake)));
+  std::unique_ptr<AppManager> manager(
+      new AppManager(store, launcher, std::move(options), std::move(epoll), std::move(wake)));
   manager->thread_ = std::thread([raw = manager.get()] { raw->Loop(); });
   return manager;
 }
@@ -224,6 +229,7 @@ void AppManager::Loop() {
 
 void AppManager::LaunchNow(const std::string& component_id) {
   LaunchRequest request;
+  std::optional<InstalledApp> to_measure;
   UniqueFd read_end;
   UniqueFd write_end;
   Expected<std::unique_ptr<RunningApp>> launched = MakeError(ErrorCode::kInternal, "not launched");
@@ -266,6 +272,7 @@ void AppManager::LaunchNow(const std::string& component_id) {
     request.uid = AppUid(app->slot);
     request.gid = static_cast<gid_t>(AppUid(app->slot));
     request.log_fd = write_end.get();
+    to_measure = *app;
   }
 
   // The launch may take a while (namespaces, mounts, mkfs): without the lock,
@@ -278,7 +285,13 @@ void AppManager::LaunchNow(const std::string& component_id) {
     launch = ++launches_;
     crash_targets_[component_id] = CrashTarget{-1, launch, std::nullopt};
   }
-  launched = launcher_.Launch(request);
+  Expected<void> measured = kOk;
+  if (options_.measure) measured = options_.measure(*to_measure);
+  if (measured) {
+    launched = launcher_.Launch(request);
+  } else {
+    launched = WrapError(measured.error(), "measuring the app image");
+  }
   write_end.Reset();  // the instance holds its own copy; EOF comes when it exits
 
   std::lock_guard lock(mutex_);

@@ -94,6 +94,11 @@ struct ManagerOptions {
   // are recorded. Must outlive the manager; Record is called with the
   // manager's lock held (reports::FailureSink's contract allows it).
   reports::FailureSink* failure_sink = nullptr;
+  // Measures an app's image into the root of trust before each launch
+  // (citadeld: AppRuntime, register kApps); an error fails the launch, so
+  // nothing runs unmeasured. Empty: no measurement (tests). Called without
+  // the manager's lock.
+  std::function<Expected<void>(const InstalledApp& app)> measure;
 };
 
 // Who refused what an app tried: the seccomp filter (a system call) or the

@@ -1,5 +1,6 @@
 #include "apps/runtime.hpp"
 
+#include "common/encoding.hpp"
 #include "common/log.hpp"
 
 namespace citadel::apps {
@@ -76,8 +77,35 @@ Expected<std::unique_ptr<AppRuntime>> AppRuntime::Start(AppRuntimeSettings setti
   launcher_options.favour_dynamic_cgroup_modifications = settings.cgroup_favordynmods;
   CITADEL_TRY(runtime->launcher_,
               SandboxLauncher::Create(std::move(launcher_options), *runtime->broker_, *runtime->supervisor_));
+  // Every image is measured before it runs (docs/ARCHITECTURE.md, TPM
+  // measurements): once per image and version in this process; the TPM
+  // backend also skips an event already in this boot's log.
+  settings.manager.measure = [self, &rot](const InstalledApp& app) -> Expected<void> {
+    rot::MeasurementEvent event{
+        static_cast<std::uint32_t>(rot::Register::kApps), "app", app.component_id, app.version, {}};
+    const std::string& hex = app.image_sha256.empty() ? app.digest : app.image_sha256;
+    auto digest = HexDecode(hex);
+    if (!digest || digest->size() != event.digest.size()) {
+      return MakeError(ErrorCode::kInternal, "app " + app.component_id + " has no image digest to measure");
+    }
+    std::copy(digest->begin(), digest->end(), event.digest.begin());
+    std::lock_guard lock(self->measured_mutex_);
+    std::string key = app.component_id + "\n" + app.version + "\n" + hex;
+    if (self->measured_.contains(key)) return kOk;
+    CITADEL_TRY_VOID(rot.Extend(event));
+    self->measured_.insert(std::move(key));
+    return kOk;
+  };
   CITADEL_TRY(runtime->manager_, AppManager::Create(*runtime->store_, *runtime->launcher_, settings.manager));
   runtime->violations_to_.store(runtime->manager_.get());
+  // Installed images are measured now, before the device's first
+  // attestation reads the log; later installs are measured as they start.
+  for (const InstalledApp& app : runtime->store_->List()) {
+    if (auto measured = settings.manager.measure(app); !measured) {
+      log::Error("cannot measure an installed app",
+                 {{"component_id", app.component_id}, {"reason", measured.error().message()}});
+    }
+  }
   runtime->manager_->StartDesired();
 
   if (settings.dev_interface) {

@@ -23,7 +23,9 @@
 #include <atomic>
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 
@@ -84,6 +86,9 @@ class AppRuntime {
   std::unique_ptr<AppStore> store_;
   std::unique_ptr<StoredDeviceAuth> device_auth_;
   std::atomic<AppManager*> violations_to_{nullptr};
+  // App images measured by this process ("component\nversion\nsha256").
+  std::mutex measured_mutex_;
+  std::set<std::string> measured_;
   std::unique_ptr<seccomp::Supervisor> supervisor_;
   std::unique_ptr<broker::Broker> broker_;
   std::unique_ptr<SandboxLauncher> launcher_;

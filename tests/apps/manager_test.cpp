@@ -2,6 +2,10 @@
 // escalation, logs, violations and the persisted desired state.
 #include <gtest/gtest.h>
 
+#include <mutex>
+#include <string>
+#include <vector>
+
 #include "apps/app_manager.hpp"
 #include "test_support.hpp"
 
@@ -139,6 +143,37 @@ TEST_F(ManagerTest, FailedLaunchIsReportedToTheCaller) {
   EXPECT_EQ(State("alpha"), RunState::kFailed);
   std::this_thread::sleep_for(milliseconds(120));
   EXPECT_EQ(launcher_.Launches(kAlphaId), 1u);  // an operator start is not retried
+}
+
+// Every launch is measured first (citadeld extends the RoT with the image);
+// an app whose image cannot be measured does not run.
+TEST_F(ManagerTest, EachLaunchIsMeasuredFirstAndAnUnmeasurableAppDoesNotRun) {
+  std::mutex mutex;
+  std::vector<std::string> measured;
+  options_.measure = [&](const InstalledApp& app) -> Expected<void> {
+    std::lock_guard lock(mutex);
+    if (app.component_id == kBetaId) return MakeError(ErrorCode::kUnavailable, "the TPM is gone");
+    measured.push_back(app.component_id + " " + app.image_sha256);
+    return kOk;
+  };
+  manager_.reset();
+  CreateManager();
+  auto alpha = store_->Resolve("alpha");
+  ASSERT_TRUE(alpha);
+  ASSERT_TRUE(manager_->Start("alpha"));
+  {
+    std::lock_guard lock(mutex);
+    ASSERT_EQ(measured.size(), 1u);
+    EXPECT_EQ(measured[0], std::string(kAlphaId) + " " + alpha->image_sha256);
+  }
+  EXPECT_EQ(launcher_.Launches(kAlphaId), 1u);
+
+  auto beta = manager_->Start("beta");
+  ASSERT_FALSE(beta);
+  EXPECT_NE(beta.error().message().find("measuring the app image: the TPM is gone"), std::string::npos)
+      << beta.error().message();
+  EXPECT_EQ(launcher_.Launches(kBetaId), 0u);
+  EXPECT_EQ(State("beta"), RunState::kFailed);
 }
 
 TEST_F(ManagerTest, CollectsOutputAndViolations) {

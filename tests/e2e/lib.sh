@@ -147,3 +147,52 @@ start_broker() {
   PIDS+=($!)
   wait_until 10 "mosquitto listening" bash -c "exec 3<>/dev/tcp/127.0.0.1/$BROKER_PORT"
 }
+
+# ---- TPM devices (issue 6) ----
+# Software TPMs made by scripts/swtpm-test-server, all certified by one
+# vendor CA in TPM_VENDOR_CA (the service trusts its root with
+# --trust-tpm-manufacturer-ca "$TPM_VENDOR_CA/swtpm-localca-rootca-cert.pem").
+# TPM N lives in WORK/tpms/tpm-N; its swtpm is killed on exit like the rest.
+TPM_VENDOR_CA="$WORK/tpm-vendor"
+SWTPM_TEST_SERVER="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/scripts/swtpm-test-server"
+
+tpm_dir() { echo "$WORK/tpms/tpm-$1"; }
+tpm_tcti() { local var="TPM_TCTI_$1"; echo "${!var:?TPM $1 was not started}"; }
+
+# make_tpm N: manufactures TPM N (EK certified by TPM_VENDOR_CA) and starts
+# it on loopback; sets TPM_TCTI_N.
+make_tpm() {
+  local n=$1 tcti
+  "$SWTPM_TEST_SERVER" manufacture "$(tpm_dir "$n")" "$TPM_VENDOR_CA" >/dev/null || fail "manufacturing TPM $n failed"
+  tcti=$("$SWTPM_TEST_SERVER" start "$(tpm_dir "$n")") || fail "starting TPM $n failed"
+  PIDS+=("$(cat "$(tpm_dir "$n")/swtpm.pid")")
+  printf -v "TPM_TCTI_$n" '%s' "$tcti"
+}
+
+# reboot_tpm N: an orderly power cycle (PCRs back to zero). No citadeld may
+# be connected to it: swtpm serves one connection at a time.
+reboot_tpm() { "$SWTPM_TEST_SERVER" reboot "$(tpm_dir "$1")" || fail "rebooting TPM $1 failed"; }
+
+# The TPM variants of provision_device / device_id / start_device: device N
+# uses TPM N. provision_tpm_device prints the device id citadeld reports.
+provision_tpm_device() {
+  "$BIN/citadeld" provision --rot tpm2 --tcti "$(tpm_tcti "$1")" --state "$(device_dir "$1")" \
+    --tpm-ek-chain "$TPM_VENDOR_CA/issuercert.pem" 2>>"$WORK/provision-$1.log"
+}
+tpm_device_id() { "$BIN/citadeld" id --rot tpm2 --tcti "$(tpm_tcti "$1")" --state "$(device_dir "$1")" 2>/dev/null; }
+start_tpm_device() {
+  local n=$1; shift
+  start_device "$n" --rot tpm2 --tcti "$(tpm_tcti "$n")" "$@"
+}
+
+# Packs the thermostat sample for the running broker (start_broker), signs
+# it with the tenant's publisher key ($WORK/keys) and installs and starts it
+# on device N. Needs ROOT and TENANT_ID.
+install_thermostat() {
+  CITADEL_BIN_DIR="$BIN" "$ROOT/scripts/pack-sample" thermostat "$WORK/thermostat-img" \
+    --set TENANT="$TENANT_ID" --set BROKER_HOST=127.0.0.1 --set BROKER_PORT="$BROKER_PORT" --set INTERVAL=1 \
+    --file "$WORK/broker-ca.pem:etc/broker-ca.pem" --key "$WORK/keys/publisher.key" -o "$WORK/thermostat.img" \
+    >/dev/null
+  "$BIN/citadel" device app install "$WORK/thermostat.img" --device "$(device_dir "$1")" --json >"$WORK/install.json" \
+    || fail "installing the signed thermostat on device $1 failed: $(cat "$WORK/install.json")"
+}

@@ -41,12 +41,7 @@ PIDS+=("$SUB_PID")
 sleep 0.5
 
 # The thermostat, signed with the tenant key, installed and started.
-CITADEL_BIN_DIR="$BIN" "$ROOT/scripts/pack-sample" thermostat "$WORK/thermostat-img" \
-  --set TENANT="$TENANT_ID" --set BROKER_HOST=127.0.0.1 --set BROKER_PORT="$BROKER_PORT" --set INTERVAL=1 \
-  --file "$WORK/broker-ca.pem:etc/broker-ca.pem" --key "$WORK/keys/publisher.key" -o "$WORK/thermostat.img" \
-  >/dev/null
-"$BIN/citadel" device app install "$WORK/thermostat.img" --device "$(device_dir 1)" --json >"$WORK/install.json" \
-  || fail "installing the signed thermostat failed: $(cat "$WORK/install.json")"
+install_thermostat 1
 pass "signed thermostat installed and started"
 
 wait "$SUB_PID" || fail "no 3 readings arrived at the broker within 60 s (thermostat log: $(

@@ -238,6 +238,7 @@ Expected<void> SoftwareRootOfTrust::Extend(const MeasurementEvent& event) {
                                                       " does not exist (registers are 0-" +
                                                       std::to_string(kRegisterCount - 1) + ")");
   }
+  std::lock_guard lock(measurements_mutex_);
   auto& reg = registers_[event.register_index];
   reg = ExtendRegister(reg, EventDigest(event));
   log_.push_back(event);
@@ -250,7 +251,7 @@ Expected<Quote> SoftwareRootOfTrust::CreateQuote(std::span<const std::uint8_t> n
                      "a quote nonce must be 1-" + std::to_string(kMaxQuoteNonceBytes) + " bytes");
   }
   Quote quote;
-  quote.registers = registers_;
+  quote.registers = ReadRegisters();
   quote.nonce.assign(nonce.begin(), nonce.end());
   CITADEL_TRY(quote.signature, SignWithIdentity(QuoteDigest(quote.registers, quote.nonce)));
   return quote;

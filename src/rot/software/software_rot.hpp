@@ -9,6 +9,7 @@
 
 #include <filesystem>
 #include <memory>
+#include <mutex>
 
 #include "rot/rot.hpp"
 
@@ -26,8 +27,14 @@ class SoftwareRootOfTrust final : public RootOfTrust {
   Expected<void> StoreManufacturerChain(const std::vector<crypto::Certificate>& chain) override;
   const crypto::PrivateKey& TlsClientKey() const override { return tls_key_; }
   Expected<void> Extend(const MeasurementEvent& event) override;
-  std::vector<crypto::Sha256Digest> ReadRegisters() const override { return registers_; }
-  std::vector<MeasurementEvent> MeasurementLog() const override { return log_; }
+  std::vector<crypto::Sha256Digest> ReadRegisters() const override {
+    std::lock_guard lock(measurements_mutex_);
+    return registers_;
+  }
+  std::vector<MeasurementEvent> MeasurementLog() const override {
+    std::lock_guard lock(measurements_mutex_);
+    return log_;
+  }
   Expected<Quote> CreateQuote(std::span<const std::uint8_t> nonce) override;
   Expected<std::uint64_t> ReadCounter(std::string_view name) const override;
   Expected<std::uint64_t> IncrementCounter(std::string_view name) override;
@@ -39,6 +46,8 @@ class SoftwareRootOfTrust final : public RootOfTrust {
   crypto::PrivateKey identity_key_;
   crypto::PublicKey identity_public_;
   crypto::PrivateKey tls_key_;
+  // Apps are measured from the app manager's threads while the agent reads.
+  mutable std::mutex measurements_mutex_;
   std::vector<crypto::Sha256Digest> registers_;
   std::vector<MeasurementEvent> log_;
 };
