@@ -327,6 +327,12 @@ TEST_F(BrokerTest, UartLoopsBytesBackWithFlowControl) {
     return std::string("ok");
   });
   EXPECT_EQ(result, "ok");
+  // The broker counts a chunk after sending it, so the app can hold every
+  // byte a moment before the count does (bounded wait, then the check).
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (broker_->simulated().UartBytesLooped("UART0") < kTotal && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(1ms);
+  }
   EXPECT_EQ(broker_->simulated().UartBytesLooped("UART0"), kTotal);
 }
 
