@@ -1,5 +1,6 @@
 #include "rot/rot.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "common/canonical_json.hpp"
@@ -21,6 +22,20 @@ std::string CanonicalOrDie(const Json& value) {
 }
 
 }  // namespace
+
+Expected<void> CheckCounterName(std::string_view name) {
+  constexpr std::size_t kMaxCounterNameLength = 64;
+  bool valid =
+      !name.empty() && name.size() <= kMaxCounterNameLength && std::all_of(name.begin(), name.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+               c == '-';
+      });
+  if (!valid) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "counter name \"" + std::string(name) + "\" must be 1-64 characters of [A-Za-z0-9._-]");
+  }
+  return kOk;
+}
 
 crypto::Sha256Digest EventDigest(const MeasurementEvent& event) {
   Json document = {

@@ -46,6 +46,8 @@ struct MeasurementEvent {
   std::string name;     // e.g. OS name, app component id
   std::string version;  // may be empty
   crypto::Sha256Digest digest{};
+
+  bool operator==(const MeasurementEvent&) const = default;
 };
 
 // The digest an event extends into its register:
@@ -55,6 +57,10 @@ crypto::Sha256Digest EventDigest(const MeasurementEvent& event);
 crypto::Sha256Digest ExtendRegister(const crypto::Sha256Digest& current, const crypto::Sha256Digest& event_digest);
 // Replays a log from all-zero registers.
 std::vector<crypto::Sha256Digest> ReplayLog(const std::vector<MeasurementEvent>& log);
+
+// Counter names, the same for every backend: 1-64 characters of
+// [A-Za-z0-9._-]. kInvalidArgument naming the rule otherwise.
+[[nodiscard]] Expected<void> CheckCounterName(std::string_view name);
 
 // A signed statement over the current registers and a verifier's nonce.
 struct Quote {

@@ -20,7 +20,6 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr std::uint64_t kMaxCounterValue = (std::uint64_t{1} << 53) - 1;  // canonical JSON range
-constexpr std::size_t kMaxCounterNameLength = 64;
 constexpr std::size_t kMaxKeyFileBytes = 64 * 1024;
 constexpr std::size_t kMaxCountersFileBytes = 1 << 20;
 constexpr std::size_t kMaxChainFileBytes = 256 * 1024;
@@ -113,16 +112,6 @@ Expected<crypto::PrivateKey> LoadOrCreateKey(const fs::path& path, std::string_v
   return std::move(*key);
 }
 
-bool IsValidCounterName(std::string_view name) {
-  if (name.empty() || name.size() > kMaxCounterNameLength) return false;
-  for (char c : name) {
-    bool ok =
-        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
-    if (!ok) return false;
-  }
-  return true;
-}
-
 Error CorruptCounters(const fs::path& path, std::string_view why) {
   return Error(ErrorCode::kParse,
                path.string() + " is corrupt (" + std::string(why) +
@@ -144,7 +133,7 @@ Expected<CounterMap> LoadCounters(const fs::path& path) {
   if (!parsed->is_object()) return std::unexpected(CorruptCounters(path, "not a JSON object"));
   CounterMap counters;
   for (const auto& [name, value] : parsed->items()) {
-    if (!IsValidCounterName(name)) return std::unexpected(CorruptCounters(path, "bad counter name"));
+    if (!CheckCounterName(name)) return std::unexpected(CorruptCounters(path, "bad counter name"));
     if (!value.is_number_unsigned() || value.get<std::uint64_t>() > kMaxCounterValue) {
       return std::unexpected(CorruptCounters(path, "counter \"" + name + "\" is not a non-negative integer"));
     }
@@ -159,14 +148,6 @@ Expected<void> SaveCounters(const fs::path& path, const CounterMap& counters) {
   CITADEL_TRY(auto text, CanonicalJson(document));
   text += '\n';
   return WriteFileAtomic(path, text, 0600);
-}
-
-Expected<void> CheckCounterName(std::string_view name) {
-  if (!IsValidCounterName(name)) {
-    return MakeError(ErrorCode::kInvalidArgument,
-                     "counter name \"" + std::string(name) + "\" must be 1-64 characters of [A-Za-z0-9._-]");
-  }
-  return kOk;
 }
 
 }  // namespace

@@ -1,5 +1,7 @@
 #include "rot/tpm2/tpm2_rot.hpp"
 
+#include <openssl/asn1.h>
+#include <openssl/err.h>
 #include <tss2/tss2_mu.h>
 
 #include <algorithm>
@@ -37,7 +39,6 @@ constexpr std::size_t kMaxLogEvents = 4096;
 constexpr std::size_t kMaxLogFileBytes = 4u << 20;
 constexpr std::size_t kMaxChainFileBytes = 256 * 1024;
 constexpr std::size_t kMaxChainCertificates = 8;
-constexpr std::size_t kMaxCounterNameLength = 64;
 constexpr std::size_t kMaxSealedSecretBytes = 128;  // MAX_SYM_DATA
 constexpr std::size_t kMaxEkCertificateBytes = 8192;
 constexpr std::uint32_t kCounterIndexBase = 0x01500000;
@@ -150,25 +151,20 @@ Expected<Bytes> NvRead(ESYS_CONTEXT* esys, ESYS_TR index, std::size_t size) {
   return data;
 }
 
-// The length of the DER element at the start of `data` (tag, length, body),
-// so the zero padding after an EK certificate in NV can be cut.
+// The length of the DER element at the start of `data` (header and body,
+// read by OpenSSL's ASN.1 decoder), so the zero padding after an EK
+// certificate in NV can be cut.
 Expected<std::size_t> DerElementLength(std::span<const std::uint8_t> data) {
-  if (data.size() < 2 || data[0] != 0x30) return MakeError(ErrorCode::kParse, "the EK certificate is not DER");
-  std::size_t header = 2;
-  std::size_t length = data[1];
-  if ((length & 0x80) != 0) {
-    std::size_t count = length & 0x7f;
-    if (count == 0 || count > 3 || data.size() < 2 + count) {
-      return MakeError(ErrorCode::kParse, "the EK certificate has a bad DER length");
-    }
-    length = 0;
-    for (std::size_t i = 0; i < count; ++i) length = (length << 8) | data[2 + i];
-    header += count;
+  const unsigned char* cursor = data.data();
+  long body = 0;
+  int tag = 0;
+  int tag_class = 0;
+  const int info = ASN1_get_object(&cursor, &body, &tag, &tag_class, static_cast<long>(data.size()));
+  if ((info & 0x80) != 0 || (info & V_ASN1_CONSTRUCTED) == 0 || tag != V_ASN1_SEQUENCE) {
+    ERR_clear_error();
+    return MakeError(ErrorCode::kParse, "the EK certificate in NV is not a DER certificate within its index");
   }
-  if (header + length > data.size()) {
-    return MakeError(ErrorCode::kParse, "the EK certificate is longer than its NV index");
-  }
-  return header + length;
+  return static_cast<std::size_t>(cursor - data.data()) + static_cast<std::size_t>(body);
 }
 
 // ---- object templates -------------------------------------------------------
@@ -350,28 +346,7 @@ Expected<MeasurementEvent> EventFromJson(const Json& item) {
   return event;
 }
 
-bool SameEvent(const MeasurementEvent& a, const MeasurementEvent& b) {
-  return a.register_index == b.register_index && a.type == b.type && a.name == b.name && a.version == b.version &&
-         a.digest == b.digest;
-}
-
 // ---- counters ---------------------------------------------------------------
-
-bool IsValidCounterName(std::string_view name) {
-  if (name.empty() || name.size() > kMaxCounterNameLength) return false;
-  return std::all_of(name.begin(), name.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-           c == '-';
-  });
-}
-
-Expected<void> CheckCounterName(std::string_view name) {
-  if (!IsValidCounterName(name)) {
-    return MakeError(ErrorCode::kInvalidArgument,
-                     "counter name \"" + std::string(name) + "\" must be 1-64 characters of [A-Za-z0-9._-]");
-  }
-  return kOk;
-}
 
 struct CounterIndices {
   std::uint32_t counter;
@@ -658,7 +633,7 @@ Expected<void> Tpm2RootOfTrust::Extend(const MeasurementEvent& event) {
   // citadeld restarts within a TPM boot re-measure what this boot's log
   // already holds; extending again would make the PCRs disagree with a log
   // that records each object once.
-  if (std::any_of(log_.begin(), log_.end(), [&](const MeasurementEvent& e) { return SameEvent(e, event); })) {
+  if (std::find(log_.begin(), log_.end(), event) != log_.end()) {
     return kOk;
   }
   if (log_.size() >= kMaxLogEvents) {
