@@ -165,6 +165,7 @@ Result<void> DeviceClaim(CommandContext& context, const DeviceClaimOptions& opti
 struct DeviceListOptions {
   std::string device_group;
   std::string os_version;
+  std::string health;
   std::string after;
   int limit = 0;
   bool all = false;
@@ -181,6 +182,7 @@ Result<void> DeviceList(CommandContext& context, const DeviceListOptions& option
         auto path,
         context.TenantPath("/devices" + QueryString({{"device_group", options.device_group},
                                                      {"os_version", options.os_version},
+                                                     {"health", options.health},
                                                      {"limit", options.limit > 0 ? std::to_string(options.limit) : ""},
                                                      {"after", cursor}})));
     CITADEL_TRY(auto answer, api->Get(path));
@@ -510,12 +512,16 @@ void RegisterFleetCommands(CommandSet& commands) {
                    "Device group to put it in (default: the product's Development group)")
       ->type_name("ID");
   auto list_options = std::make_shared<DeviceListOptions>();
-  auto* list = commands.Command(device, "list", "List the tenant's devices (IDs shortened; --json for full records)",
-                                "citadel device list --device-group 8a1f03d2 --os-version 1.0.0 --all",
-                                [list_options](CommandContext& context) { return DeviceList(context, *list_options); });
+  auto* list =
+      commands.Command(device, "list", "List the tenant's devices (IDs shortened; --json for full records)",
+                       "citadel device list --device-group 8a1f03d2 --os-version 1.0.0 --health unhealthy --all",
+                       [list_options](CommandContext& context) { return DeviceList(context, *list_options); });
   list->add_option("--device-group", list_options->device_group, "Only devices in this group")->type_name("ID");
   list->add_option("--os-version", list_options->os_version, "Only devices reporting this OS version")
       ->type_name("VERSION");
+  list->add_option("--health", list_options->health,
+                   "Only healthy devices (attested, certificate valid and not revoked) or unhealthy ones")
+      ->check(CLI::IsMember({"healthy", "unhealthy"}));
   list->add_option("--limit", list_options->limit, "Devices per page (1-1000; default: the server's)")
       ->type_name("N")
       ->check(CLI::Range(1, 1000).description(""));

@@ -152,9 +152,24 @@ DeviceAgent::StepResult DeviceAgent::FailWithResponse(std::string_view what, con
     type = problem->type;
     if (!problem->detail.empty()) message += ": " + problem->detail;
   }
+  // Backpressure: the service says when to come back (schedule.hpp).
+  if (response.status == 429 || response.status == 503) {
+    for (const auto& [name, value] : response.headers) {
+      if (name == "retry-after") retry_after_ = http::ParseRetryAfter(value);
+    }
+  }
   // 4xx: the service looked and said no. 5xx: it is failing; treat as down.
   auto state = response.status >= 400 && response.status < 500 ? AgentState::kRefused : AgentState::kBackoff;
   return Fail(state, std::move(message), std::move(type));
+}
+
+Milliseconds DeviceAgent::FailureDelay() {
+  if (retry_after_) {
+    Milliseconds delay = RetryAfterDelay(*retry_after_, random_);
+    retry_after_.reset();
+    return delay;
+  }
+  return backoff_.Next(random_);
 }
 
 bool DeviceAgent::RestoreCredentials() {
@@ -474,7 +489,7 @@ Expected<RunOutcome> DeviceAgent::Run() {
         case StepResult::kFailed:
           if (fatal_error_) return std::unexpected(*fatal_error_);
           if (options_.once) return std::unexpected(*once_error_);
-          delay = backoff_.Next(random_);
+          delay = FailureDelay();
           break;
       }
     } else {
@@ -502,7 +517,7 @@ Expected<RunOutcome> DeviceAgent::Run() {
         case StepResult::kFailed:
           if (fatal_error_) return std::unexpected(*fatal_error_);
           if (options_.once) return std::unexpected(*once_error_);
-          delay = backoff_.Next(random_);
+          delay = FailureDelay();
           break;
       }
     }

@@ -150,6 +150,9 @@ class DeviceAgent {
 
   // Blocks until `delay` passed or Stop(); false when stopping.
   bool WaitFor(Milliseconds delay);
+  // The wait after a failed step: what a 429/503's Retry-After asked for
+  // (with jitter), else the next backoff delay.
+  Milliseconds FailureDelay();
   bool Stopping() const;
 
   template <typename Update>
@@ -170,6 +173,7 @@ class DeviceAgent {
   int consecutive_unauthorized_ = 0;
   Backoff backoff_;
   Random random_;
+  std::optional<std::chrono::seconds> retry_after_;  // from the last 429/503
   std::optional<Error> once_error_;
   // Set when Run() failed to persist status.json (fatal).
   std::optional<Error> fatal_error_;

@@ -1,5 +1,7 @@
 #include "device/schedule.hpp"
 
+#include "http/http.hpp"
+
 #include <algorithm>
 #include <charconv>
 #include <limits>
@@ -54,6 +56,11 @@ Milliseconds Jittered(Milliseconds delay, double fraction, Random& random, Milli
   std::uniform_real_distribution<double> draw(1.0 - fraction, 1.0 + fraction);
   auto scaled = Milliseconds(static_cast<Milliseconds::rep>(static_cast<double>(delay.count()) * draw(random)));
   return std::max(scaled, floor);
+}
+
+Milliseconds RetryAfterDelay(std::chrono::seconds retry_after, Random& random) {
+  std::uniform_real_distribution<double> draw(0.0, 1.0);
+  return std::max(http::RetryAfterWait(retry_after, draw(random)), kMinimumRetryDelay);
 }
 
 Expected<Milliseconds> ParseDuration(std::string_view text) {

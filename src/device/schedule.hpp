@@ -69,6 +69,11 @@ bool HasMoreThanAThirdLeft(TimePoint not_before, TimePoint not_after, TimePoint 
 Milliseconds Jittered(Milliseconds delay, double fraction, Random& random,
                       Milliseconds floor = std::chrono::seconds(1));
 
+// Backpressure: the wait for a 429/503's Retry-After
+// (http::RetryAfterWait, uniform in [S, 1.5 S]), never below
+// kMinimumRetryDelay.
+Milliseconds RetryAfterDelay(std::chrono::seconds retry_after, Random& random);
+
 // Parses "500ms", "60s", "5m", "1h" or a bare number of seconds. Refuses
 // negative, empty and unknown-unit values.
 Expected<Milliseconds> ParseDuration(std::string_view text);

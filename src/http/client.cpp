@@ -41,20 +41,6 @@ using tcp = boost::asio::ip::tcp;
 
 constexpr std::uint32_t kMaxResponseHeaderBytes = 64 * 1024;
 
-// True for the ways a peer that closed the connection shows up; only these
-// make a request on a reused connection worth one retry.
-bool IsConnectionClosed(const beast::error_code& ec) {
-  if (ec == bhttp::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset ||
-      ec == asio::error::connection_aborted || ec == asio::error::broken_pipe ||
-      ec == asio::ssl::error::stream_truncated) {
-    return true;
-  }
-  // OpenSSL 3 reports a TCP close without close_notify as this reason, which
-  // Asio 1.74 does not map to stream_truncated.
-  return ec.category() == asio::error::get_ssl_category() &&
-         ERR_GET_REASON(static_cast<unsigned long>(ec.value())) == SSL_R_UNEXPECTED_EOF_WHILE_READING;
-}
-
 bool IsToken(std::string_view text) {
   return !text.empty() && std::all_of(text.begin(), text.end(), [](char c) {
     return std::isalnum(static_cast<unsigned char>(c)) ||
@@ -215,7 +201,7 @@ Expected<Response> ClientImpl::Exchange(bhttp::request<bhttp::string_body>& requ
   tcp_stream.expires_at(deadline);
   beast::error_code ec = Run([&](auto handler) { bhttp::async_write(*stream_, request, handler); });
   if (ec) {
-    retryable = IsConnectionClosed(ec);
+    retryable = internal::IsConnectionClosed(ec);
     Disconnect();
     if (ec == beast::error::timeout) {
       return MakeError(ErrorCode::kUnavailable, "sending a request to " + Where() + ": timed out");
@@ -229,7 +215,7 @@ Expected<Response> ClientImpl::Exchange(bhttp::request<bhttp::string_body>& requ
   tcp_stream.expires_at(deadline);
   ec = Run([&](auto handler) { bhttp::async_read(*stream_, buffer_, parser, handler); });
   if (ec) {
-    retryable = !parser.got_some() && IsConnectionClosed(ec);
+    retryable = !parser.got_some() && internal::IsConnectionClosed(ec);
     Disconnect();
     if (ec == bhttp::error::body_limit) {
       return MakeError(ErrorCode::kTooLarge, "the response from " + Where() + " exceeds " +

@@ -18,8 +18,10 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -249,9 +251,10 @@ struct Exchange {
 
 // How an exchange ended, besides its result.
 struct ExchangeOutcome {
-  bool before_response = false;  // failed (not timed out) before a response header: worth one retry
-  bool reusable = false;         // the connection may serve another request
-  bool restart_whole = false;    // 416 that does not confirm the file is complete
+  bool before_response = false;                     // failed (not timed out) before a response header: worth one retry
+  bool reusable = false;                            // the connection may serve another request
+  bool restart_whole = false;                       // 416 that does not confirm the file is complete
+  std::optional<std::chrono::seconds> retry_after;  // a 429 or 503 that said when to come back
 };
 
 class DownloaderImpl final : public Downloader {
@@ -279,7 +282,7 @@ class DownloaderImpl final : public Downloader {
   }
 
   Expected<std::unique_ptr<Connection>> Connect(const Url& url, const std::string& where);
-  Expected<DownloadResult> Transfer(const Exchange& exchange, bool& restart_whole);
+  Expected<DownloadResult> Transfer(const Exchange& exchange, ExchangeOutcome& outcome);
   template <typename Stream>
   Expected<DownloadResult> Perform(Stream& stream, Connection& connection, const Exchange& exchange,
                                    ExchangeOutcome& outcome);
@@ -291,7 +294,8 @@ class DownloaderImpl final : public Downloader {
   asio::io_context io_{1};
   std::optional<ssl::context> tls_;  // present when a CA is pinned
   // Declared after io_ and tls_: connections must go before them.
-  std::vector<IdleConnection> idle_;  // oldest first
+  std::vector<IdleConnection> idle_;                 // oldest first
+  std::minstd_rand random_{std::random_device{}()};  // Retry-After jitter
 };
 
 Expected<void> DownloaderImpl::Init() {
@@ -446,6 +450,12 @@ Expected<DownloadResult> DownloaderImpl::Perform(Stream& stream, Connection& con
     position = exchange.range_offset;
   } else if (result.status >= 200 && result.status < 300) {
     if (content_length) result.total_length = *content_length;
+  } else if (result.status == 429 || result.status == 503) {
+    outcome.retry_after = ParseRetryAfter(header[bhttp::field::retry_after]);
+    return MakeError(ErrorCode::kUnavailable,
+                     where + ": " + status_text +
+                         (outcome.retry_after ? ", retry after " + std::to_string(outcome.retry_after->count()) + " s"
+                                              : std::string()));
   } else {
     return MakeError(ErrorCode::kUnavailable, where + ": " + status_text);
   }
@@ -496,7 +506,7 @@ Expected<DownloadResult> DownloaderImpl::Perform(Stream& stream, Connection& con
   return result;
 }
 
-Expected<DownloadResult> DownloaderImpl::Transfer(const Exchange& exchange, bool& restart_whole) {
+Expected<DownloadResult> DownloaderImpl::Transfer(const Exchange& exchange, ExchangeOutcome& outcome) {
   Origin origin{exchange.url.tls, exchange.url.host, exchange.url.port};
   for (int attempt = 0; attempt < 2; ++attempt) {
     std::unique_ptr<Connection> connection = TakeIdle(origin);
@@ -504,7 +514,7 @@ Expected<DownloadResult> DownloaderImpl::Transfer(const Exchange& exchange, bool
     if (!reused) {
       CITADEL_TRY(connection, Connect(exchange.url, exchange.where));
     }
-    ExchangeOutcome outcome;
+    outcome = {};
     auto result = connection->tls() != nullptr ? Perform(*connection->tls(), *connection, exchange, outcome)
                                                : Perform(*connection->plain(), *connection, exchange, outcome);
     if (result && outcome.reusable) KeepIdle(origin, std::move(connection));
@@ -515,7 +525,6 @@ Expected<DownloadResult> DownloaderImpl::Transfer(const Exchange& exchange, bool
       log::Debug("kept-alive connection failed; reconnecting", {{"request", exchange.where}});
       continue;
     }
-    restart_whole = result && outcome.restart_whole;
     return result;
   }
   return MakeError(ErrorCode::kInternal, exchange.where + ": retry loop ended without a result");
@@ -537,14 +546,24 @@ Expected<DownloadResult> DownloaderImpl::Get(const DownloadRequest& request, con
 
   std::lock_guard lock(mutex_);
   try {
-    bool restart_whole = false;
-    auto result = Transfer({url, where, request, request.offset, sink}, restart_whole);
-    if (restart_whole) {
-      log::Debug("the server cannot serve the rest from the offset; downloading the whole file",
-                 {{"request", where}, {"offset", std::to_string(request.offset)}});
-      result = Transfer({url, where, request, 0, sink}, restart_whole);
+    for (int retry = 0;; ++retry) {
+      ExchangeOutcome outcome;
+      auto result = Transfer({url, where, request, request.offset, sink}, outcome);
+      if (result && outcome.restart_whole) {
+        log::Debug("the server cannot serve the rest from the offset; downloading the whole file",
+                   {{"request", where}, {"offset", std::to_string(request.offset)}});
+        result = Transfer({url, where, request, 0, sink}, outcome);
+      }
+      if (result || !outcome.retry_after || *outcome.retry_after > options_.max_retry_after ||
+          retry >= options_.backpressure_retries) {
+        return result;
+      }
+      std::uniform_real_distribution<double> draw(0.0, 1.0);
+      auto wait = RetryAfterWait(*outcome.retry_after, draw(random_));
+      log::Info("the server asked to come back later; waiting",
+                {{"request", where}, {"wait_ms", std::to_string(wait.count())}});
+      std::this_thread::sleep_for(wait);
     }
-    return result;
   } catch (const std::exception& e) {
     idle_.clear();
     return MakeError(ErrorCode::kInternal, where + ": " + e.what());
@@ -596,6 +615,10 @@ Expected<std::unique_ptr<Downloader>> Downloader::Create(DownloaderOptions optio
   }
   if (options.minimum_bytes_per_second > 0 && options.speed_window <= std::chrono::milliseconds::zero()) {
     return MakeError(ErrorCode::kInvalidArgument, "downloader: the speed window must be positive");
+  }
+  if (options.backpressure_retries < 0 || options.max_retry_after < std::chrono::seconds::zero()) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "downloader: backpressure retries and Retry-After bound must not be negative");
   }
   if (options.chunk_bytes == 0 || options.chunk_bytes > kMaxChunkBytes) {
     return MakeError(ErrorCode::kInvalidArgument,

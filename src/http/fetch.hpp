@@ -87,6 +87,14 @@ struct DownloaderOptions {
   // Idle keep-alive connections kept for reuse, at most one per (scheme,
   // host, port); 0 closes every connection after its response.
   std::size_t max_idle_connections = 4;
+  // Backpressure (docs/PROTOCOL.md, "Backpressure"): a 429 or 503 whose
+  // Retry-After is at most max_retry_after is asked again after
+  // RetryAfterWait (uniform in [S, 1.5 S]), up to backpressure_retries times
+  // in one Get(), so a caller whose work takes several requests in a row (a
+  // TUF refresh) makes progress at the rate the server allows instead of
+  // starting over. A longer Retry-After, or none, fails at once.
+  int backpressure_retries = 3;
+  std::chrono::seconds max_retry_after{10};
   std::string user_agent = "citadel";
   // Sent with every request. Host, Range, Content-Length, Transfer-Encoding
   // and Connection are the Downloader's own and refused here.
@@ -108,8 +116,10 @@ class Downloader {
   // max_length; kCrypto when an https server is not trusted; kInvalidArgument
   // for a malformed URL or request; kUnavailable for everything else the
   // server or network did (unreachable, timed out, too slow, cut off, other
-  // non-2xx statuses, a 206 that does not start at offset); the sink's own
-  // error as it returned it.
+  // non-2xx statuses, a 206 that does not start at offset, a 429 or 503
+  // still refused after the backpressure retries, whose message then says
+  // "retry after N s" when the server said so); the sink's own error as it
+  // returned it.
   //
   // offset > 0: 206 continues at offset (resumed = true); 200 starts over at
   // 0 (see DownloadSink); 416 whose Content-Range says the file has exactly

@@ -150,10 +150,10 @@ Response ProblemResponse(int status, std::string_view name, std::string_view tit
 }
 
 void Router::Add(std::string method, std::string_view pattern, RouteHandler handler) {
-  routes_.push_back(Route{std::move(method), SplitPath(pattern), std::move(handler)});
+  routes_.push_back(Route{std::move(method), std::string(pattern), SplitPath(pattern), std::move(handler)});
 }
 
-Response Router::Dispatch(const Request& request) const {
+Response Router::Dispatch(const Request& request, std::string* matched) const {
   std::vector<std::string> path = SplitPath(request.path);
   const Route* best = nullptr;
   PathParams best_params;
@@ -170,6 +170,7 @@ Response Router::Dispatch(const Request& request) const {
       best_params = std::move(params);
     }
   }
+  if (matched != nullptr) *matched = best != nullptr ? best->pattern : std::string();
   if (best != nullptr) return best->handler(request, best_params);
   if (allowed.empty()) {
     return ProblemResponse(404, "not-found", "Not Found", "no resource at " + request.path);
@@ -242,6 +243,24 @@ Expected<Endpoint> ParseBaseUrl(std::string_view url) {
     endpoint.port = static_cast<std::uint16_t>(port);
   }
   return endpoint;
+}
+
+std::optional<std::chrono::seconds> ParseRetryAfter(std::string_view value) {
+  while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+  while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+  if (value.empty()) return std::nullopt;
+  if (value.find_first_not_of("0123456789") != std::string_view::npos) return std::nullopt;
+  // Any run of digits is a valid delay; a long one is just the cap.
+  if (value.size() > 10) return kMaxRetryAfter;
+  std::int64_t seconds = 0;
+  std::from_chars(value.data(), value.data() + value.size(), seconds);
+  return std::min(std::chrono::seconds(seconds), kMaxRetryAfter);
+}
+
+std::chrono::milliseconds RetryAfterWait(std::chrono::seconds retry_after, double uniform) {
+  const auto base = std::chrono::duration_cast<std::chrono::milliseconds>(retry_after).count();
+  const double u = std::clamp(uniform, 0.0, 1.0);
+  return std::chrono::milliseconds(base + static_cast<std::int64_t>(static_cast<double>(base) * 0.5 * u));
 }
 
 }  // namespace citadel::http

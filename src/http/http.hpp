@@ -28,6 +28,7 @@
 
 #include "common/error.hpp"
 #include "crypto/crypto.hpp"
+#include "http/admission.hpp"
 
 namespace citadel::http {
 
@@ -43,6 +44,8 @@ struct Request {
   // leaf first; empty when none. NOT verified by the server: handlers
   // verify it against the right tenant CA.
   std::vector<crypto::Certificate> peer_chain;
+  // Server only: how long the request waited for a worker (admission.hpp).
+  std::chrono::nanoseconds queued{0};
 
   std::string Header(std::string_view lower_name) const;    // "" when absent
   std::string QueryParameter(std::string_view name) const;  // "" when absent
@@ -98,9 +101,10 @@ Response FileResponse(const Request& request, std::filesystem::path path, std::u
 // {"type":"urn:citadel:problem:<name>","title":...,"status":...,"detail":...}.
 Response ProblemResponse(int status, std::string_view name, std::string_view title, std::string_view detail);
 
-// The handler runs on one of the server's I/O threads and may block it (e.g.
-// on the store); it may be called from several threads at once. An exception
-// escaping it becomes a 500 problem response and is logged.
+// The handler runs on one of the server's request workers (admission.hpp)
+// and may block it (e.g. on the store); it is called from several threads
+// at once. An exception escaping it becomes a 500 problem response and is
+// logged.
 using Handler = std::function<Response(const Request&)>;
 
 // Path-pattern routing: "/v1/tenants/{tenant}/devices/{device}".
@@ -112,11 +116,14 @@ class Router {
   void Add(std::string method, std::string_view pattern, RouteHandler handler);
   // 404 problem+json for unknown paths, 405 with Allow for known paths with
   // another method.
-  Response Dispatch(const Request& request) const;
+  // `route`, when given, receives the pattern that matched ("" when none):
+  // a label for metrics and logs that never carries ids.
+  Response Dispatch(const Request& request, std::string* route = nullptr) const;
 
  private:
   struct Route {
     std::string method;
+    std::string pattern;
     std::vector<std::string> segments;
     RouteHandler handler;
   };
@@ -144,7 +151,23 @@ struct ServerOptions {
   std::chrono::milliseconds read_timeout{30'000};
   std::chrono::milliseconds idle_timeout{60'000};
   std::size_t max_connections = 10'000;
-  int threads = 0;  // 0: one per core
+  int threads = 0;  // I/O threads; 0: one per core (at least 2)
+  // Handlers run on admission.workers threads behind a fair, bounded queue
+  // that sheds load with 503 + Retry-After (admission.hpp).
+  AdmissionOptions admission{};
+  // The fairness key of a request, computed on an I/O thread before the
+  // request is queued: it must be cheap and never block. Empty function or
+  // key: every request shares one key. A key that depends only on the
+  // connection (its client certificate) sets per_connection, and the
+  // server asks once per connection.
+  struct FairnessKey {
+    std::string key;
+    bool per_connection = false;
+  };
+  std::function<FairnessKey(const Request&)> fairness_key{};
+  // Called for every request admission sheds, on the thread that shed it,
+  // after the 503 is on its way (metrics, access log). Must not block.
+  std::function<void(const Request&, ShedReason)> on_shed{};
 };
 
 class Server {
@@ -154,6 +177,8 @@ class Server {
   // Binds and starts serving on background threads.
   [[nodiscard]] virtual Expected<void> Start() = 0;
   virtual std::uint16_t port() const = 0;
+  // The admission queue now (admission.hpp), for metrics.
+  virtual AdmissionStats admission_stats() const = 0;
   // Graceful stop; safe to call from a signal-handling thread; idempotent.
   // Waits up to ~5 s for requests in flight, so it must not be called from
   // a request handler.
@@ -188,5 +213,16 @@ struct Endpoint {
   std::uint16_t port = 443;
 };
 Expected<Endpoint> ParseBaseUrl(std::string_view url);
+
+// Backpressure (docs/PROTOCOL.md, "Backpressure"): a 429 or 503 carries
+// Retry-After: S, whole seconds. ParseRetryAfter reads delay-seconds (RFC
+// 9110 section 10.2.3); an HTTP-date (the service never sends one), garbage
+// or a negative value is nullopt (the client backs off as for any failure);
+// values above kMaxRetryAfter read as kMaxRetryAfter.
+inline constexpr std::chrono::seconds kMaxRetryAfter{3600};
+std::optional<std::chrono::seconds> ParseRetryAfter(std::string_view value);
+// How long a client waits when told S: uniform in [S, 1.5 S], so a fleet
+// told the same S does not come back at once. `uniform` is a draw in [0, 1).
+std::chrono::milliseconds RetryAfterWait(std::chrono::seconds retry_after, double uniform);
 
 }  // namespace citadel::http

@@ -170,7 +170,16 @@ class Session : public std::enable_shared_from_this<Session> {
   void OnHeader(beast::error_code ec);
   void ReadBody();
   void OnRead(beast::error_code ec);
+  // What Write needs of the request once its message is gone.
+  struct Exchange {
+    unsigned version = 11;
+    bool keep_alive = false;
+    bool head = false;
+  };
+
   void HandleRequest();
+  std::string FairnessKey(const Request& request);
+  void Finish(Response response, Exchange exchange);
   void Write(Response response, unsigned version, bool keep_alive, bool head);
   void OnWrite(beast::error_code ec);
   void RejectRequest(int status, std::string_view name, std::string_view title, std::string_view detail);
@@ -183,6 +192,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::string remote_address_;
   std::uint16_t remote_port_ = 0;
   std::vector<crypto::Certificate> peer_chain_;
+  std::optional<std::string> fairness_key_;  // when the key is per connection
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   std::size_t body_limit_ = 0;  // of the request being read
@@ -200,7 +210,8 @@ class Session : public std::enable_shared_from_this<Session> {
 
 class ServerImpl final : public Server {
  public:
-  ServerImpl(ServerOptions options, Handler handler) : options_(std::move(options)), handler_(std::move(handler)) {}
+  ServerImpl(ServerOptions options, Handler handler)
+      : options_(std::move(options)), handler_(std::move(handler)), admission_(options_.admission) {}
   ~ServerImpl() override {
     Stop();
     // Destroys handlers still queued (sessions) while the members they use
@@ -214,11 +225,13 @@ class ServerImpl final : public Server {
   Expected<void> Init();
   Expected<void> Start() override;
   std::uint16_t port() const override { return port_.load(); }
+  AdmissionStats admission_stats() const override { return admission_.Stats(); }
   void Stop() override;
   void Wait() override;
 
   const ServerOptions& options() const { return options_; }
   const Handler& handler() const { return handler_; }
+  Admission& admission() { return admission_; }
   ssl::context& tls() { return tls_; }
   bool stopping() const { return stopping_.load(); }
   void Unregister(std::uint64_t id);
@@ -232,6 +245,9 @@ class ServerImpl final : public Server {
 
   const ServerOptions options_;
   const Handler handler_;
+  // Stopped (queued tasks shed, running ones finished) before the I/O
+  // threads are joined; its tasks only post to sessions' strands.
+  Admission admission_;
   ssl::context tls_{ssl::context::tls_server};
   std::atomic<std::uint16_t> port_{0};
   std::atomic<bool> stopping_{false};
@@ -416,40 +432,71 @@ void Session::HandleRequest() {
   bhttp::request<bhttp::string_body> message = parser_->release();
   parser_.reset();
 
-  Request request;
-  request.method = std::string(message.method_string());
+  auto request = std::make_shared<Request>();
+  request->method = std::string(message.method_string());
   std::string_view target = message.target();
   std::size_t question = target.find('?');
-  request.path = std::string(target.substr(0, question));
-  if (question != std::string_view::npos) request.query = std::string(target.substr(question + 1));
+  request->path = std::string(target.substr(0, question));
+  if (question != std::string_view::npos) request->query = std::string(target.substr(question + 1));
   for (const auto& field : message) {
     std::string name(field.name_string());
     std::transform(name.begin(), name.end(), name.begin(),
                    [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    auto [it, inserted] = request.headers.try_emplace(name, std::string(field.value()));
+    auto [it, inserted] = request->headers.try_emplace(name, std::string(field.value()));
     if (!inserted) {  // repeated header: RFC 9110 section 5.3 list form
       it->second += ", ";
       it->second += std::string(field.value());
     }
   }
-  request.body = std::move(message.body());
-  request.remote_address = remote_address_;
-  request.remote_port = remote_port_;
-  request.peer_chain = peer_chain_;
+  request->body = std::move(message.body());
+  request->remote_address = remote_address_;
+  request->remote_port = remote_port_;
+  request->peer_chain = peer_chain_;
 
-  Response response;
-  try {
-    response = server_.handler()(request);
-  } catch (const std::exception& e) {
-    log::Error("request handler threw", {{"method", request.method}, {"path", request.path}, {"error", e.what()}});
-    response = ProblemResponse(500, "internal", "Internal Server Error", "the server failed to handle the request");
-  } catch (...) {
-    log::Error("request handler threw a non-exception", {{"method", request.method}, {"path", request.path}});
-    response = ProblemResponse(500, "internal", "Internal Server Error", "the server failed to handle the request");
-  }
-  first_request_ = false;
-  bool keep_alive = message.keep_alive() && !stop_requested_ && !server_.stopping();
-  Write(std::move(response), message.version(), keep_alive, message.method() == bhttp::verb::head);
+  const Exchange exchange{message.version(), message.keep_alive(), message.method() == bhttp::verb::head};
+  std::string key = FairnessKey(*request);
+  AdmissionTask task;
+  task.run = [self = shared_from_this(), request, exchange](std::chrono::nanoseconds waited) {
+    request->queued = waited;
+    Response response;
+    try {
+      response = self->server_.handler()(*request);
+    } catch (const std::exception& e) {
+      log::Error("request handler threw", {{"method", request->method}, {"path", request->path}, {"error", e.what()}});
+      response = ProblemResponse(500, "internal", "Internal Server Error", "the server failed to handle the request");
+    } catch (...) {
+      log::Error("request handler threw a non-exception", {{"method", request->method}, {"path", request->path}});
+      response = ProblemResponse(500, "internal", "Internal Server Error", "the server failed to handle the request");
+    }
+    self->Finish(std::move(response), exchange);
+  };
+  task.shed = [self = shared_from_this(), request, exchange](ShedReason reason, std::chrono::seconds retry_after) {
+    Response response =
+        ProblemResponse(503, "overloaded", "Service Unavailable",
+                        "the service is overloaded; retry after " + std::to_string(retry_after.count()) + " s");
+    response.headers.emplace_back("Retry-After", std::to_string(retry_after.count()));
+    self->Finish(std::move(response), exchange);
+    if (const auto& on_shed = self->server_.options().on_shed) on_shed(*request, reason);
+  };
+  server_.admission().Submit(std::move(key), std::move(task));
+}
+
+std::string Session::FairnessKey(const Request& request) {
+  if (fairness_key_) return *fairness_key_;
+  const auto& classify = server_.options().fairness_key;
+  if (!classify) return {};
+  ServerOptions::FairnessKey key = classify(request);
+  if (key.per_connection) fairness_key_ = key.key;
+  return std::move(key.key);
+}
+
+// Called on a worker; the response is written on the session's strand.
+void Session::Finish(Response response, Exchange exchange) {
+  asio::post(stream_.get_executor(), [self = shared_from_this(), response = std::move(response), exchange]() mutable {
+    self->first_request_ = false;
+    bool keep_alive = exchange.keep_alive && !self->stop_requested_ && !self->server_.stopping();
+    self->Write(std::move(response), exchange.version, keep_alive, exchange.head);
+  });
 }
 
 void Session::RejectRequest(int status, std::string_view name, std::string_view title, std::string_view detail) {
@@ -607,6 +654,7 @@ Expected<void> ServerImpl::Start() {
   port_ = acceptor_->local_endpoint(ec).port();
   accept_retry_.emplace(acceptor_->get_executor());
   work_.emplace(io_->get_executor());
+  admission_.Start();
   Accept();
 
   unsigned thread_count = options_.threads > 0 ? static_cast<unsigned>(options_.threads)
@@ -619,7 +667,10 @@ Expected<void> ServerImpl::Start() {
     return MakeError(ErrorCode::kInternal, std::string("starting server threads: ") + e.what());
   }
   started_ = true;
-  log::Info("HTTPS server listening", {{"address", options_.address}, {"port", std::to_string(port_.load())}});
+  log::Info("HTTPS server listening", {{"address", options_.address},
+                                       {"port", std::to_string(port_.load())},
+                                       {"io_threads", std::to_string(thread_count)},
+                                       {"workers", std::to_string(admission_.workers())}});
   return kOk;
 }
 
@@ -727,6 +778,8 @@ void ServerImpl::Stop() {
     busy.clear();
     WaitForSessions(kStopForceCloseWait);
   }
+  // Sheds what is still queued and waits for handlers that are running.
+  admission_.Stop();
   work_.reset();
   io_->stop();
   // A handler blocked in user code keeps its thread; join waits for it.

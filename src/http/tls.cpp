@@ -9,6 +9,10 @@
 #include <string>
 #include <vector>
 
+#include <boost/asio/error.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/beast/http/error.hpp>
+
 namespace citadel::http::internal {
 namespace {
 
@@ -139,6 +143,19 @@ std::string VerifyFailure(SSL* ssl) {
   long result = SSL_get_verify_result(ssl);
   if (result == X509_V_OK) return "";
   return X509_verify_cert_error_string(result);
+}
+
+bool IsConnectionClosed(const boost::system::error_code& ec) {
+  namespace asio = boost::asio;
+  if (ec == boost::beast::http::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset ||
+      ec == asio::error::connection_aborted || ec == asio::error::broken_pipe ||
+      ec == asio::ssl::error::stream_truncated) {
+    return true;
+  }
+  // OpenSSL 3 reports a TCP close without close_notify as this reason, which
+  // Asio 1.74 does not map to stream_truncated.
+  return ec.category() == asio::error::get_ssl_category() &&
+         ERR_GET_REASON(static_cast<unsigned long>(ec.value())) == SSL_R_UNEXPECTED_EOF_WHILE_READING;
 }
 
 }  // namespace citadel::http::internal

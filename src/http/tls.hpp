@@ -1,11 +1,13 @@
-// Internal to citadel_http: OpenSSL context settings shared by the server
-// and the client. Plain OpenSSL, so these functions can be reasoned about
-// (and reviewed) without reading Asio.
+// Internal to Citadel's HTTPS code: OpenSSL context settings shared by the
+// server, the client and citadel-sim's asynchronous client (src/sim). Plain OpenSSL, so these functions can be reasoned
+// about (and reviewed) without reading Asio.
 #pragma once
 
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <boost/system/error_code.hpp>
 
 #include "common/error.hpp"
 #include "crypto/crypto.hpp"
@@ -42,6 +44,11 @@ std::vector<crypto::Certificate> PeerChain(SSL* ssl);
 
 // Why certificate verification failed on ssl, or "" when it did not.
 std::string VerifyFailure(SSL* ssl);
+
+// True for the ways a peer that closed a kept-alive connection shows up
+// (EOF, reset, a TLS close without close_notify); only these make a request
+// on a reused connection worth sending again.
+bool IsConnectionClosed(const boost::system::error_code& ec);
 
 // Drains OpenSSL's error queue into one line.
 std::string TakeOpenSslErrors();

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <charconv>
 
 #include "common/json_fields.hpp"
 #include "common/time.hpp"

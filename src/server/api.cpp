@@ -9,6 +9,7 @@
 #include "server/auth.hpp"
 #include "server/data_dir.hpp"
 #include "server/deployments.hpp"
+#include "server/metrics.hpp"
 
 namespace citadel::server {
 namespace {
@@ -50,7 +51,8 @@ Json DeviceJson(const store::Device& d) {
           {"free_memory_kb", d.free_memory_kb},
           {"certificate_serial", d.certificate_serial},
           {"certificate_expires_at", Time(d.certificate_expires_at)},
-          {"revoked", d.revoked}};
+          {"revoked", d.revoked},
+          {"healthy", store::IsDeviceHealthy(d, Now())}};
 }
 
 Response CreateTenant(ApiContext& ctx, const Request& request) {
@@ -233,6 +235,29 @@ void RegisterRoutes(http::Router& router, ApiContext& ctx) {
     return JsonResponse(200, {{"status", "ok"}, {"store", ctx.store.Backend()}});
   });
 
+  // Prometheus scrapes with the metrics token (--metrics-token-file) or the
+  // operator's; labels carry no ids (server/metrics.hpp).
+  router.Add("GET", "/metrics", [&ctx](const Request& request, const PathParams&) {
+    bool allowed = false;
+    if (auto presented = BearerTokenHash(request); presented && !ctx.options.metrics_token_hash.empty()) {
+      allowed = crypto::ConstantTimeEqual(*presented, ctx.options.metrics_token_hash);
+    }
+    if (!allowed) {
+      auto caller = AuthenticateToken(ctx.store, request);
+      if (!caller) {
+        Response r = Problem(401, "unauthenticated", "Unauthenticated", caller.error().message());
+        r.headers.emplace_back("WWW-Authenticate", "Bearer");
+        return r;
+      }
+      if (!caller->IsOperator()) {
+        return Problem(403, "forbidden", "Forbidden", "metrics need the metrics token or the operator token");
+      }
+    }
+    Response response;
+    response.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    response.body = ctx.metrics.Render();
+    return response;
+  });
   // Device attestation: unauthenticated by design (the evidence is the
   // credential); see docs/PROTOCOL.md.
   router.Add("POST", "/v1/attestation/challenge", [&ctx](const Request&, const PathParams&) {
@@ -243,7 +268,12 @@ void RegisterRoutes(http::Router& router, ApiContext& ctx) {
   router.Add("POST", "/v1/attestation", [&ctx](const Request& request, const PathParams&) {
     if (MediaType(request) != "application/json") return UnsupportedMediaType("application/json");
     auto outcome = ctx.attestor.Attest(request.body, Clock::now());
-    if (!outcome) return ProblemResponse(outcome.error());
+    if (!outcome) {
+      std::string_view type = outcome.error().type;
+      ctx.metrics.Attestation(type.substr(type.rfind(':') + 1));
+      return ProblemResponse(outcome.error());
+    }
+    ctx.metrics.Attestation(outcome->verdict);
     return JsonResponse(200, protocol::AttestationResultToJson(*outcome));
   });
   // TPM credential activation: unauthenticated like the attestation (the
@@ -256,8 +286,9 @@ void RegisterRoutes(http::Router& router, ApiContext& ctx) {
   });
 
   router.Add("POST", "/v1/device/check-in", [&ctx](const Request& request, const PathParams&) {
-    auto device = AuthenticateDevice(ctx.store, ctx.authorities, request, Clock::now());
-    if (!device) return DeviceProblemFromAuth(device.error());
+    auto gate = AuthorizeDevice(ctx, request);
+    if (gate.refusal) return *gate.refusal;
+    const DeviceCaller* device = &*gate.device;
     if (MediaType(request) != "application/json") return UnsupportedMediaType("application/json");
     auto check_in = protocol::ParseCheckIn(request.body);
     if (!check_in) return Problem(400, "invalid-request", "Invalid request", check_in.error().message());
@@ -294,6 +325,7 @@ void RegisterRoutes(http::Router& router, ApiContext& ctx) {
     if (check_in->update) {
       auto handled = deployments.RecordReports(device->tenant_id, device->device_id, check_in->update->reports, now);
       if (!handled) return ErrorResponse(handled.error());
+      for (const auto& report : check_in->update->reports) ctx.metrics.UpdateReport(report.state);
       acknowledged = *handled;
     }
     auto update = deployments.CheckInReply(device->tenant_id, device->device_id, acknowledged, now);
@@ -522,23 +554,31 @@ void RegisterRoutes(http::Router& router, ApiContext& ctx) {
             if (!device) return ErrorResponse(device.error());
             return JsonResponse(200, DeviceJson(*device));
           }));
-  router.Add(
-      "GET", "/v1/tenants/{tenant}/devices",
-      TenantRoute(ctx, Role::kReader,
-                  [&ctx](const Request& request, const PathParams&, const Caller&, const std::string& tenant_id) {
-                    auto limit = PageLimit(request);
-                    if (!limit) return BadPageLimit();
-                    store::DeviceFilter filter;
-                    filter.tenant_id = tenant_id;
-                    filter.device_group_id = request.QueryParameter("device_group");
-                    filter.os_version = request.QueryParameter("os_version");
-                    filter.after_id = request.QueryParameter("after");
-                    filter.limit = *limit;
-                    auto devices = ctx.store.ListDevices(filter);
-                    if (!devices) return ErrorResponse(devices.error());
-                    return PageResponse("devices", *devices, *limit, DeviceJson,
-                                        [](const store::Device& d) { return d.id; });
-                  }));
+  router.Add("GET", "/v1/tenants/{tenant}/devices",
+             TenantRoute(
+                 ctx, Role::kReader,
+                 [&ctx](const Request& request, const PathParams&, const Caller&, const std::string& tenant_id) {
+                   auto limit = PageLimit(request);
+                   if (!limit) return BadPageLimit();
+                   store::DeviceFilter filter;
+                   filter.tenant_id = tenant_id;
+                   filter.device_group_id = request.QueryParameter("device_group");
+                   filter.os_version = request.QueryParameter("os_version");
+                   if (auto health = request.QueryParameter("health"); !health.empty()) {
+                     auto parsed = store::ParseDeviceHealth(health);
+                     if (!parsed) {
+                       return Problem(400, "invalid-request", "Invalid request", "health must be healthy or unhealthy");
+                     }
+                     filter.health = *parsed;
+                     filter.now = Now();
+                   }
+                   filter.after_id = request.QueryParameter("after");
+                   filter.limit = *limit;
+                   auto devices = ctx.store.ListDevices(filter);
+                   if (!devices) return ErrorResponse(devices.error());
+                   return PageResponse("devices", *devices, *limit, DeviceJson,
+                                       [](const store::Device& d) { return d.id; });
+                 }));
   router.Add("GET", "/v1/tenants/{tenant}/devices/{device}",
              TenantRoute(ctx, Role::kReader,
                          [&ctx](const Request&, const PathParams& params, const Caller&, const std::string& tenant_id) {

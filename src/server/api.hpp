@@ -4,6 +4,7 @@
 #pragma once
 
 #include <chrono>
+#include <string>
 #include <string_view>
 
 #include "http/http.hpp"
@@ -18,7 +19,13 @@ class Repository;
 
 struct ApiOptions {
   std::chrono::seconds check_in_interval{300};
+  // SHA-256 (hex) of the token Prometheus presents at GET /metrics; empty:
+  // only the operator token may read metrics.
+  std::string metrics_token_hash;
 };
+
+class LoadControl;
+class Metrics;
 
 struct ApiContext {
   store::Store& store;
@@ -27,6 +34,8 @@ struct ApiContext {
   const crypto::SecretBytes& master_key;
   Repository& repository;  // TUF repositories (server/repository.hpp)
   BlobStore& blobs;        // uploaded images and deltas (server/blob_store.hpp)
+  LoadControl& load;       // rate limits, fairness keys (server/load_control.hpp)
+  Metrics& metrics;        // Prometheus metrics (server/metrics.hpp)
   ApiOptions options;
 };
 

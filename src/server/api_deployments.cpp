@@ -12,6 +12,7 @@
 #include "server/api.hpp"
 #include "server/api_support.hpp"
 #include "server/deployments.hpp"
+#include "server/metrics.hpp"
 
 namespace citadel::server {
 namespace {
@@ -106,6 +107,7 @@ Response CreateDeployment(ApiContext& ctx, const Request& request, const Caller&
     if (deployment.error().code() == ErrorCode::kNotFound) return NotFound("device group");
     return DeploymentProblem(deployment.error());
   }
+  ctx.metrics.DeploymentAction("create");
   Audit(ctx.store, tenant_id, caller, "deployment.create", deployment->id,
         {{"device_group_id", deployment->device_group_id},
          {"os_feed", deployment->os_feed},
@@ -182,6 +184,7 @@ Response ChangeDeployment(ApiContext& ctx, const Request& request, const Caller&
     changed = service.Rollback(tenant_id, deployment_id, now);
   }
   if (!changed) return DeploymentProblem(changed.error());
+  ctx.metrics.DeploymentAction(action);
   Audit(ctx.store, tenant_id, caller, "deployment." + std::string(action), deployment_id, details);
   log::Info("deployment changed", {{"tenant", tenant_id}, {"deployment", deployment_id}, {"action", action}});
   RepublishFor(service, *changed, now);

@@ -15,6 +15,7 @@
 #include "server/auth.hpp"
 #include "server/data_dir.hpp"
 #include "server/failures.hpp"
+#include "server/metrics.hpp"
 #include "symbols/symbol_file.hpp"
 
 namespace citadel::server {
@@ -131,8 +132,9 @@ Response IssueError(const Error& error) {
 
 // POST /v1/device/reports
 Response UploadReports(ApiContext& ctx, Symbolizer& symbolizer, const Request& request) {
-  auto device = AuthenticateDevice(ctx.store, ctx.authorities, request, Clock::now());
-  if (!device) return DeviceProblemFromAuth(device.error());
+  auto gate = AuthorizeDevice(ctx, request);
+  if (gate.refusal) return *gate.refusal;
+  const DeviceCaller* device = &*gate.device;
   if (MediaType(request) != "application/json") return UnsupportedMediaType("application/json");
   const std::string encoding = request.Header("content-encoding");
   std::string decompressed;
@@ -175,6 +177,8 @@ Response UploadReports(ApiContext& ctx, Symbolizer& symbolizer, const Request& r
                                            {"new", std::to_string(ingested->new_reports)},
                                            {"batch", std::to_string(batch->reports.size())}});
   }
+  ctx.metrics.ReportsIngested(static_cast<std::uint64_t>(ingested->new_reports),
+                              batch->reports.size() - static_cast<std::uint64_t>(ingested->new_reports));
   protocol::ReportBatchReply reply;
   reply.acknowledged = std::move(ingested->acknowledged);
   return JsonResponse(200, protocol::ReportBatchReplyToJson(reply));

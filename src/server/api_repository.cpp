@@ -118,8 +118,9 @@ std::optional<Response> AuthorizeRepositoryRead(ApiContext& ctx, const Request& 
     r.headers.emplace_back("WWW-Authenticate", "Bearer");
     return r;
   }
-  auto device = AuthenticateDevice(ctx.store, ctx.authorities, request, Clock::now());
-  if (!device) return DeviceProblemFromAuth(device.error());
+  auto gate = AuthorizeDevice(ctx, request);
+  if (gate.refusal) return gate.refusal;
+  const DeviceCaller* device = &*gate.device;
   if (device->tenant_id != tenant_id) return NotFound("repository");
   if (group_id != nullptr) {
     auto record = ctx.store.GetDevice(device->device_id);

@@ -1,5 +1,7 @@
 #include "server/api_support.hpp"
 
+#include "server/load_control.hpp"
+
 #include <algorithm>
 
 #include "common/canonical_json.hpp"
@@ -153,13 +155,24 @@ Guarded Guard(ApiContext& ctx, const Request& request, std::string_view tenant_i
     }
     return {std::nullopt, ErrorResponse(caller.error())};
   }
+  ctx.load.RememberToken(request, *caller);
   if (!caller->CanSeeTenant(tenant_id)) return {std::nullopt, NotFound("tenant")};
   if (!caller->Allows(tenant_id, minimum)) {
     return {std::nullopt, Problem(403, "forbidden", "Forbidden",
                                   "this needs the " + std::string(store::RoleName(minimum)) + " role; your token has " +
                                       std::string(store::RoleName(caller->role)))};
   }
+  if (!caller->IsOperator()) {
+    if (auto limited = ctx.load.AdmitTenant(caller->tenant_id)) return {std::nullopt, std::move(limited)};
+  }
   return {*caller, std::nullopt};
+}
+
+DeviceGate AuthorizeDevice(ApiContext& ctx, const Request& request) {
+  auto device = AuthenticateDevice(ctx.store, ctx.authorities, request, Clock::now());
+  if (!device) return {std::nullopt, DeviceProblemFromAuth(device.error())};
+  if (auto limited = ctx.load.AdmitDevice(*device)) return {std::nullopt, std::move(limited)};
+  return {std::move(*device), std::nullopt};
 }
 
 std::optional<std::int64_t> ParseLimit(const std::string& text, std::int64_t fallback, std::int64_t max) {

@@ -86,7 +86,16 @@ struct Guarded {
   std::optional<http::Response> refusal;
 };
 
+// Authenticates the token, then applies the tenant's rate limit (429).
 Guarded Guard(ApiContext& ctx, const http::Request& request, std::string_view tenant_id, store::Role minimum);
+
+// The guard of every device route (mutual TLS): AuthenticateDevice, then the
+// device's and its tenant's rate limits (429).
+struct DeviceGate {
+  std::optional<DeviceCaller> device;
+  std::optional<http::Response> refusal;
+};
+DeviceGate AuthorizeDevice(ApiContext& ctx, const http::Request& request);
 
 // Every tenant route has the same shape; this keeps it in one place.
 template <typename Fn>

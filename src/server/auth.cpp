@@ -27,16 +27,20 @@ bool Caller::Allows(std::string_view tenant, store::Role minimum) const {
   return CanSeeTenant(tenant) && Rank(role) >= Rank(minimum);
 }
 
-Expected<Caller> AuthenticateToken(store::Store& store, const http::Request& request) {
-  std::string header = request.Header("authorization");
+std::optional<std::string> BearerTokenHash(const http::Request& request) {
   constexpr std::string_view kBearer = "Bearer ";
-  if (header.empty()) {
+  const std::string header = request.Header("authorization");
+  if (!std::string_view(header).starts_with(kBearer) || header.size() > 512) return std::nullopt;
+  return HashApiToken(std::string_view(header).substr(kBearer.size()));
+}
+
+Expected<Caller> AuthenticateToken(store::Store& store, const http::Request& request) {
+  if (request.Header("authorization").empty()) {
     return MakeError(ErrorCode::kUnauthenticated, "missing Authorization header; send 'Authorization: Bearer <token>'");
   }
-  if (!std::string_view(header).starts_with(kBearer) || header.size() > 512) {
-    return MakeError(ErrorCode::kUnauthenticated, "Authorization header must be 'Bearer <token>'");
-  }
-  std::string hash = HashApiToken(std::string_view(header).substr(kBearer.size()));
+  const auto presented = BearerTokenHash(request);
+  if (!presented) return MakeError(ErrorCode::kUnauthenticated, "Authorization header must be 'Bearer <token>'");
+  const std::string& hash = *presented;
   auto token = store.FindApiTokenByHash(hash);
   if (!token) {
     if (token.error().code() == ErrorCode::kNotFound) {
@@ -52,31 +56,41 @@ Expected<Caller> AuthenticateToken(store::Store& store, const http::Request& req
   return Caller{token->id, token->tenant_id, token->role};
 }
 
-Expected<DeviceCaller> AuthenticateDevice(store::Store& store, TenantCaCache& authorities, const http::Request& request,
-                                          TimePoint now) {
-  if (request.peer_chain.empty()) {
-    return MakeError(ErrorCode::kUnauthenticated, "no client certificate; attest to obtain one");
-  }
-  const auto& leaf = request.peer_chain.front();
+Expected<DeviceUriParts> DeviceCertificateSubject(const crypto::Certificate& leaf) {
   auto uris = leaf.UriSans();
   if (uris.size() != 1) return MakeError(ErrorCode::kUnauthenticated, "not a Citadel device certificate");
   auto parts = ParseDeviceUri(uris.front());
   if (!parts) return MakeError(ErrorCode::kUnauthenticated, "not a Citadel device certificate");
-  auto authority = authorities.Get(parts->tenant_id);
-  if (!authority) {
-    if (authority.error().code() == ErrorCode::kNotFound) {
-      return MakeError(ErrorCode::kUnauthenticated, "certificate names an unknown tenant");
-    }
-    return std::unexpected(authority.error());
-  }
-  std::vector<crypto::Certificate> intermediates{(*authority)->issuing};
-  std::vector<crypto::Certificate> roots{(*authority)->root};
+  return parts;
+}
+
+Expected<void> VerifyDeviceChain(const crypto::Certificate& leaf, const TenantAuthority& authority, TimePoint now) {
+  std::vector<crypto::Certificate> intermediates{authority.issuing};
+  std::vector<crypto::Certificate> roots{authority.root};
   crypto::ChainVerification verification;
   verification.purpose = crypto::ExtendedKeyUsage::kClientAuth;
   verification.at = now;
   if (auto verified = crypto::VerifyCertificateChain(leaf, intermediates, roots, verification); !verified) {
     return MakeError(ErrorCode::kUnauthenticated, "device certificate rejected: " + verified.error().message());
   }
+  return kOk;
+}
+
+Expected<DeviceCaller> AuthenticateDevice(store::Store& store, TenantCaCache& authorities, const http::Request& request,
+                                          TimePoint now) {
+  if (request.peer_chain.empty()) {
+    return MakeError(ErrorCode::kUnauthenticated, "no client certificate; attest to obtain one");
+  }
+  const auto& leaf = request.peer_chain.front();
+  CITADEL_TRY(auto parts, DeviceCertificateSubject(leaf));
+  auto authority = authorities.Get(parts.tenant_id);
+  if (!authority) {
+    if (authority.error().code() == ErrorCode::kNotFound) {
+      return MakeError(ErrorCode::kUnauthenticated, "certificate names an unknown tenant");
+    }
+    return std::unexpected(authority.error());
+  }
+  CITADEL_TRY_VOID(VerifyDeviceChain(leaf, **authority, now));
   auto serial = leaf.SerialHex();
   auto issued = store.GetCertificate(serial);
   if (!issued) {
@@ -85,15 +99,15 @@ Expected<DeviceCaller> AuthenticateDevice(store::Store& store, TenantCaCache& au
     }
     return std::unexpected(issued.error());
   }
-  if (issued->revoked || issued->device_id != parts->device_id || issued->tenant_id != parts->tenant_id) {
+  if (issued->revoked || issued->device_id != parts.device_id || issued->tenant_id != parts.tenant_id) {
     return MakeError(ErrorCode::kUnauthenticated, "device certificate revoked");
   }
-  auto device = store.GetDevice(parts->device_id);
+  auto device = store.GetDevice(parts.device_id);
   if (!device) return MakeError(ErrorCode::kUnauthenticated, "device unknown");
-  if (device->revoked || device->tenant_id != parts->tenant_id) {
+  if (device->revoked || device->tenant_id != parts.tenant_id) {
     return MakeError(ErrorCode::kUnauthenticated, "device is not claimed by the certificate's tenant");
   }
-  return DeviceCaller{parts->device_id, parts->tenant_id, serial};
+  return DeviceCaller{parts.device_id, parts.tenant_id, serial};
 }
 
 }  // namespace citadel::server

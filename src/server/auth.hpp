@@ -9,6 +9,7 @@
 // resource that does not exist.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -31,6 +32,12 @@ struct Caller {
   bool CanSeeTenant(std::string_view tenant_id) const;
 };
 
+// The SHA-256 (as HashApiToken) of the request's bearer token; nullopt when
+// the Authorization header is not "Bearer <token>" of at most 512 bytes.
+// The one reading of the header for every caller (authentication, metrics,
+// fairness keys).
+std::optional<std::string> BearerTokenHash(const http::Request& request);
+
 // kUnauthenticated when the header is missing, malformed, or names an
 // unknown or revoked token.
 Expected<Caller> AuthenticateToken(store::Store& store, const http::Request& request);
@@ -40,6 +47,13 @@ struct DeviceCaller {
   std::string tenant_id;
   std::string certificate_serial;
 };
+
+// The tenant and device a device certificate's URI SAN names (unverified);
+// kUnauthenticated when it is not a Citadel device certificate.
+Expected<DeviceUriParts> DeviceCertificateSubject(const crypto::Certificate& leaf);
+// The chain check of AuthenticateDevice: leaf issued by the tenant's issuing
+// CA, purpose clientAuth, valid at `now`. No store access.
+Expected<void> VerifyDeviceChain(const crypto::Certificate& leaf, const TenantAuthority& authority, TimePoint now);
 
 // Verifies the presented client certificate: chain to the tenant CA named in
 // its URI SAN, purpose clientAuth, unexpired, the device's current and

@@ -71,7 +71,52 @@ int main(int argc, char** argv) {
   app.add_option("--unclaimed-retry", unclaimed_retry, "seconds an unclaimed device waits before attesting again")
       ->capture_default_str()
       ->check(CLI::Range(1L, 24L * 60 * 60));
-  app.add_option("--threads", options.threads, "HTTP worker threads (0: one per core)")->capture_default_str();
+  app.add_option("--threads", options.threads, "HTTPS I/O threads (0: one per core)")->capture_default_str();
+  // Load: workers, the admission queue, rate limits (docs/ARCHITECTURE.md, "Backpressure").
+  long queue_delay_ms = options.admission.max_queue_delay.count();
+  auto* load = "Load and backpressure";
+  app.add_option("--workers", options.admission.workers,
+                 "threads running request handlers (0: 2 per core, at least 4; they wait on the store)")
+      ->group(load)
+      ->capture_default_str();
+  app.add_option("--max-queued-requests", options.admission.max_queued,
+                 "requests waiting for a worker before the service answers 503 + Retry-After")
+      ->group(load)
+      ->capture_default_str()
+      ->check(CLI::Range(static_cast<std::size_t>(1), static_cast<std::size_t>(1'000'000)));
+  app.add_option("--max-queue-delay-ms", queue_delay_ms,
+                 "a request that waited longer than this for a worker is answered 503 + Retry-After")
+      ->group(load)
+      ->capture_default_str()
+      ->check(CLI::Range(1L, 600'000L));
+  app.add_option("--max-connections", options.max_connections, "open connections; more are refused")
+      ->group(load)
+      ->capture_default_str()
+      ->check(CLI::Range(static_cast<std::size_t>(1), static_cast<std::size_t>(10'000'000)));
+  app.add_option("--device-rate", options.load.device.per_second,
+                 "requests per second each device may make, per replica (0: no limit); 429 + Retry-After beyond")
+      ->group(load)
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--device-burst", options.load.device.burst, "requests a device may make at once")
+      ->group(load)
+      ->capture_default_str()
+      ->check(CLI::Range(1.0, 1e9));
+  app.add_option("--tenant-rate", options.load.tenant.per_second,
+                 "requests per second a tenant's tokens and devices may make together, per replica (0: no limit)")
+      ->group(load)
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--tenant-burst", options.load.tenant.burst, "requests a tenant may make at once")
+      ->group(load)
+      ->capture_default_str()
+      ->check(CLI::Range(1.0, 1e9));
+  auto* observe = "Observability";
+  app.add_option("--metrics-token-file", options.metrics_token_file,
+                 "file holding the bearer token Prometheus sends to GET /metrics (the operator token works too)")
+      ->group(observe);
+  bool no_access_log = false;
+  app.add_flag("--no-access-log", no_access_log, "do not log one line per request")->group(observe);
   app.add_option("--log-level", log_level, "debug, info, warn or error")->capture_default_str();
   app.add_flag("--log-json", log_json, "log JSON lines");
   CLI11_PARSE(app, argc, argv);
@@ -96,6 +141,8 @@ int main(int argc, char** argv) {
   options.certificate_lifetime = std::chrono::seconds(certificate_lifetime);
   options.check_in_interval = std::chrono::seconds(check_in_interval);
   options.unclaimed_retry = std::chrono::seconds(unclaimed_retry);
+  options.admission.max_queue_delay = std::chrono::milliseconds(queue_delay_ms);
+  options.access_log = !no_access_log;
 
   // Block the stop signals in every thread; one thread waits for them.
   sigset_t signals;

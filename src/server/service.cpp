@@ -1,10 +1,54 @@
 #include "server/service.hpp"
 
+#include "common/encoding.hpp"
+#include "common/file.hpp"
 #include "common/log.hpp"
 #include "server/api.hpp"
 #include "symbols/symbol_file.hpp"
 
 namespace citadel::server {
+
+namespace {
+
+// The caller's X-Request-Id when it is a plain token (a balancer's unique
+// id), else a fresh one; echoed in the response and the access log.
+std::string RequestId(const http::Request& request) {
+  std::string given = request.Header("x-request-id");
+  if (!given.empty() && given.size() <= 64 &&
+      given.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.:") ==
+          std::string::npos) {
+    return given;
+  }
+  return HexEncode(crypto::RandomBytes(8));
+}
+
+// Every request: route, metrics, the access log line, X-Request-Id.
+http::Response Serve(const http::Router& router, Metrics& metrics, bool access_log, const http::Request& request) {
+  const auto started = std::chrono::steady_clock::now();
+  std::string route;
+  http::Response response = router.Dispatch(request, &route);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  const double queued = std::chrono::duration<double>(request.queued).count();
+  metrics.Request(request.method, route, response.status, seconds, queued);
+  std::string id = RequestId(request);
+  if (access_log) {
+    const std::string status = std::to_string(response.status);
+    const std::string handler_ms = std::to_string(seconds * 1000);
+    const std::string queued_ms = std::to_string(queued * 1000);
+    log::Info("request", {{"method", request.method},
+                          {"path", request.path},
+                          {"route", route},
+                          {"status", status},
+                          {"ms", handler_ms},
+                          {"queued_ms", queued_ms},
+                          {"remote", request.remote_address},
+                          {"request_id", id}});
+  }
+  response.headers.emplace_back("X-Request-Id", std::move(id));
+  return response;
+}
+
+}  // namespace
 
 Expected<std::unique_ptr<Service>> Service::Create(const ServiceOptions& options) {
   std::unique_ptr<Service> service(new Service());
@@ -60,9 +104,26 @@ Expected<std::unique_ptr<Service>> Service::Create(const ServiceOptions& options
 
   ApiOptions api_options;
   api_options.check_in_interval = options.check_in_interval;
+  if (!options.metrics_token_file.empty()) {
+    auto token = ReadFile(options.metrics_token_file, 4096);
+    if (!token) return WrapError(token.error(), "--metrics-token-file");
+    std::string_view text = *token;
+    while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' ')) text.remove_suffix(1);
+    if (text.size() < 16 || text.size() > 500) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "--metrics-token-file: the token must be 16 to 500 characters (e.g. openssl rand -hex 32)");
+    }
+    api_options.metrics_token_hash = HashApiToken(text);
+  }
+  service->metrics_ = std::make_unique<Metrics>();
+  service->store_->SetCallObserver(
+      [metrics = service->metrics_.get(), backend = std::string(service->store_->Backend())](double seconds) {
+        metrics->StoreCall(backend, seconds);
+      });
+  service->load_ = std::make_unique<LoadControl>(options.load, *service->authorities_, *service->metrics_);
   service->api_context_ = std::make_unique<ApiContext>(
       ApiContext{*service->store_, *service->authorities_, *service->attestor_, service->master_key_,
-                 *service->repository_, *service->blobs_, api_options});
+                 *service->repository_, *service->blobs_, *service->load_, *service->metrics_, api_options});
   service->router_ = std::make_unique<http::Router>();
   RegisterRoutes(*service->router_, *service->api_context_);
 
@@ -71,6 +132,22 @@ Expected<std::unique_ptr<Service>> Service::Create(const ServiceOptions& options
   http_options.port = options.port;
   http_options.identity = {service->identity_->server_chain_pem, &service->identity_->server_key};
   http_options.threads = options.threads;
+  http_options.max_connections = options.max_connections;
+  http_options.admission = options.admission;
+  LoadControl* load = service->load_.get();
+  Metrics* metrics = service->metrics_.get();
+  const bool access_log = options.access_log;
+  http_options.fairness_key = [load](const http::Request& request) { return load->Classify(request); };
+  http_options.on_shed = [metrics, access_log](const http::Request& request, http::ShedReason reason) {
+    metrics->Shed(reason);
+    if (access_log) {
+      log::Info("request shed", {{"method", request.method},
+                                 {"path", request.path},
+                                 {"status", "503"},
+                                 {"reason", http::ShedReasonName(reason)},
+                                 {"remote", request.remote_address}});
+    }
+  };
   // Symbol files are the one upload bigger than the 1 MiB every other
   // request is held to (images arrive in chunks).
   http_options.max_large_body_bytes = symbols::kMaxSymbolFileBytes;
@@ -78,10 +155,13 @@ Expected<std::unique_ptr<Service>> Service::Create(const ServiceOptions& options
     return method == "POST" && IsSymbolUploadTarget(target);
   };
   const http::Router* router = service->router_.get();
-  auto http =
-      http::Server::Create(http_options, [router](const http::Request& request) { return router->Dispatch(request); });
+  auto http = http::Server::Create(http_options, [router, metrics, access_log](const http::Request& request) {
+    return Serve(*router, *metrics, access_log, request);
+  });
   if (!http) return WrapError(http.error(), "HTTP server");
   service->http_ = std::move(*http);
+  http::Server* server = service->http_.get();
+  metrics->SetAdmissionSource([server] { return server->admission_stats(); });
   return service;
 }
 

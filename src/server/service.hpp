@@ -22,6 +22,8 @@
 #include "server/attestation.hpp"
 #include "server/blob_store.hpp"
 #include "server/data_dir.hpp"
+#include "server/load_control.hpp"
+#include "server/metrics.hpp"
 #include "server/repository.hpp"
 #include "server/tenant_ca.hpp"
 #include "store/store.hpp"
@@ -43,7 +45,17 @@ struct ServiceOptions {
   std::chrono::seconds certificate_lifetime{24 * 60 * 60};
   std::chrono::seconds check_in_interval{300};
   std::chrono::seconds unclaimed_retry{30};
-  int threads = 0;
+  int threads = 0;  // I/O threads; 0: one per core
+  std::size_t max_connections = 10'000;
+  // Request workers and the admission queue (http/admission.hpp).
+  http::AdmissionOptions admission{};
+  // Per-device and per-tenant rate limits (server/load_control.hpp).
+  LoadOptions load{};
+  // One structured line per answered request (docs/ARCHITECTURE.md, "Metrics").
+  bool access_log = true;
+  // A file holding the token Prometheus sends to GET /metrics; empty: only
+  // the operator token may read metrics.
+  std::filesystem::path metrics_token_file;
 };
 
 class Service {
@@ -60,6 +72,7 @@ class Service {
   Attestor& attestor() { return *attestor_; }
   Repository& repository() { return *repository_; }
   BlobStore& blobs() { return *blobs_; }
+  Metrics& metrics() { return *metrics_; }
 
  private:
   Service() = default;
@@ -74,6 +87,8 @@ class Service {
   std::unique_ptr<Attestor> attestor_;
   std::unique_ptr<Repository> repository_;
   std::unique_ptr<BlobStore> blobs_;
+  std::unique_ptr<Metrics> metrics_;
+  std::unique_ptr<LoadControl> load_;
   std::unique_ptr<ApiContext> api_context_;
   std::unique_ptr<http::Router> router_;
   std::unique_ptr<http::Server> http_;

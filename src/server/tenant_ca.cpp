@@ -54,6 +54,12 @@ Expected<store::TenantCa> CreateTenantCa(std::string_view tenant_id, std::string
   return ca;
 }
 
+std::shared_ptr<const TenantAuthority> TenantCaCache::Peek(std::string_view tenant_id) {
+  std::lock_guard lock(mutex_);
+  auto it = cache_.find(tenant_id);
+  return it == cache_.end() ? nullptr : it->second;
+}
+
 Expected<std::shared_ptr<const TenantAuthority>> TenantCaCache::Get(std::string_view tenant_id) {
   {
     std::lock_guard lock(mutex_);

@@ -42,6 +42,9 @@ class TenantCaCache {
 
   // kNotFound when the tenant does not exist.
   Expected<std::shared_ptr<const TenantAuthority>> Get(std::string_view tenant_id);
+  // The tenant's authority when Get() has loaded it, else null; never
+  // touches the store (for callers that must not block).
+  std::shared_ptr<const TenantAuthority> Peek(std::string_view tenant_id);
 
  private:
   store::Store& store_;

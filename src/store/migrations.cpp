@@ -399,12 +399,44 @@ CREATE TABLE tpm_bindings (
 );
 )sql";
 
+// Version 6: registry queries at fleet scale (docs/ARCHITECTURE.md, "Store
+// schema"). Device health (store.hpp, DeviceHealth) is "accepted and not
+// revoked", indexed as an expression so that no stored status can drift,
+// plus the certificate expiry compared with the caller's `now`. Each list
+// shape (tenant, group, version, group and version) gets an index ending
+// in (health, id), so a filtered page is one index range read in id order;
+// the trailing expiry lets SQLite reject a lapsed (or valid) certificate
+// from the index entry, before reading the row. The expiry index finds the
+// few accepted devices whose certificate lapsed (or the few still valid)
+// without reading the rest. Both databases match an expression index only
+// against the same expression: SqlStore spells it exactly like this
+// (kAttestedOk in sql_store.cpp). last_seen stays unindexed on purpose:
+// every check-in writes it, and an index on it would cost each check-in an
+// index update (and PostgreSQL its HOT update).
+constexpr std::string_view kRegistrySchema = R"sql(
+CREATE INDEX devices_health_by_tenant ON devices
+  (tenant_id, (CASE WHEN last_verdict = 'accepted' AND revoked = 0 THEN 1 ELSE 0 END), id,
+   certificate_expires_at);
+CREATE INDEX devices_health_by_group ON devices
+  (tenant_id, device_group_id, (CASE WHEN last_verdict = 'accepted' AND revoked = 0 THEN 1 ELSE 0 END), id,
+   certificate_expires_at);
+CREATE INDEX devices_health_by_version ON devices
+  (tenant_id, os_version, (CASE WHEN last_verdict = 'accepted' AND revoked = 0 THEN 1 ELSE 0 END), id,
+   certificate_expires_at);
+CREATE INDEX devices_health_by_group_version ON devices
+  (tenant_id, device_group_id, os_version, (CASE WHEN last_verdict = 'accepted' AND revoked = 0 THEN 1 ELSE 0 END),
+   id, certificate_expires_at);
+CREATE INDEX devices_attested_by_expiry ON devices
+  (tenant_id, (CASE WHEN last_verdict = 'accepted' AND revoked = 0 THEN 1 ELSE 0 END), certificate_expires_at, id);
+)sql";
+
 constexpr std::array kMigrations = {
     Migration{1, "initial schema", kInitialSchema},
     Migration{2, "publisher keys and app development capabilities", kAppTrustSchema},
     Migration{3, "updates: repositories, images, deployments", kUpdatesSchema},
     Migration{4, "failure reporting: issues, reports, symbols, telemetry", kFailureReportingSchema},
     Migration{5, "TPM attestation keys: credential activations and bindings", kTpmSchema},
+    Migration{6, "registry: device health and filter indexes", kRegistrySchema},
 };
 
 }  // namespace

@@ -19,8 +19,10 @@
 #pragma once
 
 #include <charconv>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -121,9 +123,12 @@ class SqlConnectionPool;
 // destroyed. Move-only.
 class SqlConnectionLease {
  public:
-  SqlConnectionLease(SqlConnectionPool* pool, SqlConnection* connection) : pool_(pool), connection_(connection) {}
+  SqlConnectionLease(SqlConnectionPool* pool, SqlConnection* connection)
+      : pool_(pool), connection_(connection), acquired_(std::chrono::steady_clock::now()) {}
   SqlConnectionLease(SqlConnectionLease&& other) noexcept
-      : pool_(std::exchange(other.pool_, nullptr)), connection_(std::exchange(other.connection_, nullptr)) {}
+      : pool_(std::exchange(other.pool_, nullptr)),
+        connection_(std::exchange(other.connection_, nullptr)),
+        acquired_(other.acquired_) {}
   SqlConnectionLease& operator=(SqlConnectionLease&&) = delete;
   SqlConnectionLease(const SqlConnectionLease&) = delete;
   SqlConnectionLease& operator=(const SqlConnectionLease&) = delete;
@@ -135,6 +140,7 @@ class SqlConnectionLease {
  private:
   SqlConnectionPool* pool_;
   SqlConnection* connection_;
+  std::chrono::steady_clock::time_point acquired_;
 };
 
 // The source of connections for one database. Thread-safe.
@@ -147,15 +153,24 @@ class SqlConnectionPool {
   // when a new connection cannot be opened).
   virtual Expected<SqlConnectionLease> Acquire() = 0;
 
+  // Told how long each lease held its connection, i.e. each store call
+  // (metrics). Set before the pool is shared between threads.
+  void SetCallObserver(std::function<void(double seconds)> observer) { observer_ = std::move(observer); }
+
  protected:
   friend class SqlConnectionLease;
+  std::function<void(double seconds)> observer_;
   // Takes back a connection handed out by Acquire(). The pool discards
   // connections left broken or inside a transaction.
   virtual void Release(SqlConnection* connection) = 0;
 };
 
 inline SqlConnectionLease::~SqlConnectionLease() {
-  if (pool_ != nullptr && connection_ != nullptr) pool_->Release(connection_);
+  if (pool_ == nullptr || connection_ == nullptr) return;
+  pool_->Release(connection_);
+  if (pool_->observer_) {
+    pool_->observer_(std::chrono::duration<double>(std::chrono::steady_clock::now() - acquired_).count());
+  }
 }
 
 }  // namespace citadel::store

@@ -1,6 +1,7 @@
 #include "store/sql_store.hpp"
 
 #include <algorithm>
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
@@ -347,6 +348,10 @@ SqlStore::SqlStore(std::unique_ptr<SqlConnectionPool> pool) : pool_(std::move(po
 
 std::string_view SqlStore::Backend() const { return pool_->Backend(); }
 
+void SqlStore::SetCallObserver(std::function<void(double seconds)> observer) {
+  pool_->SetCallObserver(std::move(observer));
+}
+
 // ---------------------------------------------------------------- schema
 
 Expected<void> SqlStore::Migrate() { return MigrateTo(LatestSchemaVersion()); }
@@ -654,18 +659,201 @@ Expected<Device> SqlStore::GetDevice(std::string_view device_id) {
   return Explain(std::move(device), "reading device " + Quoted(device_id));
 }
 
+namespace {
+
+// The stored half of device health (store.hpp, DeviceHealth): 1 when the
+// last attestation was accepted and the current certificate is not revoked.
+// Spelled token for token as in migration 6's indexes: SQLite and
+// PostgreSQL use an expression index only for the same expression.
+constexpr std::string_view kAttestedOk = "(CASE WHEN last_verdict = 'accepted' AND revoked = 0 THEN 1 ELSE 0 END)";
+
+// The other half compares the certificate expiry with the caller's `now`,
+// which no index can hold in id order. Among the accepted devices, the set
+// on one side of `now` (lapsed, or still valid) is usually small: when the
+// tenant has at most this many, they are read through the expiry index and
+// sorted; otherwise they are dense enough to meet while reading the
+// accepted devices in id order.
+constexpr std::int64_t kSmallExpirySet = 1000;
+// Read cap of the small-set branch. Twice the threshold, so that the set
+// would have to grow by kSmallExpirySet between the probe and the read
+// (two statements apart) to cut the page short; pages are never snapshots.
+constexpr std::int64_t kSmallExpirySetCap = 2 * kSmallExpirySet;
+
+// A device query whose UNION branches share one set of bound values. Values
+// only some branches use are bound when first used: both databases refuse a
+// parameter the statement does not mention.
+class DeviceQuery {
+ public:
+  explicit DeviceQuery(const DeviceFilter& filter) : filter_(filter) {
+    tenant_ = query.Bind(filter.tenant_id);
+    after_ = query.Bind(filter.after_id);
+    if (!filter.device_group_id.empty()) equalities_ += " AND device_group_id = " + query.Bind(filter.device_group_id);
+    if (!filter.os_version.empty()) equalities_ += " AND os_version = " + query.Bind(filter.os_version);
+  }
+
+  // The filter's devices (after the cursor) that also meet `condition`:
+  // with equalities on a prefix of one index, read in id order.
+  std::string Range(std::string_view columns, std::string_view condition) const {
+    std::string sql = Select(columns, "FROM devices WHERE tenant_id = " + tenant_ + " AND id > " + after_);
+    sql += equalities_;
+    if (!condition.empty()) {
+      sql += " AND ";
+      sql += condition;
+    }
+    return sql;
+  }
+  // Accepted, unrevoked devices on one side of `now`.
+  std::string ExpiryCondition(bool lapsed, bool indexed) {
+    if (now_.empty()) now_ = query.Bind(filter_.now);
+    // "+ 0" keeps the planner off the expiry index where reading in id order
+    // is the point.
+    return std::string(kAttestedOk) + " = 1 AND certificate_expires_at" + (indexed ? "" : " + 0") +
+           (lapsed ? " <= " : " > ") + now_;
+  }
+  // The same set when it is small: read tenant-wide through the expiry
+  // index (capped), then filtered. Callers add ORDER BY/LIMIT.
+  std::string SmallExpirySet(bool lapsed) {
+    if (cap_.empty()) cap_ = query.Bind(kSmallExpirySetCap);
+    std::string inner =
+        Select(kDeviceColumns, "FROM devices WHERE tenant_id = " + tenant_ + " AND " + ExpiryCondition(lapsed, true) +
+                                   " AND id > " + after_ + " LIMIT " + cap_);
+    return Select(kDeviceColumns, "FROM (" + inner + ") small_set WHERE id > " + after_ + equalities_);
+  }
+
+  DynamicQuery query;
+
+ private:
+  const DeviceFilter& filter_;
+  std::string tenant_;
+  std::string after_;
+  std::string now_;
+  std::string equalities_;
+  std::string cap_;
+};
+
+Expected<void> CheckHealthFilter(const DeviceFilter& filter) {
+  if (filter.health != DeviceHealth::kAny && filter.now <= 0) {
+    return MakeError(ErrorCode::kInvalidArgument, "a health filter needs the time to judge certificates at (now > 0)");
+  }
+  return kOk;
+}
+
+// Whether at most kSmallExpirySet of the tenant's accepted devices after
+// the cursor are on the wanted side of `now`: a count over at most that
+// many + 1 entries of the expiry index.
+Expected<bool> IsSmallExpirySet(SqlConnection& connection, const DeviceFilter& filter, bool lapsed) {
+  DynamicQuery probe;
+  const std::string tenant = probe.Bind(filter.tenant_id);
+  const std::string now = probe.Bind(filter.now);
+  const std::string after = probe.Bind(filter.after_id);
+  const std::string cap = probe.Bind(kSmallExpirySet + 1);
+  probe.sql = "SELECT COUNT(*) FROM (SELECT 1 FROM devices WHERE tenant_id = " + tenant + " AND " +
+              std::string(kAttestedOk) + " = 1 AND certificate_expires_at " + (lapsed ? "<= " : "> ") + now +
+              " AND id > " + after + " LIMIT " + cap + ") probe";
+  CITADEL_TRY(SqlResult result, connection.Execute(probe.sql, probe.params));
+  return (result.rows.empty() ? 0 : result.rows.front().Int(0)) <= kSmallExpirySet;
+}
+
+// One SELECT (without ORDER BY/LIMIT) of a filter's devices: one index range.
+using DeviceBranch = std::function<std::string(DeviceQuery& query, std::string_view columns)>;
+
+// The disjoint branches whose union is the filter's set (health 0 or 1; one
+// side of `now`), the densest first. Probes the expiry half when health is
+// set.
+Expected<std::vector<DeviceBranch>> DeviceBranches(SqlConnection& connection, const DeviceFilter& filter) {
+  auto accepted = [](DeviceQuery& query, std::string_view columns) {
+    return query.Range(columns, std::string(kAttestedOk) + " = 1");
+  };
+  auto not_accepted = [](DeviceQuery& query, std::string_view columns) {
+    return query.Range(columns, std::string(kAttestedOk) + " = 0");
+  };
+  // The accepted devices on one side of `now`: the small set, or the dense one.
+  auto expiry_branch = [&](bool lapsed) -> Expected<DeviceBranch> {
+    CITADEL_TRY(bool small, IsSmallExpirySet(connection, filter, lapsed));
+    if (small) {
+      return DeviceBranch([lapsed](DeviceQuery& query, std::string_view) { return query.SmallExpirySet(lapsed); });
+    }
+    return DeviceBranch([lapsed](DeviceQuery& query, std::string_view columns) {
+      return query.Range(columns, query.ExpiryCondition(lapsed, false));
+    });
+  };
+  switch (filter.health) {
+    case DeviceHealth::kAny:
+      // No index is (tenant, group, version, id); the one with health in
+      // between holds the two halves in id order.
+      if (!filter.device_group_id.empty() && !filter.os_version.empty()) {
+        return std::vector<DeviceBranch>{accepted, not_accepted};
+      }
+      return std::vector<DeviceBranch>{
+          [](DeviceQuery& query, std::string_view columns) { return query.Range(columns, ""); }};
+    case DeviceHealth::kHealthy: {
+      CITADEL_TRY(DeviceBranch valid, expiry_branch(false));
+      return std::vector<DeviceBranch>{std::move(valid)};
+    }
+    case DeviceHealth::kUnhealthy: {
+      CITADEL_TRY(DeviceBranch lapsed, expiry_branch(true));
+      return std::vector<DeviceBranch>{not_accepted, std::move(lapsed)};
+    }
+  }
+  return MakeError(ErrorCode::kInvalidArgument, "unknown device health filter");
+}
+
+}  // namespace
+
+// Every page is at most two index ranges of `limit` rows each, merged by the
+// database, plus for a health filter one probe of at most kSmallExpirySet
+// index entries. The one cost that depends on the data: when more than
+// kSmallExpirySet of the tenant's accepted devices are on the wanted side
+// of `now` yet few of them are in the filtered group or version, the page
+// reads the filter's accepted devices until it has found `limit` of them.
 Expected<std::vector<Device>> SqlStore::ListDevices(const DeviceFilter& filter) {
   CITADEL_TRY_VOID(RequireNonEmpty(filter.tenant_id, "tenant id"));
   CITADEL_TRY(std::int64_t limit, CheckLimit(filter.limit));
-  // Each filter combination matches one index prefix, ordered by id.
-  DynamicQuery query{Select(kDeviceColumns, "FROM devices WHERE tenant_id = $1 AND id > $2"),
-                     {SqlValue(filter.tenant_id), SqlValue(filter.after_id)}};
-  query.AndEqualIfSet("device_group_id", filter.device_group_id);
-  query.AndEqualIfSet("os_version", filter.os_version);
-  query.sql += " ORDER BY id LIMIT " + query.Bind(limit);
-  auto devices = WithConnection(
-      *pool_, [&](SqlConnection& connection) { return FetchAll(connection, query.sql, query.params, DeviceFromRow); });
+  CITADEL_TRY_VOID(CheckHealthFilter(filter));
+  auto devices = WithConnection(*pool_, [&](SqlConnection& connection) -> Expected<std::vector<Device>> {
+    CITADEL_TRY(std::vector<DeviceBranch> branches, DeviceBranches(connection, filter));
+    DeviceQuery query(filter);
+    const std::string page = " ORDER BY id LIMIT " + query.query.Bind(limit);
+    if (branches.size() == 1) {
+      query.query.sql = branches.front()(query, kDeviceColumns) + page;
+    } else {
+      // Each branch is ordered and limited on its own (an index range), the
+      // union is ordered by the database, in its collation like any page.
+      for (std::size_t i = 0; i < branches.size(); ++i) {
+        if (i > 0) query.query.sql += " UNION ALL ";
+        query.query.sql += Select(
+            kDeviceColumns, "FROM (" + branches[i](query, kDeviceColumns) + page + ") branch" + std::to_string(i));
+      }
+      query.query.sql += page;
+    }
+    return FetchAll(connection, query.query.sql, query.query.params, DeviceFromRow);
+  });
   return Explain(std::move(devices), "listing devices");
+}
+
+// Counts branch by branch, each up to what is left of at_most, so a dense
+// first branch (e.g. the refused, revoked and never attested devices of a
+// large group) ends the count before the sparser one is read.
+Expected<std::int64_t> SqlStore::CountDevicesUpTo(const DeviceFilter& filter, std::int64_t at_most) {
+  CITADEL_TRY_VOID(RequireNonEmpty(filter.tenant_id, "tenant id"));
+  CITADEL_TRY_VOID(CheckHealthFilter(filter));
+  if (at_most <= 0) return MakeError(ErrorCode::kInvalidArgument, "the count bound must be positive");
+  DeviceFilter whole = filter;
+  whole.after_id.clear();  // every id is > ''
+  auto count = WithConnection(*pool_, [&](SqlConnection& connection) -> Expected<std::int64_t> {
+    CITADEL_TRY(std::vector<DeviceBranch> branches, DeviceBranches(connection, whole));
+    std::int64_t counted = 0;
+    for (const DeviceBranch& branch : branches) {
+      if (counted >= at_most) break;
+      DeviceQuery query(whole);
+      const std::string rows = branch(query, "id");
+      query.query.sql = "SELECT COUNT(*) FROM (" + rows + " LIMIT " + query.query.Bind(at_most - counted) + ") counted";
+      CITADEL_TRY(SqlResult result, connection.Execute(query.query.sql, query.query.params));
+      counted += result.rows.empty() ? 0 : result.rows.front().Int(0);
+    }
+    return std::min(counted, at_most);
+  });
+  return Explain(std::move(count), "counting devices");
 }
 
 Expected<void> SqlStore::RecordAttestation(std::string_view device_id, std::string_view verdict,

@@ -26,6 +26,7 @@ class SqlStore final : public Store {
   explicit SqlStore(std::unique_ptr<SqlConnectionPool> pool);
 
   std::string_view Backend() const override;
+  void SetCallObserver(std::function<void(double seconds)> observer) override;
   Expected<void> Migrate() override;
   // Applies pending migrations up to `version` only (Migrate() is
   // MigrateTo(LatestSchemaVersion())). Never downgrades: a database past
@@ -129,6 +130,7 @@ class SqlStore final : public Store {
   Expected<std::vector<DeviceGroup>> ListDeviceGroupsByOsFeed(std::string_view tenant_id,
                                                               std::string_view os_feed) override;
   Expected<std::int64_t> CountDevices(std::string_view tenant_id, std::string_view group_id) override;
+  Expected<std::int64_t> CountDevicesUpTo(const DeviceFilter& filter, std::int64_t at_most) override;
   Expected<bool> SetDeviceUpdateNow(std::string_view tenant_id, std::string_view device_id, bool update_now) override;
 
   Expected<FailureIngestResult> IngestFailureReports(std::string_view tenant_id, std::string_view device_id,

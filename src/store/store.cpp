@@ -120,6 +120,29 @@ Expected<UpdateState> ParseUpdateState(std::string_view name) {
 std::string_view IssueStateName(IssueState state) { return NameOf(kIssueStateNames, state); }
 Expected<IssueState> ParseIssueState(std::string_view name) { return ParseName(kIssueStateNames, name, "issue state"); }
 
+std::string_view DeviceHealthName(DeviceHealth health) {
+  switch (health) {
+    case DeviceHealth::kAny:
+      return "";
+    case DeviceHealth::kHealthy:
+      return "healthy";
+    case DeviceHealth::kUnhealthy:
+      return "unhealthy";
+  }
+  return "";
+}
+
+bool IsDeviceHealthy(const Device& device, std::int64_t now) {
+  return device.last_verdict == "accepted" && !device.revoked && device.certificate_expires_at > now;
+}
+
+Expected<DeviceHealth> ParseDeviceHealth(std::string_view name) {
+  if (name == DeviceHealthName(DeviceHealth::kHealthy)) return DeviceHealth::kHealthy;
+  if (name == DeviceHealthName(DeviceHealth::kUnhealthy)) return DeviceHealth::kUnhealthy;
+  return MakeError(ErrorCode::kInvalidArgument,
+                   "unknown device health \"" + std::string(name.substr(0, 32)) + "\"; expected healthy or unhealthy");
+}
+
 std::int64_t CounterDelta(std::int64_t previous, std::int64_t current) {
   if (current < 0) return 0;
   return current >= previous ? current - previous : current;

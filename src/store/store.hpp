@@ -111,12 +111,50 @@ struct Device {
   std::int64_t reports_dropped = 0;
 };
 
+// A device's health in the registry, judged at a time `now` (since schema
+// v6; the definition is the store's, so every listing and count agrees):
+//
+//   healthy    its last attestation was accepted (last_verdict "accepted"),
+//              its current certificate is not revoked, and that certificate
+//              is still valid at `now` (certificate_expires_at > now);
+//   unhealthy  anything else: never attested, attestation refused (any
+//              other verdict, including "accepted-unclaimed" until the
+//              claimed device attests again), current certificate revoked,
+//              or no certificate valid at `now` (none issued, or it lapsed
+//              because the device did not attest again in time).
+//
+// Health needs no stored status: "accepted and not revoked" is indexed as
+// an expression and the expiry is compared with `now` at query time, so a
+// certificate lapsing turns its device unhealthy without any write.
+enum class DeviceHealth { kAny, kHealthy, kUnhealthy };
+// "" (any) | "healthy" | "unhealthy"
+std::string_view DeviceHealthName(DeviceHealth health);
+// The same definition for one device already read (e.g. to show it next to
+// a listed device): last_verdict "accepted", not revoked, and
+// certificate_expires_at > now.
+bool IsDeviceHealthy(const Device& device, std::int64_t now);
+// "healthy" | "unhealthy"; anything else is kInvalidArgument (for callers
+// turning a query parameter into a filter; "" is not accepted: leave the
+// filter at kAny instead).
+Expected<DeviceHealth> ParseDeviceHealth(std::string_view name);
+
+// Which claimed devices of a tenant ListDevices returns. Every combination of
+// the optional fields is answered from index ranges read in id order
+// (keyset pagination). A page reads at most two ranges of `limit` entries
+// plus, with a health filter, a probe of at most 1,001 entries of the
+// expiry index. One cost depends on the data: when more than 1,000 of the
+// tenant's accepted devices are on the wanted side of `now` (lapsed for
+// "unhealthy", valid for "healthy"), the filter's accepted devices are read
+// in id order until `limit` of them match, about limit / (their share)
+// index entries (on SQLite the expiry is checked in the index entry).
 struct DeviceFilter {
-  std::string tenant_id;        // required
-  std::string device_group_id;  // optional
-  std::string os_version;       // optional
-  std::int64_t limit = 100;     // > 0; values above 1000 are clamped to 1000
-  std::string after_id;         // keyset pagination: ids > after_id
+  std::string tenant_id;                     // required
+  std::string device_group_id;               // optional
+  std::string os_version;                    // optional
+  std::int64_t limit = 100;                  // > 0; values above 1000 are clamped to 1000
+  std::string after_id;                      // keyset pagination: ids > after_id
+  DeviceHealth health = DeviceHealth::kAny;  // optional (see DeviceHealth)
+  std::int64_t now = 0;                      // the time health is judged at; > 0 when health is set
 };
 
 struct IssuedCertificate {
@@ -482,6 +520,9 @@ class Store {
   virtual ~Store() = default;
 
   virtual std::string_view Backend() const = 0;  // "sqlite" | "postgresql"
+  // Told the duration of every store call (metrics); set before the store
+  // is shared between threads. Backends without a notion of calls ignore it.
+  virtual void SetCallObserver(std::function<void(double seconds)> observer) = 0;
   // Applies pending schema migrations; safe to call from several replicas.
   [[nodiscard]] virtual Expected<void> Migrate() = 0;
   virtual Expected<int> SchemaVersion() = 0;
@@ -682,7 +723,13 @@ class Store {
   virtual Expected<std::vector<DeviceGroup>> ListDeviceGroupsByOsFeed(std::string_view tenant_id,
                                                                       std::string_view os_feed) = 0;
   // Claimed devices in the group (0 for a group the tenant does not have).
+  // Exact, so its cost grows with the group (a COUNT over its index range).
   virtual Expected<std::int64_t> CountDevices(std::string_view tenant_id, std::string_view group_id) = 0;
+  // The devices ListDevices(filter) would return over all its pages, counted
+  // up to at_most (> 0; the result is min(count, at_most)), so that a page
+  // can say "1,234 devices" or "more than 10,000" at a cost bounded by
+  // at_most index entries. filter.limit and filter.after_id are ignored.
+  virtual Expected<std::int64_t> CountDevicesUpTo(const DeviceFilter& filter, std::int64_t at_most) = 0;
   // Sets or clears the device's update_now flag; returns whether it changed.
   // Clearing is an atomic take: of check-ins racing to clear a set flag,
   // exactly one gets true. kNotFound unless the device is the tenant's.

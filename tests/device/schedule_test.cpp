@@ -143,6 +143,19 @@ TEST(JitteredTest, StaysWithinTheFractionAndAboveTheFloor) {
   EXPECT_EQ(Jittered(milliseconds(0), 0.1, random), seconds(1));
 }
 
+TEST(RetryAfterDelayTest, HonoursTheServiceWithUpToHalfMoreAndNeverSpins) {
+  Random random(17);
+  bool above = false;
+  for (int i = 0; i < 1000; ++i) {
+    auto delay = RetryAfterDelay(seconds(10), random);
+    ASSERT_GE(delay, seconds(10));
+    ASSERT_LE(delay, seconds(15));
+    above = above || delay > seconds(12);
+  }
+  EXPECT_TRUE(above) << "no jitter";
+  EXPECT_EQ(RetryAfterDelay(seconds(0), random), kMinimumRetryDelay);
+}
+
 TEST(ParseDurationTest, AcceptsUnits) {
   EXPECT_EQ(*ParseDuration("60s"), seconds(60));
   EXPECT_EQ(*ParseDuration("60"), seconds(60));

@@ -196,3 +196,108 @@ install_thermostat() {
   "$BIN/citadel" device app install "$WORK/thermostat.img" --device "$(device_dir "$1")" --json >"$WORK/install.json" \
     || fail "installing the signed thermostat on device $1 failed: $(cat "$WORK/install.json")"
 }
+
+# ---- Replicas behind HAProxy (issue 7, acceptance 2) ----
+# Several citadel-server replicas sharing SERVER_DATA (master key, service
+# CA and TLS identity, blobs, manufacturer CAs) and the store in
+# DATABASE_ARGS, behind one HAProxy in TCP mode (TLS passthrough).
+HAPROXY_TEST_SERVER="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/scripts/haproxy-test-server"
+HAPROXY_DIR="$WORK/haproxy"
+
+replica_health() { curl -sf --max-time 2 --cacert "$SERVER_DATA/service-ca.pem" "https://127.0.0.1:$1/v1/health"; }
+
+# start_replica N PORT [ARGS...]: replica N on 127.0.0.1:PORT (log:
+# WORK/replica-N.log, appended across restarts); sets REPLICA_PID_N and
+# returns once it answers /v1/health.
+start_replica() {
+  local n=$1 port=$2; shift 2
+  "$BIN/citadel-server" --listen "127.0.0.1:$port" --data "$SERVER_DATA" "${DATABASE_ARGS[@]}" \
+    --trust-manufacturer-ca "$WORK/manufacturer/manufacturer-ca.pem" "$@" >>"$WORK/replica-$n.log" 2>&1 &
+  PIDS+=($!)
+  printf -v "REPLICA_PID_$n" '%s' "$!"
+  wait_until 30 "replica $n health on port $port" replica_health "$port"
+}
+
+# start_haproxy NAME:PORT...: HAProxy on 127.0.0.1:HAPROXY_PORT (set here;
+# HAPROXY_URL too) balancing the replicas round-robin in TCP mode. Health
+# checks are HTTP over TLS (GET /v1/health, status 200, service CA not
+# verified: HAProxy only asks "alive?") every 250 ms; 3 failures take a
+# replica out (a dead one within ~1 s), 2 successes bring it back. A
+# refused connection is retried up to 3 times, each on another replica
+# (redispatch). The admin socket is HAPROXY_DIR/admin.sock (haproxy_state).
+start_haproxy() {
+  HAPROXY_PORT=$(free_port)
+  HAPROXY_URL="https://127.0.0.1:$HAPROXY_PORT"
+  local config="$WORK/haproxy.cfg" server
+  {
+    printf 'global\n  maxconn 8000\n  stats socket %s/admin.sock mode 600 level admin\n' "$HAPROXY_DIR"
+    printf 'defaults\n  mode tcp\n  timeout connect 2s\n  timeout client 60s\n  timeout server 60s\n'
+    printf '  timeout check 3s\n  retries 3\n  option redispatch 1\n'
+    printf 'frontend citadel\n  bind 127.0.0.1:%s\n  default_backend replicas\n' "$HAPROXY_PORT"
+    printf 'backend replicas\n  balance roundrobin\n  option httpchk\n'
+    printf '  http-check send meth GET uri /v1/health ver HTTP/1.1 hdr Host 127.0.0.1\n'
+    printf '  http-check expect status 200\n'
+    printf '  default-server check check-ssl verify none inter 250ms fall 3 rise 2\n'
+    for server in "$@"; do printf '  server %s 127.0.0.1:%s\n' "${server%%:*}" "${server#*:}"; done
+  } >"$config"
+  local pid
+  pid=$("$HAPROXY_TEST_SERVER" start "$HAPROXY_DIR" "$config") || fail "HAProxy did not start"
+  PIDS+=("$pid")
+  HAPROXY_PID=$pid
+}
+
+# haproxy_state NAME: the replica's state in HAProxy's eyes (UP, DOWN, ...).
+# haproxy_sessions NAME: connections HAProxy has sent it so far.
+haproxy_stat() {
+  python3 - "$HAPROXY_DIR/admin.sock" "$1" "$2" <<'EOF_PY'
+import csv, io, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(2)
+s.connect(sys.argv[1])
+s.sendall(b"show stat\n")
+data = b""
+while chunk := s.recv(65536):
+    data += chunk
+rows = csv.DictReader(io.StringIO(data.decode().lstrip("# ")))
+print(next(r[sys.argv[3]] for r in rows if r["pxname"] == "replicas" and r["svname"] == sys.argv[2]))
+EOF_PY
+}
+haproxy_state() { haproxy_stat "$1" status | cut -d' ' -f1; }
+haproxy_sessions() { haproxy_stat "$1" stot; }
+
+# check_sim_figures FILE DEVICES MIN_CHECK_INS STATUS: citadel-sim's --json
+# (FILE; its stderr in FILE's .log sibling is quoted on failure) must show
+# every device attested, claimed, updated and reported, at least
+# MIN_CHECK_INS check-ins, 0 errors, and exit STATUS 0; prints the figures.
+check_sim_figures() {
+  local file=$1 devices=$2 min_check_ins=$3 status=$4
+  [ -s "$file" ] || fail "citadel-sim printed no figures (exit $status): $(tail -5 "${file%.json}.log")"
+  python3 - "$file" "$devices" "$min_check_ins" <<'EOF_PY' || fail "citadel-sim figures: $(cat "$file")"
+import json, sys
+d = json.load(open(sys.argv[1]))
+n = int(sys.argv[2])
+min_check_ins = int(sys.argv[3])
+ops = d["operations"]
+problems = []
+def expect(name, ok, what):
+    if not ok:
+        problems.append(f"{name}: {what} (got {ops[name]['count']}, errors {ops[name]['errors']})")
+for name in ("attest", "claim", "update", "report"):
+    expect(name, ops[name]["count"] == n, f"expected {n}")
+expect("check-in", ops["check-in"]["count"] >= min_check_ins, f"expected >= {min_check_ins}")
+for name, row in ops.items():
+    if row["errors"] != 0:
+        problems.append(f"{name}: {row['errors']} errors")
+if d["errors"] != 0:
+    problems.append(f"{d['errors']} errors in all: {d['first_errors']}")
+if problems:
+    print("\n".join(problems), file=sys.stderr)
+    sys.exit(1)
+for name in ("attest", "claim", "check-in", "update", "report"):
+    row = ops[name]
+    print(f"  {name:9} {row['count']:6} ops  {row['errors']} errors  {row['retries']:4} retries"
+          f"  p50 {row['p50_ms']:7.1f} ms  p99 {row['p99_ms']:7.1f} ms  {row['per_second']:7.1f}/s")
+print("  events: " + ", ".join(f"{k} {v}" for k, v in d["events"].items() if v) + f"; {d['seconds']:.1f} s")
+EOF_PY
+  [ "$status" = 0 ] || fail "citadel-sim exited with $status although its figures show no error"
+}

@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -492,23 +493,27 @@ TEST_F(FetchTest, ReachesIpv6Loopback) {
   EXPECT_EQ(collector.data, content_);
 }
 
-// Answers one connection with a fixed response: the answers the file server
-// never gives.
+// Answers connections in turn with fixed responses, one each: the answers
+// the file server never gives.
 class CannedServer {
  public:
-  explicit CannedServer(std::string response) : response_(std::move(response)) {
+  explicit CannedServer(std::string response) : CannedServer(std::vector<std::string>{std::move(response)}) {}
+  explicit CannedServer(std::vector<std::string> responses) : responses_(std::move(responses)) {
     acceptor_.open(boost::asio::ip::tcp::v4());
     acceptor_.bind({boost::asio::ip::make_address("127.0.0.1"), 0});
     acceptor_.listen();
     thread_ = std::thread([this] {
-      boost::system::error_code ec;
-      boost::asio::ip::tcp::socket socket(io_);
-      acceptor_.accept(socket, ec);
-      if (ec) return;
-      std::string request;
-      boost::asio::read_until(socket, boost::asio::dynamic_buffer(request), "\r\n\r\n", ec);
-      boost::asio::write(socket, boost::asio::buffer(response_), ec);
-      socket.shutdown(boost::asio::ip::tcp::socket::shutdown_both, ec);
+      for (const std::string& response : responses_) {
+        boost::system::error_code ec;
+        boost::asio::ip::tcp::socket socket(io_);
+        acceptor_.accept(socket, ec);
+        if (ec) return;
+        std::string request;
+        boost::asio::read_until(socket, boost::asio::dynamic_buffer(request), "\r\n\r\n", ec);
+        ++served_;  // before the answer: the client may check as soon as it has it
+        boost::asio::write(socket, boost::asio::buffer(response), ec);
+        socket.shutdown(boost::asio::ip::tcp::socket::shutdown_both, ec);
+      }
     });
   }
   ~CannedServer() {
@@ -519,9 +524,11 @@ class CannedServer {
   CannedServer& operator=(const CannedServer&) = delete;
 
   std::string Url() const { return "http://127.0.0.1:" + std::to_string(acceptor_.local_endpoint().port()) + "/f"; }
+  int served() const { return served_; }
 
  private:
-  std::string response_;
+  std::vector<std::string> responses_;
+  std::atomic<int> served_{0};
   boost::asio::io_context io_;
   boost::asio::ip::tcp::acceptor acceptor_{io_};
   std::thread thread_;
@@ -578,6 +585,51 @@ TEST(FetchCannedTest, BoundsABodyThatRunsUntilTheConnectionCloses) {
   DownloadResult complete = Must(downloader->Get({fits.Url(), 1000, 0}, whole.Sink()));
   EXPECT_EQ(complete.bytes_received, 1000U);
   EXPECT_FALSE(complete.total_length.has_value());
+}
+
+// Backpressure: a 429 or 503 that says when to come back is asked again
+// after that long (and no sooner); one that says nothing, or asks for more
+// than max_retry_after, fails at once with the delay in the message.
+TEST(FetchCannedTest, HonoursRetryAfterThenDelivers) {
+  const std::string busy = "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n";
+  const std::string shed = "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 0\r\nContent-Length: 0\r\n\r\n";
+  CannedServer server({busy, shed, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"});
+  auto downloader = Must(Downloader::Create({}));
+  Collector collector;
+  auto started = Clock::now();
+  DownloadResult result = Must(downloader->Get({server.Url(), 10, 0}, collector.Sink()));
+  EXPECT_EQ(result.status, 200);
+  EXPECT_EQ(collector.data, "hello");
+  EXPECT_EQ(server.served(), 3);
+  EXPECT_GE(Clock::now() - started, 1s);  // waited at least the 1 s it was told
+}
+
+TEST(FetchCannedTest, GivesUpOnBackpressureItShouldNotWaitFor) {
+  DownloaderOptions options;
+  options.backpressure_retries = 2;
+  options.max_retry_after = 5s;
+  auto downloader = Must(Downloader::Create(options));
+  const std::string again = "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 0\r\nContent-Length: 0\r\n\r\n";
+  struct Case {
+    std::vector<std::string> answers;
+    int requests;
+    std::string message;
+  };
+  for (const Case& test : std::vector<Case>{
+           {{"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 60\r\nContent-Length: 0\r\n\r\n"},
+            1,
+            "HTTP 503, retry after 60 s"},
+           {{"HTTP/1.1 429 Too Many Requests\r\nContent-Length: 0\r\n\r\n"}, 1, "HTTP 429"},
+           {{again, again, again}, 3, "HTTP 429, retry after 0 s"},  // the first try and 2 retries
+       }) {
+    CannedServer server(test.answers);
+    Collector collector;
+    auto result = downloader->Get({server.Url(), 10, 0}, collector.Sink());
+    ASSERT_FALSE(result.has_value()) << test.message;
+    EXPECT_EQ(result.error().code(), ErrorCode::kUnavailable);
+    EXPECT_NE(result.error().message().find(test.message), std::string::npos) << result.error().message();
+    EXPECT_EQ(server.served(), test.requests) << test.message;
+  }
 }
 
 class FetchHttpsTest : public FetchTest {

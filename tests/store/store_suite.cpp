@@ -20,32 +20,6 @@
 namespace citadel::store::test {
 namespace {
 
-#define ASSERT_OK(expression)                                                          \
-  do {                                                                                 \
-    auto&& assert_ok_result_ = (expression);                                           \
-    ASSERT_TRUE(assert_ok_result_.has_value()) << assert_ok_result_.error().message(); \
-  } while (false)
-
-#define EXPECT_OK(expression)                                                          \
-  do {                                                                                 \
-    auto&& expect_ok_result_ = (expression);                                           \
-    EXPECT_TRUE(expect_ok_result_.has_value()) << expect_ok_result_.error().message(); \
-  } while (false)
-
-// The error code of a failed result; fails the test if it succeeded.
-template <typename T>
-ErrorCode CodeOf(const Expected<T>& result) {
-  EXPECT_FALSE(result.has_value()) << "expected an error";
-  return result.has_value() ? ErrorCode::kInternal : result.error().code();
-}
-
-// The value of a successful result; fails the test (and gives T{}) otherwise.
-template <typename T>
-T Value(const Expected<T>& result) {
-  EXPECT_TRUE(result.has_value()) << result.error().message();
-  return result.has_value() ? *result : T{};
-}
-
 constexpr int kRacers = 8;
 
 Tenant MakeTenant(const std::string& id) { return Tenant{id, "Tenant " + id, 1000}; }
