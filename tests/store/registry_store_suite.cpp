@@ -4,6 +4,8 @@
 // The second test builds more than kSmallExpirySet accepted devices on each
 // side of `now` so that both ways of reading the expiry half are exercised.
 #include <algorithm>
+#include <cinttypes>
+#include <cstdint>
 #include <cstdio>
 #include <string>
 #include <utility>
@@ -20,7 +22,9 @@ constexpr std::string_view kRefused = "not-genuine";  // a refused verdict, as t
 
 std::string DeviceId(int n) {
   char buffer[65];
-  (void)std::snprintf(buffer, sizeof buffer, "%064x", (n * 7919 % 65521) * 65536 + n);  // not in insertion order
+  // Not in insertion order; 64-bit so no n overflows (UBSan).
+  const auto v = static_cast<std::uint64_t>(n);
+  (void)std::snprintf(buffer, sizeof buffer, "%064" PRIx64, (v * 7919 % 65521) * 65536 + v);
   return buffer;
 }
 
