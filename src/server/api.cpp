@@ -293,14 +293,8 @@ void RegisterRoutes(http::Router& router, ApiContext& ctx) {
     auto check_in = protocol::ParseCheckIn(request.body);
     if (!check_in) return Problem(400, "invalid-request", "Invalid request", check_in.error().message());
     const std::int64_t now = Now();
-    if (auto recorded = ctx.store.RecordCheckIn(device->device_id, check_in->os_version, check_in->runtime_version,
-                                                check_in->uptime_seconds, check_in->free_memory_kb, now);
-        !recorded) {
-      return ErrorResponse(recorded.error());
-    }
-    // Telemetry (docs/PROTOCOL.md, "Failure reports", "Check-in
-    // additions"): one row per device per day. A failure to record it is
-    // logged and the check-in stands: it is statistics, not state.
+    // The device row and the day's telemetry row (docs/PROTOCOL.md,
+    // "Failure reports", "Check-in additions") in one commit.
     store::TelemetrySample sample;
     sample.tenant_id = device->tenant_id;
     sample.device_id = device->device_id;
@@ -313,9 +307,9 @@ void RegisterRoutes(http::Router& router, ApiContext& ctx) {
       sample.rx_bytes = check_in->telemetry->rx_bytes;
       sample.tx_bytes = check_in->telemetry->tx_bytes;
     }
-    if (auto recorded_telemetry = ctx.store.RecordTelemetry(sample); !recorded_telemetry) {
-      log::Warn("cannot record telemetry",
-                {{"device_id", device->device_id}, {"error", recorded_telemetry.error().message()}});
+    if (auto recorded = ctx.store.RecordCheckInWithTelemetry(check_in->os_version, check_in->runtime_version, sample);
+        !recorded) {
+      return ErrorResponse(recorded.error());
     }
     // Updates (docs/PROTOCOL.md, "Check-in additions"): record the reports,
     // then point the device at its repositories. Devices without the update
@@ -328,7 +322,7 @@ void RegisterRoutes(http::Router& router, ApiContext& ctx) {
       for (const auto& report : check_in->update->reports) ctx.metrics.UpdateReport(report.state);
       acknowledged = *handled;
     }
-    auto update = deployments.CheckInReply(device->tenant_id, device->device_id, acknowledged, now);
+    auto update = deployments.CheckInReply(device->record, acknowledged, now);
     if (!update) return ErrorResponse(update.error());
     protocol::CheckInReply reply;
     reply.update = std::move(*update);
@@ -339,9 +333,7 @@ void RegisterRoutes(http::Router& router, ApiContext& ctx) {
     if (!keys) return ErrorResponse(keys.error());
     for (const auto& key : *keys) reply.publisher_keys.push_back({key.key_id, key.public_key_pem});
     // Failure reporting settings of the device's group.
-    auto record = ctx.store.GetDevice(device->device_id);
-    if (!record) return ErrorResponse(record.error());
-    auto group = ctx.store.GetDeviceGroup(device->tenant_id, record->device_group_id);
+    auto group = ctx.store.GetDeviceGroup(device->tenant_id, device->record.device_group_id);
     if (!group) return ErrorResponse(group.error());
     reply.reporting = protocol::ReportingSettings{group->crash_dumps};
     reply.app_development = nullptr;

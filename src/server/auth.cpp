@@ -107,7 +107,7 @@ Expected<DeviceCaller> AuthenticateDevice(store::Store& store, TenantCaCache& au
   if (device->revoked || device->tenant_id != parts.tenant_id) {
     return MakeError(ErrorCode::kUnauthenticated, "device is not claimed by the certificate's tenant");
   }
-  return DeviceCaller{parts.device_id, parts.tenant_id, serial};
+  return DeviceCaller{parts.device_id, parts.tenant_id, serial, std::move(*device)};
 }
 
 }  // namespace citadel::server

@@ -46,6 +46,9 @@ struct DeviceCaller {
   std::string device_id;
   std::string tenant_id;
   std::string certificate_serial;
+  // The registry row as authentication read it, for handlers that need
+  // more of it (group, update-now flag) without reading it again.
+  store::Device record;
 };
 
 // The tenant and device a device certificate's URI SAN names (unverified);

@@ -574,13 +574,12 @@ Expected<std::int64_t> DeploymentService::RecordReports(std::string_view tenant_
   return handled;
 }
 
-Expected<std::optional<protocol::CheckInUpdateReply>> DeploymentService::CheckInReply(std::string_view tenant_id,
-                                                                                      std::string_view device_id,
+Expected<std::optional<protocol::CheckInUpdateReply>> DeploymentService::CheckInReply(const store::Device& device,
                                                                                       std::int64_t acknowledged,
                                                                                       std::int64_t now) {
   using Reply = std::optional<protocol::CheckInUpdateReply>;
-  CITADEL_TRY(store::Device device, store_.GetDevice(device_id));
-  if (device.tenant_id != tenant_id || device.device_group_id.empty()) return Reply{};
+  const std::string& tenant_id = device.tenant_id;
+  if (tenant_id.empty() || device.device_group_id.empty()) return Reply{};
   auto version = EnsureDirector(tenant_id, device.device_group_id, now);
   if (!version) {
     // The rest of the check-in stands; without the member the device only
@@ -595,8 +594,12 @@ Expected<std::optional<protocol::CheckInUpdateReply>> DeploymentService::CheckIn
     }
     return Reply{};
   }
-  // Taking the flag is atomic: of two check-ins racing, one carries it.
-  CITADEL_TRY(bool update_now, store_.SetDeviceUpdateNow(tenant_id, device_id, false));
+  // Taking the flag is atomic: of two check-ins racing, one carries it. A
+  // device without the flag (nearly every check-in) writes nothing.
+  bool update_now = false;
+  if (device.update_now) {
+    CITADEL_TRY(update_now, store_.SetDeviceUpdateNow(tenant_id, device.id, false));
+  }
   protocol::CheckInUpdateReply reply;
   reply.image_repository = "/v1/repo/" + std::string(tenant_id) + "/image";
   reply.director = "/v1/repo/" + std::string(tenant_id) + "/director/" + device.device_group_id;

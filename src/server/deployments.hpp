@@ -140,9 +140,10 @@ class DeploymentService {
   // Check-in: the reply's update member for a claimed device, or nullopt
   // when the device has no group, the tenant's repositories are not set up,
   // or the director cannot be published now (logged). Takes (clears) the
-  // device's update-now flag only when it returns a value.
-  Expected<std::optional<protocol::CheckInUpdateReply>> CheckInReply(std::string_view tenant_id,
-                                                                     std::string_view device_id,
+  // device's update-now flag only when it returns a value and `device` (the
+  // registry row the check-in's authentication read) has the flag set: a
+  // flag set since is taken at the next check-in.
+  Expected<std::optional<protocol::CheckInUpdateReply>> CheckInReply(const store::Device& device,
                                                                      std::int64_t acknowledged, std::int64_t now);
 
  private:

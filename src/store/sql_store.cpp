@@ -870,19 +870,30 @@ Expected<void> SqlStore::RecordAttestation(std::string_view device_id, std::stri
   return Explain(std::move(recorded), "recording the attestation of device " + Quoted(device_id));
 }
 
+namespace {
+
+// The device row's part of a check-in; kNotFound for a device never seen.
+Expected<void> UpdateCheckIn(SqlConnection& connection, std::string_view device_id, std::string_view os_version,
+                             std::string_view runtime_version, std::int64_t uptime_seconds, std::int64_t free_memory_kb,
+                             std::int64_t now) {
+  CITADEL_TRY(SqlResult result,
+              connection.Execute("UPDATE devices SET "
+                                 "os_version = CASE WHEN $3 = '' THEN os_version ELSE $3 END, "
+                                 "runtime_version = CASE WHEN $4 = '' THEN runtime_version ELSE $4 END, "
+                                 "uptime_seconds = $5, free_memory_kb = $6, " +
+                                     std::string(kLastSeenUpdate) + " WHERE id = $1",
+                                 {device_id, now, os_version, runtime_version, uptime_seconds, free_memory_kb}));
+  if (result.rows_affected == 0) return MakeError(ErrorCode::kNotFound, "device " + Quoted(device_id) + " not found");
+  return kOk;
+}
+
+}  // namespace
+
 Expected<void> SqlStore::RecordCheckIn(std::string_view device_id, std::string_view os_version,
                                        std::string_view runtime_version, std::int64_t uptime_seconds,
                                        std::int64_t free_memory_kb, std::int64_t now) {
-  auto recorded = WithConnection(*pool_, [&](SqlConnection& connection) -> Expected<void> {
-    CITADEL_TRY(SqlResult result,
-                connection.Execute("UPDATE devices SET "
-                                   "os_version = CASE WHEN $3 = '' THEN os_version ELSE $3 END, "
-                                   "runtime_version = CASE WHEN $4 = '' THEN runtime_version ELSE $4 END, "
-                                   "uptime_seconds = $5, free_memory_kb = $6, " +
-                                       std::string(kLastSeenUpdate) + " WHERE id = $1",
-                                   {device_id, now, os_version, runtime_version, uptime_seconds, free_memory_kb}));
-    if (result.rows_affected == 0) return MakeError(ErrorCode::kNotFound, "device " + Quoted(device_id) + " not found");
-    return kOk;
+  auto recorded = WithConnection(*pool_, [&](SqlConnection& connection) {
+    return UpdateCheckIn(connection, device_id, os_version, runtime_version, uptime_seconds, free_memory_kb, now);
   });
   return Explain(std::move(recorded), "recording the check-in of device " + Quoted(device_id));
 }
@@ -1983,65 +1994,90 @@ Expected<SymbolModule> SqlStore::GetSymbolModule(std::string_view tenant_id, std
   return Explain(std::move(module), "reading the symbols of build id " + Quoted(build_id));
 }
 
-Expected<void> SqlStore::RecordTelemetry(const TelemetrySample& sample) {
+namespace {
+
+Expected<void> CheckTelemetrySample(const TelemetrySample& sample) {
   CITADEL_TRY_VOID(RequireNonEmpty(sample.tenant_id, "tenant id"));
   CITADEL_TRY_VOID(RequireNonEmpty(sample.device_id, "device id"));
   if (sample.now < 0) return MakeError(ErrorCode::kInvalidArgument, "time must not be negative");
+  return kOk;
+}
+
+// The day's telemetry row (inside the caller's transaction); kNotFound
+// unless the device is the tenant's.
+Expected<void> WriteTelemetry(SqlConnection& connection, const TelemetrySample& sample) {
   const std::int64_t day = sample.now - (sample.now % kSecondsPerDay);
-  auto recorded = InTransaction(*pool_, [&](SqlConnection& connection) -> Expected<void> {
-    CITADEL_TRY_VOID(RequireTenantDevice(connection, sample.tenant_id, sample.device_id));
-    CITADEL_TRY(SqlResult previous,
-                connection.Execute("SELECT counter_uptime_seconds, counter_app_restarts, counter_rx_bytes, "
-                                   "counter_tx_bytes FROM device_telemetry WHERE device_id = $1 "
-                                   "ORDER BY day DESC LIMIT 1",
-                                   {sample.device_id}));
-    std::int64_t uptime = 0;
-    std::int64_t restarts = 0;
-    std::int64_t rx = 0;
-    std::int64_t tx = 0;
-    if (!previous.rows.empty()) {
-      const SqlRow& row = previous.rows.front();
-      uptime = row.Int(0);
-      restarts = row.Int(1);
-      rx = row.Int(2);
-      tx = row.Int(3);
-    }
-    std::int64_t delta_restarts = 0;
-    std::int64_t delta_rx = 0;
-    std::int64_t delta_tx = 0;
-    if (sample.has_counters) {
-      // Uptime going down means the runtime restarted: its counters began
-      // again at zero, so every counter's value is new growth.
-      const bool restarted = sample.uptime_seconds < uptime;
-      delta_restarts =
-          restarted ? std::max<std::int64_t>(sample.app_restarts, 0) : CounterDelta(restarts, sample.app_restarts);
-      delta_rx = restarted ? std::max<std::int64_t>(sample.rx_bytes, 0) : CounterDelta(rx, sample.rx_bytes);
-      delta_tx = restarted ? std::max<std::int64_t>(sample.tx_bytes, 0) : CounterDelta(tx, sample.tx_bytes);
-      restarts = sample.app_restarts;
-      rx = sample.rx_bytes;
-      tx = sample.tx_bytes;
-    }
-    CITADEL_TRY_VOID(connection.Execute(
-        "INSERT INTO device_telemetry (device_id, day, tenant_id, check_ins, max_uptime_seconds, min_free_memory_kb, "
-        "app_restarts, rx_bytes, tx_bytes, counter_uptime_seconds, counter_app_restarts, counter_rx_bytes, "
-        "counter_tx_bytes) VALUES ($1, $2, $3, 1, $4, $5, $6, $7, $8, $4, $9, $10, $11) "
-        "ON CONFLICT (device_id, day) DO UPDATE SET check_ins = device_telemetry.check_ins + 1, "
-        "max_uptime_seconds = CASE WHEN excluded.max_uptime_seconds > device_telemetry.max_uptime_seconds "
-        "THEN excluded.max_uptime_seconds ELSE device_telemetry.max_uptime_seconds END, "
-        "min_free_memory_kb = CASE WHEN excluded.min_free_memory_kb < device_telemetry.min_free_memory_kb "
-        "THEN excluded.min_free_memory_kb ELSE device_telemetry.min_free_memory_kb END, "
-        "app_restarts = device_telemetry.app_restarts + excluded.app_restarts, "
-        "rx_bytes = device_telemetry.rx_bytes + excluded.rx_bytes, "
-        "tx_bytes = device_telemetry.tx_bytes + excluded.tx_bytes, "
-        "counter_uptime_seconds = excluded.counter_uptime_seconds, "
-        "counter_app_restarts = excluded.counter_app_restarts, counter_rx_bytes = excluded.counter_rx_bytes, "
-        "counter_tx_bytes = excluded.counter_tx_bytes",
-        {sample.device_id, day, sample.tenant_id, sample.uptime_seconds, sample.free_memory_kb, delta_restarts,
-         delta_rx, delta_tx, restarts, rx, tx}));
-    return kOk;
-  });
+  CITADEL_TRY_VOID(RequireTenantDevice(connection, sample.tenant_id, sample.device_id));
+  CITADEL_TRY(SqlResult previous,
+              connection.Execute("SELECT counter_uptime_seconds, counter_app_restarts, counter_rx_bytes, "
+                                 "counter_tx_bytes FROM device_telemetry WHERE device_id = $1 "
+                                 "ORDER BY day DESC LIMIT 1",
+                                 {sample.device_id}));
+  std::int64_t uptime = 0;
+  std::int64_t restarts = 0;
+  std::int64_t rx = 0;
+  std::int64_t tx = 0;
+  if (!previous.rows.empty()) {
+    const SqlRow& row = previous.rows.front();
+    uptime = row.Int(0);
+    restarts = row.Int(1);
+    rx = row.Int(2);
+    tx = row.Int(3);
+  }
+  std::int64_t delta_restarts = 0;
+  std::int64_t delta_rx = 0;
+  std::int64_t delta_tx = 0;
+  if (sample.has_counters) {
+    // Uptime going down means the runtime restarted: its counters began
+    // again at zero, so every counter's value is new growth.
+    const bool restarted = sample.uptime_seconds < uptime;
+    delta_restarts =
+        restarted ? std::max<std::int64_t>(sample.app_restarts, 0) : CounterDelta(restarts, sample.app_restarts);
+    delta_rx = restarted ? std::max<std::int64_t>(sample.rx_bytes, 0) : CounterDelta(rx, sample.rx_bytes);
+    delta_tx = restarted ? std::max<std::int64_t>(sample.tx_bytes, 0) : CounterDelta(tx, sample.tx_bytes);
+    restarts = sample.app_restarts;
+    rx = sample.rx_bytes;
+    tx = sample.tx_bytes;
+  }
+  CITADEL_TRY_VOID(connection.Execute(
+      "INSERT INTO device_telemetry (device_id, day, tenant_id, check_ins, max_uptime_seconds, min_free_memory_kb, "
+      "app_restarts, rx_bytes, tx_bytes, counter_uptime_seconds, counter_app_restarts, counter_rx_bytes, "
+      "counter_tx_bytes) VALUES ($1, $2, $3, 1, $4, $5, $6, $7, $8, $4, $9, $10, $11) "
+      "ON CONFLICT (device_id, day) DO UPDATE SET check_ins = device_telemetry.check_ins + 1, "
+      "max_uptime_seconds = CASE WHEN excluded.max_uptime_seconds > device_telemetry.max_uptime_seconds "
+      "THEN excluded.max_uptime_seconds ELSE device_telemetry.max_uptime_seconds END, "
+      "min_free_memory_kb = CASE WHEN excluded.min_free_memory_kb < device_telemetry.min_free_memory_kb "
+      "THEN excluded.min_free_memory_kb ELSE device_telemetry.min_free_memory_kb END, "
+      "app_restarts = device_telemetry.app_restarts + excluded.app_restarts, "
+      "rx_bytes = device_telemetry.rx_bytes + excluded.rx_bytes, "
+      "tx_bytes = device_telemetry.tx_bytes + excluded.tx_bytes, "
+      "counter_uptime_seconds = excluded.counter_uptime_seconds, "
+      "counter_app_restarts = excluded.counter_app_restarts, counter_rx_bytes = excluded.counter_rx_bytes, "
+      "counter_tx_bytes = excluded.counter_tx_bytes",
+      {sample.device_id, day, sample.tenant_id, sample.uptime_seconds, sample.free_memory_kb, delta_restarts, delta_rx,
+       delta_tx, restarts, rx, tx}));
+  return kOk;
+}
+
+}  // namespace
+
+Expected<void> SqlStore::RecordTelemetry(const TelemetrySample& sample) {
+  CITADEL_TRY_VOID(CheckTelemetrySample(sample));
+  auto recorded = InTransaction(*pool_, [&](SqlConnection& connection) { return WriteTelemetry(connection, sample); });
   if (!recorded && recorded.error().code() == ErrorCode::kNotFound) return recorded;
   return Explain(std::move(recorded), "recording the telemetry of device " + Quoted(sample.device_id));
+}
+
+Expected<void> SqlStore::RecordCheckInWithTelemetry(std::string_view os_version, std::string_view runtime_version,
+                                                    const TelemetrySample& sample) {
+  CITADEL_TRY_VOID(CheckTelemetrySample(sample));
+  auto recorded = InTransaction(*pool_, [&](SqlConnection& connection) -> Expected<void> {
+    CITADEL_TRY_VOID(UpdateCheckIn(connection, sample.device_id, os_version, runtime_version, sample.uptime_seconds,
+                                   sample.free_memory_kb, sample.now));
+    return WriteTelemetry(connection, sample);
+  });
+  if (!recorded && recorded.error().code() == ErrorCode::kNotFound) return recorded;
+  return Explain(std::move(recorded), "recording the check-in of device " + Quoted(sample.device_id));
 }
 
 Expected<std::vector<TelemetryDay>> SqlStore::ListTelemetry(std::string_view tenant_id, std::string_view device_id,

@@ -151,6 +151,8 @@ class SqlStore final : public Store {
   Expected<void> PutSymbolModule(const SymbolModule& module) override;
   Expected<SymbolModule> GetSymbolModule(std::string_view tenant_id, std::string_view build_id) override;
   Expected<void> RecordTelemetry(const TelemetrySample& sample) override;
+  Expected<void> RecordCheckInWithTelemetry(std::string_view os_version, std::string_view runtime_version,
+                                            const TelemetrySample& sample) override;
   Expected<std::vector<TelemetryDay>> ListTelemetry(std::string_view tenant_id, std::string_view device_id,
                                                     std::int64_t since_day) override;
   Expected<std::int64_t> PruneTelemetry(std::int64_t before_day) override;

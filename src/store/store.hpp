@@ -778,6 +778,13 @@ class Store {
   // Telemetry: one row per device per UTC day (check-ins, max uptime, min
   // free memory, counter deltas). kNotFound unless the device is the tenant's.
   [[nodiscard]] virtual Expected<void> RecordTelemetry(const TelemetrySample& sample) = 0;
+  // A device's check-in in one transaction (one commit instead of two):
+  // RecordCheckIn's update of the device row (versions, uptime and free
+  // memory from `sample`) and RecordTelemetry's day row. Nothing is written
+  // when either fails; kNotFound unless the device is the sample's tenant's.
+  [[nodiscard]] virtual Expected<void> RecordCheckInWithTelemetry(std::string_view os_version,
+                                                                  std::string_view runtime_version,
+                                                                  const TelemetrySample& sample) = 0;
   // Days >= since_day, oldest first.
   virtual Expected<std::vector<TelemetryDay>> ListTelemetry(std::string_view tenant_id, std::string_view device_id,
                                                             std::int64_t since_day) = 0;

@@ -333,6 +333,50 @@ TEST_P(StoreSuite, TelemetryIsOneRowPerDeviceDayWithCounterDeltas) {
   EXPECT_EQ(Value(store_->ListTelemetry("t1", DeviceId(1), 0)).size(), 1u);
 }
 
+// A check-in writes the device row and the day's telemetry in one
+// transaction: both or neither.
+TEST_P(StoreSuite, CheckInWithTelemetryWritesBothOrNeither) {
+  SetUpTenant(*store_, "t1", 1, 1);
+  SetUpTenant(*store_, "t2", 2, 1);
+  const std::int64_t day = kNow - kNow % kDay;
+  TelemetrySample sample;
+  sample.tenant_id = "t1";
+  sample.device_id = DeviceId(1);
+  sample.now = day + 100;
+  sample.uptime_seconds = 3600;
+  sample.free_memory_kb = 2048;
+  sample.app_restarts = 1;
+  ASSERT_OK(store_->RecordCheckInWithTelemetry("1.3.0", "0.9.1", sample));
+  Device device = Value(store_->GetDevice(DeviceId(1)));
+  EXPECT_EQ(device.os_version, "1.3.0");
+  EXPECT_EQ(device.runtime_version, "0.9.1");
+  EXPECT_EQ(device.uptime_seconds, 3600);
+  EXPECT_EQ(device.free_memory_kb, 2048);
+  EXPECT_EQ(device.last_seen, day + 100);
+  auto days = Value(store_->ListTelemetry("t1", DeviceId(1), 0));
+  ASSERT_EQ(days.size(), 1u);
+  EXPECT_EQ(days[0].check_ins, 1);
+  EXPECT_EQ(days[0].app_restarts, 1);
+
+  // Named under another tenant: the telemetry row is refused, and the
+  // device row's update goes with it.
+  TelemetrySample foreign = sample;
+  foreign.tenant_id = "t2";
+  foreign.now = day + 200;
+  foreign.uptime_seconds = 7200;
+  EXPECT_EQ(CodeOf(store_->RecordCheckInWithTelemetry("9.9.9", "9.9.9", foreign)), ErrorCode::kNotFound);
+  device = Value(store_->GetDevice(DeviceId(1)));
+  EXPECT_EQ(device.os_version, "1.3.0");
+  EXPECT_EQ(device.uptime_seconds, 3600);
+  EXPECT_EQ(device.last_seen, day + 100);
+  EXPECT_EQ(Value(store_->ListTelemetry("t1", DeviceId(1), 0))[0].check_ins, 1);
+
+  // A device never seen.
+  TelemetrySample unknown = sample;
+  unknown.device_id = DeviceId(9);
+  EXPECT_EQ(CodeOf(store_->RecordCheckInWithTelemetry("1.0", "1.0", unknown)), ErrorCode::kNotFound);
+}
+
 TEST_P(StoreSuite, DeviceGroupsCarryTheCrashDumpsFlag) {
   SetUpTenant(*store_, "t1", 1, 0);
   SetUpTenant(*store_, "t2", 2, 0);
