@@ -159,15 +159,13 @@ Response UploadReports(ApiContext& ctx, Symbolizer& symbolizer, const Request& r
     if (batch.error().code() == ErrorCode::kTooLarge) return TooLarge(batch.error().message());
     return InvalidReport(batch.error().message());
   }
-  auto record = ctx.store.GetDevice(device->device_id);
-  if (!record) return ErrorResponse(record.error());
 
   std::vector<store::FailureReportRecord> records;
   records.reserve(batch->reports.size());
   for (const protocol::FailureReport& report : batch->reports) {
     std::vector<SymbolizedFrame> frames;
     if (report.crash) frames = symbolizer.Symbolize(device->tenant_id, report.crash->frames);
-    records.push_back(PrepareReport(report, record->product_id, frames, GenerateId("iss")));
+    records.push_back(PrepareReport(report, device->record.product_id, frames, GenerateId("iss")));
   }
   auto ingested = ctx.store.IngestFailureReports(device->tenant_id, device->device_id, records, batch->dropped, Now(),
                                                  ReopensResolvedIssue);

@@ -122,11 +122,7 @@ std::optional<Response> AuthorizeRepositoryRead(ApiContext& ctx, const Request& 
   if (gate.refusal) return gate.refusal;
   const DeviceCaller* device = &*gate.device;
   if (device->tenant_id != tenant_id) return NotFound("repository");
-  if (group_id != nullptr) {
-    auto record = ctx.store.GetDevice(device->device_id);
-    if (!record) return ErrorResponse(record.error());
-    if (record->device_group_id != *group_id) return NotFound("repository");
-  }
+  if (group_id != nullptr && device->record.device_group_id != *group_id) return NotFound("repository");
   return std::nullopt;
 }
 
