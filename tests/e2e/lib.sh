@@ -197,6 +197,20 @@ install_thermostat() {
     || fail "installing the signed thermostat on device $1 failed: $(cat "$WORK/install.json")"
 }
 
+# publish_os_update: the repository key ceremony, a 256 KiB OS 2.0.0 signed
+# into the image repository, GROUP_ID on the retail feed, and a deployment
+# of the OS to 100 % of that feed. Sets OS_V2 and DEPLOYMENT.
+publish_os_update() {
+  "$BIN/citadel" repo init --keys "$WORK/repo-keys" --json >"$WORK/repo-init.json" \
+    || fail "repo init failed: $(cat "$WORK/repo-init.json")"
+  python3 -c "import random; open('$WORK/os-2.img', 'wb').write(random.Random(2).randbytes(256 << 10))"
+  OS_V2=$("$BIN/citadel" image upload "$WORK/os-2.img" --os --name citadel-os --version 2.0.0 --json \
+    | json 'd["target_name"]')
+  "$BIN/citadel" repo publish "$OS_V2" --keys "$WORK/repo-keys" --json >/dev/null || fail "publishing $OS_V2 failed"
+  "$BIN/citadel" device-group update-settings "$GROUP_ID" --os-feed retail --json >/dev/null
+  DEPLOYMENT=$("$BIN/citadel" deployment create --os-feed retail --images "$OS_V2" --json | json 'd["id"]')
+}
+
 # ---- Replicas behind HAProxy (issue 7, acceptance 2) ----
 # Several citadel-server replicas sharing SERVER_DATA (master key, service
 # CA and TLS identity, blobs, manufacturer CAs) and the store in

@@ -76,13 +76,7 @@ SERVER_URL=$HAPROXY_URL  # the CLI and the fleet go through HAProxy from here on
 pass "HAProxy on port $HAPROXY_PORT (TCP passthrough, round-robin, HTTPS health checks): r1 UP, r2 UP"
 
 setup_tenant "Failover Maker"
-"$BIN/citadel" repo init --keys "$WORK/repo-keys" --json >"$WORK/repo-init.json" \
-  || fail "repo init failed: $(cat "$WORK/repo-init.json")"
-python3 -c "import random; open('$WORK/os-2.img', 'wb').write(random.Random(2).randbytes(256 << 10))"
-OS_V2=$("$BIN/citadel" image upload "$WORK/os-2.img" --os --name citadel-os --version 2.0.0 --json | json 'd["target_name"]')
-"$BIN/citadel" repo publish "$OS_V2" --keys "$WORK/repo-keys" --json >/dev/null || fail "publishing $OS_V2 failed"
-"$BIN/citadel" device-group update-settings "$GROUP_ID" --os-feed retail --json >/dev/null
-DEPLOYMENT=$("$BIN/citadel" deployment create --os-feed retail --images "$OS_V2" --json | json 'd["id"]')
+publish_os_update
 pass "tenant, OS 2.0.0 ($OS_V2) published and deployed ($DEPLOYMENT), all through HAProxy"
 
 # ---- The fleet, and a replica killed under it ----

@@ -52,14 +52,7 @@ make_manufacturer
 start_server
 setup_tenant "Sim Maker"
 
-# The repository key ceremony, and OS 2.0.0 signed into the image repository.
-"$BIN/citadel" repo init --keys "$WORK/repo-keys" --json >"$WORK/repo-init.json" \
-  || fail "repo init failed: $(cat "$WORK/repo-init.json")"
-python3 -c "import random; open('$WORK/os-2.img', 'wb').write(random.Random(2).randbytes(256 << 10))"
-OS_V2=$("$BIN/citadel" image upload "$WORK/os-2.img" --os --name citadel-os --version 2.0.0 --json | json 'd["target_name"]')
-"$BIN/citadel" repo publish "$OS_V2" --keys "$WORK/repo-keys" --json >/dev/null || fail "publishing $OS_V2 failed"
-"$BIN/citadel" device-group update-settings "$GROUP_ID" --os-feed retail --json >/dev/null
-DEPLOYMENT=$("$BIN/citadel" deployment create --os-feed retail --images "$OS_V2" --json | json 'd["id"]')
+publish_os_update
 pass "[$BACKEND] OS 2.0.0 published as $OS_V2 and deployed to 100 % of the retail feed ($DEPLOYMENT)"
 
 # 100 devices a second: the service sheds load beyond what it can attest
