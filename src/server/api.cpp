@@ -164,6 +164,7 @@ Response RegisterPublisherKey(ApiContext& ctx, const Request& request, const Cal
     }
     return ErrorResponse(added.error());
   }
+  ctx.check_in_memo.publisher_keys.Forget(tenant_id);
   Audit(ctx.store, tenant_id, caller, "publisher-key.register", record.key_id, {{"name", record.name}});
   log::Info("publisher key registered", {{"tenant", tenant_id}, {"key_id", record.key_id}});
   return JsonResponse(201, PublisherKeyJson(record));
@@ -329,11 +330,14 @@ void RegisterRoutes(http::Router& router, ApiContext& ctx) {
     reply.device_id = device->device_id;
     reply.tenant_id = device->tenant_id;
     reply.next_check_in_seconds = ctx.options.check_in_interval.count();
-    auto keys = ctx.store.ListPublisherKeys(device->tenant_id, /*include_revoked=*/false);
+    auto keys = ctx.check_in_memo.publisher_keys.Get(
+        device->tenant_id, [&] { return ctx.store.ListPublisherKeys(device->tenant_id, /*include_revoked=*/false); });
     if (!keys) return ErrorResponse(keys.error());
     for (const auto& key : *keys) reply.publisher_keys.push_back({key.key_id, key.public_key_pem});
     // Failure reporting settings of the device's group.
-    auto group = ctx.store.GetDeviceGroup(device->tenant_id, device->record.device_group_id);
+    auto group = ctx.check_in_memo.groups.Get({device->tenant_id, device->record.device_group_id}, [&] {
+      return ctx.store.GetDeviceGroup(device->tenant_id, device->record.device_group_id);
+    });
     if (!group) return ErrorResponse(group.error());
     reply.reporting = protocol::ReportingSettings{group->crash_dumps};
     reply.app_development = nullptr;
@@ -639,6 +643,7 @@ void RegisterRoutes(http::Router& router, ApiContext& ctx) {
                       }
                       return ErrorResponse(revoked.error());
                     }
+                    ctx.check_in_memo.publisher_keys.Forget(tenant_id);
                     Audit(ctx.store, tenant_id, caller, "publisher-key.revoke", key_id);
                     log::Info("publisher key revoked", {{"tenant", tenant_id}, {"key_id", key_id}});
                     return NoContent();

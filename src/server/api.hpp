@@ -6,7 +6,10 @@
 #include <chrono>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
+#include "common/ttl_memo.hpp"
 #include "http/http.hpp"
 #include "server/attestation.hpp"
 #include "server/tenant_ca.hpp"
@@ -27,6 +30,20 @@ struct ApiOptions {
 class LoadControl;
 class Metrics;
 
+// The parts of a device's check-in reply that a whole tenant or group
+// shares and few requests change: the tenant's publisher keys and the
+// group's settings, remembered per process for kCheckInMemoAge (like the
+// director version, server/repository.hpp). The handlers that change them
+// forget the entry, so a change through this replica shows at once and one
+// through another replica within kCheckInMemoAge (docs/ARCHITECTURE.md,
+// "Check-in cost").
+inline constexpr std::chrono::seconds kCheckInMemoAge{2};
+struct CheckInMemo {
+  static constexpr std::size_t kMaxEntries = 65536;
+  TtlMemo<std::string, std::vector<store::PublisherKey>> publisher_keys{kCheckInMemoAge, kMaxEntries};
+  TtlMemo<std::pair<std::string, std::string>, store::DeviceGroup> groups{kCheckInMemoAge, kMaxEntries};
+};
+
 struct ApiContext {
   store::Store& store;
   TenantCaCache& authorities;
@@ -36,6 +53,7 @@ struct ApiContext {
   BlobStore& blobs;        // uploaded images and deltas (server/blob_store.hpp)
   LoadControl& load;       // rate limits, fairness keys (server/load_control.hpp)
   Metrics& metrics;        // Prometheus metrics (server/metrics.hpp)
+  CheckInMemo& check_in_memo;
   ApiOptions options;
 };
 

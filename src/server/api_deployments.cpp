@@ -234,6 +234,7 @@ Response PatchDeviceGroup(ApiContext& ctx, const Request& request, const Caller&
     }
     group->crash_dumps = *crash_dumps;
   }
+  ctx.check_in_memo.groups.Forget({tenant_id, group_id});
   group->os_feed = os_feed;
   group->maintenance_window = window;
   Audit(ctx.store, tenant_id, caller, "device-group.update", group_id, details);

@@ -64,18 +64,6 @@ Expected<DeviceUriParts> DeviceCertificateSubject(const crypto::Certificate& lea
   return parts;
 }
 
-Expected<void> VerifyDeviceChain(const crypto::Certificate& leaf, const TenantAuthority& authority, TimePoint now) {
-  std::vector<crypto::Certificate> intermediates{authority.issuing};
-  std::vector<crypto::Certificate> roots{authority.root};
-  crypto::ChainVerification verification;
-  verification.purpose = crypto::ExtendedKeyUsage::kClientAuth;
-  verification.at = now;
-  if (auto verified = crypto::VerifyCertificateChain(leaf, intermediates, roots, verification); !verified) {
-    return MakeError(ErrorCode::kUnauthenticated, "device certificate rejected: " + verified.error().message());
-  }
-  return kOk;
-}
-
 Expected<DeviceCaller> AuthenticateDevice(store::Store& store, TenantCaCache& authorities, const http::Request& request,
                                           TimePoint now) {
   if (request.peer_chain.empty()) {
@@ -90,7 +78,7 @@ Expected<DeviceCaller> AuthenticateDevice(store::Store& store, TenantCaCache& au
     }
     return std::unexpected(authority.error());
   }
-  CITADEL_TRY_VOID(VerifyDeviceChain(leaf, **authority, now));
+  CITADEL_TRY_VOID(authorities.VerifyDevice(leaf, **authority, now));
   auto serial = leaf.SerialHex();
   auto issued = store.GetCertificate(serial);
   if (!issued) {

@@ -54,9 +54,6 @@ struct DeviceCaller {
 // The tenant and device a device certificate's URI SAN names (unverified);
 // kUnauthenticated when it is not a Citadel device certificate.
 Expected<DeviceUriParts> DeviceCertificateSubject(const crypto::Certificate& leaf);
-// The chain check of AuthenticateDevice: leaf issued by the tenant's issuing
-// CA, purpose clientAuth, valid at `now`. No store access.
-Expected<void> VerifyDeviceChain(const crypto::Certificate& leaf, const TenantAuthority& authority, TimePoint now);
 
 // Verifies the presented client certificate: chain to the tenant CA named in
 // its URI SAN, purpose clientAuth, unexpired, the device's current and

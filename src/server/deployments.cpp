@@ -580,7 +580,8 @@ Expected<std::optional<protocol::CheckInUpdateReply>> DeploymentService::CheckIn
   using Reply = std::optional<protocol::CheckInUpdateReply>;
   const std::string& tenant_id = device.tenant_id;
   if (tenant_id.empty() || device.device_group_id.empty()) return Reply{};
-  auto version = EnsureDirector(tenant_id, device.device_group_id, now);
+  auto version = repository_.CheckedDirectorVersion(
+      tenant_id, device.device_group_id, [&] { return EnsureDirector(tenant_id, device.device_group_id, now); });
   if (!version) {
     // The rest of the check-in stands; without the member the device only
     // skips this round's director refresh.

@@ -66,7 +66,7 @@ http::ServerOptions::FairnessKey LoadControl::Classify(const http::Request& requ
     auto subject = DeviceCertificateSubject(leaf);
     if (subject) {
       auto authority = authorities_.Peek(subject->tenant_id);
-      if (authority && VerifyDeviceChain(leaf, *authority, Clock::now())) {
+      if (authority && authorities_.VerifyDevice(leaf, *authority, Clock::now())) {
         return {"t:" + subject->tenant_id, /*per_connection=*/true};
       }
     }

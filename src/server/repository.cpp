@@ -291,6 +291,9 @@ Expected<Repository::RootUpload> Repository::AddRoot(std::string_view tenant_id,
   CITADEL_TRY_VOID(StoreUpload(
       store_, {std::string(tenant_id), repository, "", TufRole::kRoot, root.version, root.expires, serialized, now},
       "fetch the status and try again"));
+  // A first root turns the tenant's directors on: no group waits out a
+  // remembered "not set up".
+  director_memo_.ForgetIf([&](const GroupIndex& group) { return group.first == tenant_id; });
   return RootUpload{root.version, root.expires, true};
 }
 
@@ -535,7 +538,15 @@ Expected<std::int64_t> Repository::PublishDirectorTargets(std::string_view tenan
     if (stored.error().code() != ErrorCode::kAlreadyExists) return std::unexpected(stored.error());
   }
   CITADEL_TRY(PublishedVersions versions, Refresh(tenant_id, TufRepository::kDirector, group_id, now));
+  director_memo_.Put(GroupIndex{tenant_id, group_id}, versions.timestamp);
   return versions.timestamp;
+}
+
+Expected<std::int64_t> Repository::CheckedDirectorVersion(std::string_view tenant_id, std::string_view group_id,
+                                                          const DirectorPublish& publish) {
+  return director_memo_.Get(GroupIndex{tenant_id, group_id}, publish, [](const Error& error) {
+    return error.code() == ErrorCode::kFailedPrecondition || error.code() == ErrorCode::kNotFound;
+  });
 }
 
 // ------------------------------------------------------------------ status

@@ -38,6 +38,7 @@
 // Threading: safe from all request threads.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -46,10 +47,12 @@
 #include <string>
 #include <string_view>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "common/canonical_json.hpp"
 #include "common/error.hpp"
+#include "common/ttl_memo.hpp"
 #include "crypto/crypto.hpp"
 #include "store/store.hpp"
 #include "tuf/keys.hpp"
@@ -148,6 +151,23 @@ class Repository {
                                                 const std::vector<DirectorTarget>& targets, const Json& custom,
                                                 std::int64_t now);
 
+  // The director timestamp version check-ins hand out for a group, from a
+  // short per-process memo (docs/ARCHITECTURE.md, "Check-in cost"): within
+  // kDirectorMemoAge of the last answer for the group it is that answer;
+  // otherwise `publish` runs (the deployment service's check and publish of
+  // the group's director) and its result is remembered. Remembered are
+  // versions and the "repositories not set up" errors (kFailedPrecondition,
+  // kNotFound); other errors are passed on and not remembered. Every
+  // PublishDirectorTargets of this process refreshes the group's entry and
+  // AddRoot forgets the tenant's, so changes made through this replica show
+  // at once; changes through another replica, and a staged rollout's next
+  // step, show within kDirectorMemoAge.
+  using DirectorPublish = std::function<Expected<std::int64_t>()>;
+  Expected<std::int64_t> CheckedDirectorVersion(std::string_view tenant_id, std::string_view group_id,
+                                                const DirectorPublish& publish);
+  static constexpr std::chrono::seconds kDirectorMemoAge{2};
+  static constexpr std::size_t kMaxDirectorMemo = 65536;
+
   // The latest image targets, parsed (kNotFound when none yet).
   Expected<tuf::Targets> LatestImageTargets(std::string_view tenant_id);
 
@@ -175,10 +195,13 @@ class Repository {
                                      std::int64_t now);
   void Prune(std::string_view tenant_id, store::TufRepository repository, std::string_view scope, store::TufRole role);
 
+  using GroupIndex = std::pair<std::string, std::string>;  // tenant, group
+
   store::Store& store_;
   const crypto::SecretBytes& master_key_;
   std::mutex mutex_;
   std::map<KeyIndex, std::shared_ptr<const tuf::SigningKey>> keys_;  // guarded by mutex_
+  TtlMemo<GroupIndex, std::int64_t> director_memo_{kDirectorMemoAge, kMaxDirectorMemo};
 };
 
 }  // namespace citadel::server

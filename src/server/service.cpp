@@ -121,9 +121,10 @@ Expected<std::unique_ptr<Service>> Service::Create(const ServiceOptions& options
         metrics->StoreCall(backend, seconds);
       });
   service->load_ = std::make_unique<LoadControl>(options.load, *service->authorities_, *service->metrics_);
-  service->api_context_ = std::make_unique<ApiContext>(
-      ApiContext{*service->store_, *service->authorities_, *service->attestor_, service->master_key_,
-                 *service->repository_, *service->blobs_, *service->load_, *service->metrics_, api_options});
+  service->check_in_memo_ = std::make_unique<CheckInMemo>();
+  service->api_context_ = std::make_unique<ApiContext>(ApiContext{
+      *service->store_, *service->authorities_, *service->attestor_, service->master_key_, *service->repository_,
+      *service->blobs_, *service->load_, *service->metrics_, *service->check_in_memo_, api_options});
   service->router_ = std::make_unique<http::Router>();
   RegisterRoutes(*service->router_, *service->api_context_);
 

@@ -89,6 +89,7 @@ class Service {
   std::unique_ptr<BlobStore> blobs_;
   std::unique_ptr<Metrics> metrics_;
   std::unique_ptr<LoadControl> load_;
+  std::unique_ptr<CheckInMemo> check_in_memo_;
   std::unique_ptr<ApiContext> api_context_;
   std::unique_ptr<http::Router> router_;
   std::unique_ptr<http::Server> http_;

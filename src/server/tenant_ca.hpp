@@ -14,6 +14,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "common/error.hpp"
@@ -46,11 +47,34 @@ class TenantCaCache {
   // touches the store (for callers that must not block).
   std::shared_ptr<const TenantAuthority> Peek(std::string_view tenant_id);
 
+  // The chain check of device authentication: `leaf` issued by the
+  // authority's issuing CA, purpose clientAuth, valid at `now`. No store
+  // access. A success is remembered by the certificate's SHA-256 until the
+  // certificate expires or kVerifiedLeafTtl passes, whichever is first, so
+  // a device's keep-alive requests cost a hash and a lookup instead of an
+  // X.509 path validation each (docs/ARCHITECTURE.md, "Check-in cost").
+  // Failures are not remembered. Revocation is not this check's business:
+  // callers look the certificate up in the registry on every request.
+  Expected<void> VerifyDevice(const crypto::Certificate& leaf, const TenantAuthority& authority, TimePoint now);
+
+  static constexpr std::chrono::minutes kVerifiedLeafTtl{10};
+  static constexpr std::size_t kMaxVerifiedLeaves = 262144;  // ~20 MB
+
  private:
+  struct DigestHash {
+    std::size_t operator()(const crypto::Sha256Digest& digest) const;
+  };
+  struct VerifiedLeaf {
+    TimePoint not_before;
+    TimePoint until;
+  };
+
   store::Store& store_;
   const crypto::SecretBytes& master_key_;
   std::mutex mutex_;
   std::map<std::string, std::shared_ptr<const TenantAuthority>, std::less<>> cache_;
+  std::mutex verified_mutex_;
+  std::unordered_map<crypto::Sha256Digest, VerifiedLeaf, DigestHash> verified_;
 };
 
 // Issues the 24-hour device certificate (docs/PROTOCOL.md "Identities").

@@ -872,17 +872,19 @@ Expected<void> SqlStore::RecordAttestation(std::string_view device_id, std::stri
 
 namespace {
 
-// The device row's part of a check-in; kNotFound for a device never seen.
+// The device row's part of a check-in; kNotFound for a device never seen,
+// or not of tenant_id when that is not empty.
 Expected<void> UpdateCheckIn(SqlConnection& connection, std::string_view device_id, std::string_view os_version,
                              std::string_view runtime_version, std::int64_t uptime_seconds, std::int64_t free_memory_kb,
-                             std::int64_t now) {
-  CITADEL_TRY(SqlResult result,
-              connection.Execute("UPDATE devices SET "
-                                 "os_version = CASE WHEN $3 = '' THEN os_version ELSE $3 END, "
-                                 "runtime_version = CASE WHEN $4 = '' THEN runtime_version ELSE $4 END, "
-                                 "uptime_seconds = $5, free_memory_kb = $6, " +
-                                     std::string(kLastSeenUpdate) + " WHERE id = $1",
-                                 {device_id, now, os_version, runtime_version, uptime_seconds, free_memory_kb}));
+                             std::int64_t now, std::string_view tenant_id = {}) {
+  CITADEL_TRY(
+      SqlResult result,
+      connection.Execute("UPDATE devices SET "
+                         "os_version = CASE WHEN $3 = '' THEN os_version ELSE $3 END, "
+                         "runtime_version = CASE WHEN $4 = '' THEN runtime_version ELSE $4 END, "
+                         "uptime_seconds = $5, free_memory_kb = $6, " +
+                             std::string(kLastSeenUpdate) + " WHERE id = $1 AND ($7 = '' OR tenant_id = $7)",
+                         {device_id, now, os_version, runtime_version, uptime_seconds, free_memory_kb, tenant_id}));
   if (result.rows_affected == 0) return MakeError(ErrorCode::kNotFound, "device " + Quoted(device_id) + " not found");
   return kOk;
 }
@@ -2003,11 +2005,10 @@ Expected<void> CheckTelemetrySample(const TelemetrySample& sample) {
   return kOk;
 }
 
-// The day's telemetry row (inside the caller's transaction); kNotFound
-// unless the device is the tenant's.
-Expected<void> WriteTelemetry(SqlConnection& connection, const TelemetrySample& sample) {
+// The day's telemetry row (inside the caller's transaction, which has
+// checked that the device is the tenant's).
+Expected<void> WriteTelemetryRow(SqlConnection& connection, const TelemetrySample& sample) {
   const std::int64_t day = sample.now - (sample.now % kSecondsPerDay);
-  CITADEL_TRY_VOID(RequireTenantDevice(connection, sample.tenant_id, sample.device_id));
   CITADEL_TRY(SqlResult previous,
               connection.Execute("SELECT counter_uptime_seconds, counter_app_restarts, counter_rx_bytes, "
                                  "counter_tx_bytes FROM device_telemetry WHERE device_id = $1 "
@@ -2063,7 +2064,10 @@ Expected<void> WriteTelemetry(SqlConnection& connection, const TelemetrySample& 
 
 Expected<void> SqlStore::RecordTelemetry(const TelemetrySample& sample) {
   CITADEL_TRY_VOID(CheckTelemetrySample(sample));
-  auto recorded = InTransaction(*pool_, [&](SqlConnection& connection) { return WriteTelemetry(connection, sample); });
+  auto recorded = InTransaction(*pool_, [&](SqlConnection& connection) -> Expected<void> {
+    CITADEL_TRY_VOID(RequireTenantDevice(connection, sample.tenant_id, sample.device_id));
+    return WriteTelemetryRow(connection, sample);
+  });
   if (!recorded && recorded.error().code() == ErrorCode::kNotFound) return recorded;
   return Explain(std::move(recorded), "recording the telemetry of device " + Quoted(sample.device_id));
 }
@@ -2072,9 +2076,10 @@ Expected<void> SqlStore::RecordCheckInWithTelemetry(std::string_view os_version,
                                                     const TelemetrySample& sample) {
   CITADEL_TRY_VOID(CheckTelemetrySample(sample));
   auto recorded = InTransaction(*pool_, [&](SqlConnection& connection) -> Expected<void> {
+    // The update finds the row only when the device is the tenant's.
     CITADEL_TRY_VOID(UpdateCheckIn(connection, sample.device_id, os_version, runtime_version, sample.uptime_seconds,
-                                   sample.free_memory_kb, sample.now));
-    return WriteTelemetry(connection, sample);
+                                   sample.free_memory_kb, sample.now, sample.tenant_id));
+    return WriteTelemetryRow(connection, sample);
   });
   if (!recorded && recorded.error().code() == ErrorCode::kNotFound) return recorded;
   return Explain(std::move(recorded), "recording the check-in of device " + Quoted(sample.device_id));

@@ -105,6 +105,17 @@ class ServiceTest : public ::testing::Test {
     service_ca_ = *ca;
   }
 
+  // The service's master key, read from its data directory.
+  crypto::SecretBytes MasterKey() {
+    auto master = ReadFile(options_.data_dir / "master.key");
+    EXPECT_TRUE(master);
+    if (!master) return crypto::SecretBytes(std::string());
+    auto key_bytes = Base64Decode(master->substr(0, master->find('\n')));
+    EXPECT_TRUE(key_bytes);
+    if (!key_bytes) return crypto::SecretBytes(std::string());
+    return crypto::SecretBytes(std::string(key_bytes->begin(), key_bytes->end()));
+  }
+
   std::unique_ptr<http::Client> Client(std::optional<http::TlsIdentity> identity = std::nullopt) {
     http::ClientOptions options;
     options.base_url = "https://127.0.0.1:" + std::to_string(service_->port());
@@ -377,11 +388,7 @@ TEST_F(ServiceTest, CertificateNamingAnotherTenantIsRefusedOnDeviceEndpoints) {
   Enroll(device, b);
   // Forge: tenant A's issuing CA signs a certificate that claims to be the
   // tenant-B device.
-  auto master = ReadFile(options_.data_dir / "master.key");
-  ASSERT_TRUE(master);
-  auto key_bytes = Base64Decode(master->substr(0, master->find('\n')));
-  ASSERT_TRUE(key_bytes);
-  crypto::SecretBytes master_key(std::string(key_bytes->begin(), key_bytes->end()));
+  crypto::SecretBytes master_key = MasterKey();
   TenantCaCache cache(service_->store(), master_key);
   auto authority_a = cache.Get(a.id);
   ASSERT_TRUE(authority_a) << authority_a.error().message();
@@ -394,6 +401,38 @@ TEST_F(ServiceTest, CertificateNamingAnotherTenantIsRefusedOnDeviceEndpoints) {
   ASSERT_TRUE(response);
   EXPECT_EQ(response->status, 401);
   EXPECT_EQ(ProblemType(*response), "urn:citadel:problem:device-certificate-invalid");
+}
+
+// The chain memo of device authentication: a success is remembered, but
+// never beyond the certificate's validity, and never for a certificate the
+// authority did not issue.
+TEST_F(ServiceTest, RememberedDeviceChainStillExpiresAndBindsToItsIssuer) {
+  auto a = CreateTenant("A");
+  auto b = CreateTenant("B");
+  auto device = TestDevice::Create(dir_.path() / "d1", manufacturer_.get(), "1.0.0");
+  crypto::SecretBytes master_key = MasterKey();
+  TenantCaCache cache(service_->store(), master_key);
+  auto authority_a = cache.Get(a.id);
+  auto authority_b = cache.Get(b.id);
+  ASSERT_TRUE(authority_a && authority_b);
+  auto leaf = IssueDeviceCertificate(**authority_a, a.id, device.id, device.rot->TlsClientKey().Public(),
+                                     std::chrono::hours(1));
+  ASSERT_TRUE(leaf);
+  const auto now = Clock::now();
+  EXPECT_TRUE(cache.VerifyDevice(*leaf, **authority_a, now));
+  EXPECT_TRUE(cache.VerifyDevice(*leaf, **authority_a, now + std::chrono::minutes(1)));  // remembered
+  // Past the certificate's end, remembered or not, it is refused.
+  auto expired = cache.VerifyDevice(*leaf, **authority_a, now + std::chrono::hours(2));
+  ASSERT_FALSE(expired);
+  EXPECT_EQ(expired.error().code(), ErrorCode::kUnauthenticated);
+  // Before its start too (a clock set back does not reuse the memo).
+  EXPECT_FALSE(cache.VerifyDevice(*leaf, **authority_a, now - std::chrono::hours(1)));
+  // Another tenant's authority did not issue it.
+  auto other = IssueDeviceCertificate(**authority_b, a.id, device.id, device.rot->TlsClientKey().Public(),
+                                      std::chrono::hours(1));
+  ASSERT_TRUE(other);
+  EXPECT_FALSE(cache.VerifyDevice(*other, **authority_a, now));
+  EXPECT_TRUE(cache.VerifyDevice(*leaf, **authority_a, now));
 }
 
 TEST_F(ServiceTest, RevokedCertificateGets401AndTheDeviceCanReattest) {
@@ -605,6 +644,11 @@ TEST_F(ServiceTest, CheckInCarriesPublisherKeysAndAVerifiableDevelopmentCapabili
   EXPECT_EQ(Call("DELETE", dev_path, tenant.admin_token).status, 204);
   EXPECT_EQ(Call("DELETE", dev_path, tenant.admin_token).status, 404);
   EXPECT_TRUE(check_in().app_development.is_null());
+
+  // A revoked key leaves the very next check-in's reply (the reply's keys
+  // are remembered for a moment; revoking through this replica forgets them).
+  ASSERT_EQ(Call("DELETE", keys_path + "/" + protocol::KeyId(active), tenant.admin_token).status, 204);
+  EXPECT_TRUE(check_in().publisher_keys.empty());
 }
 
 TEST_F(ServiceTest, DevelopmentCapabilityOnlyForTheTenantsOwnDevices) {

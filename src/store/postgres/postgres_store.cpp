@@ -7,6 +7,7 @@
 #include <condition_variable>
 #include <mutex>
 #include <optional>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -102,8 +103,11 @@ class PostgresConnection final : public SqlConnection {
           break;
       }
     }
-    ResultPtr result(PQexecParams(connection_, query.c_str(), static_cast<int>(params.size()), nullptr, values.data(),
-                                  nullptr, nullptr, 0));
+    CITADEL_TRY(const char* statement, Prepared(query, static_cast<int>(params.size())));
+    ResultPtr result(statement != nullptr ? PQexecPrepared(connection_, statement, static_cast<int>(params.size()),
+                                                           values.data(), nullptr, nullptr, 0)
+                                          : PQexecParams(connection_, query.c_str(), static_cast<int>(params.size()),
+                                                         nullptr, values.data(), nullptr, nullptr, 0));
     const ExecStatusType status = result != nullptr ? PQresultStatus(result.get()) : PGRES_FATAL_ERROR;
     SqlResult out;
     if (status == PGRES_TUPLES_OK) {
@@ -171,13 +175,32 @@ class PostgresConnection final : public SqlConnection {
   }
 
  private:
+  // Statements with parameters are prepared once per connection (parsed
+  // and planned by the server once, not on every call): the name of the
+  // prepared statement, or null for statements sent as they are (those
+  // without parameters, such as BEGIN and COMMIT, and any beyond
+  // kMaxPrepared). Prepared statements outlive a rolled-back transaction.
+  static constexpr std::size_t kMaxPrepared = 512;
+  Expected<const char*> Prepared(const std::string& query, int parameters) {
+    if (parameters == 0) return nullptr;
+    if (auto it = prepared_.find(query); it != prepared_.end()) return it->second.c_str();
+    if (prepared_.size() >= kMaxPrepared) return nullptr;
+    std::string name = "citadel_" + std::to_string(prepared_.size());
+    ResultPtr result(PQprepare(connection_, name.c_str(), query.c_str(), parameters, nullptr));
+    if (result == nullptr || PQresultStatus(result.get()) != PGRES_COMMAND_OK) {
+      return std::unexpected(ResultError(connection_, result.get(), password_));
+    }
+    return prepared_.emplace(query, std::move(name)).first->second.c_str();
+  }
+
   Expected<void> Run(std::string_view sql) {
     CITADEL_TRY_VOID(Execute(sql, std::span<const SqlValue>()));
     return kOk;
   }
 
   PGconn* connection_;
-  std::string password_;  // only to scrub it from error messages
+  std::string password_;                                   // only to scrub it from error messages
+  std::unordered_map<std::string, std::string> prepared_;  // SQL text -> statement name
 };
 
 // The parsed connection options; parsing first means a malformed URL is

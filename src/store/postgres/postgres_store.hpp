@@ -2,8 +2,9 @@
 // database.
 //
 // A small thread-safe pool of libpq connections, opened on demand up to a
-// bound. Every statement is sent with PQexecParams (values travel as
-// parameters, never inside the SQL text). A connection left broken or inside
+// bound. Values travel as parameters, never inside the SQL text: statements
+// with parameters are prepared once per connection (PQprepare, then
+// PQexecPrepared), the rest are sent with PQexecParams. A connection left broken or inside
 // a transaction is closed instead of being reused.
 #pragma once
 
