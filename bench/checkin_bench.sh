@@ -17,7 +17,9 @@
 #   bench/checkin_bench.sh [DEVICES [CHECK_INS_PER_DEVICE]]   (default 1000 20)
 #   CITADEL_BIN_DIR=build/release/bin  (default)
 #   BENCH_BACKENDS="sqlite postgres"   (default both; postgres starts its own
-#                                       server unless CITADEL_TEST_POSTGRES_URL is set)
+#                                       server unless CITADEL_TEST_POSTGRES_URL is set,
+#                                       durable like SQLite: fsync and synchronous
+#                                       commit on, CITADEL_PG_DURABLE=1)
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
@@ -33,7 +35,7 @@ if [ -z "${BENCH_ONE:-}" ]; then
       PG_DIR=$(mktemp -d /tmp/citadel-bench-pg.XXXXXX)
       chmod 755 "$PG_DIR"
       PG_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-      URL=$("$ROOT/scripts/postgres-test-server" start "$PG_DIR/cluster" "$PG_PORT")
+      URL=$(CITADEL_PG_DURABLE=1 "$ROOT/scripts/postgres-test-server" start "$PG_DIR/cluster" "$PG_PORT")
       BENCH_ONE=$backend CITADEL_TEST_POSTGRES_URL=$URL bash "$0" "$DEVICES" "$CHECK_INS" | tee -a "$RESULTS"
       "$ROOT/scripts/postgres-test-server" stop "$PG_DIR" >/dev/null 2>&1 || true
       rm -rf "$PG_DIR"
