@@ -1,8 +1,5 @@
 #include "server/tenant_ca.hpp"
 
-#include <algorithm>
-#include <cstring>
-
 namespace citadel::server {
 namespace {
 
@@ -24,6 +21,20 @@ Expected<crypto::PrivateKey> UnsealKey(std::string_view sealed_base64, const cry
 
 std::string RootAad(std::string_view tenant_id) { return "tenant-root-ca:" + std::string(tenant_id); }
 std::string IssuingAad(std::string_view tenant_id) { return "tenant-issuing-ca:" + std::string(tenant_id); }
+
+// The chain check itself: leaf issued by the authority's issuing CA,
+// purpose clientAuth, valid at `now`.
+Expected<void> VerifyDeviceChain(const crypto::Certificate& leaf, const TenantAuthority& authority, TimePoint now) {
+  std::vector<crypto::Certificate> intermediates{authority.issuing};
+  std::vector<crypto::Certificate> roots{authority.root};
+  crypto::ChainVerification verification;
+  verification.purpose = crypto::ExtendedKeyUsage::kClientAuth;
+  verification.at = now;
+  if (auto verified = crypto::VerifyCertificateChain(leaf, intermediates, roots, verification); !verified) {
+    return MakeError(ErrorCode::kUnauthenticated, "device certificate rejected: " + verified.error().message());
+  }
+  return kOk;
+}
 
 }  // namespace
 
@@ -80,41 +91,20 @@ Expected<std::shared_ptr<const TenantAuthority>> TenantCaCache::Get(std::string_
   return authority;
 }
 
-std::size_t TenantCaCache::DigestHash::operator()(const crypto::Sha256Digest& digest) const {
-  std::size_t h = 0;
-  std::memcpy(&h, digest.data(), sizeof h);  // a SHA-256 is uniform already
-  return h;
-}
-
 Expected<void> TenantCaCache::VerifyDevice(const crypto::Certificate& leaf, const TenantAuthority& authority,
                                            TimePoint now) {
-  const auto der = leaf.Der();
-  const auto digest = crypto::Sha256(der);
-  {
-    std::lock_guard lock(verified_mutex_);
-    if (auto it = verified_.find(digest); it != verified_.end()) {
-      if (it->second.not_before <= now && now < it->second.until) return kOk;
-      verified_.erase(it);
-    }
-  }
-  std::vector<crypto::Certificate> intermediates{authority.issuing};
-  std::vector<crypto::Certificate> roots{authority.root};
-  crypto::ChainVerification verification;
-  verification.purpose = crypto::ExtendedKeyUsage::kClientAuth;
-  verification.at = now;
-  if (auto verified = crypto::VerifyCertificateChain(leaf, intermediates, roots, verification); !verified) {
-    return MakeError(ErrorCode::kUnauthenticated, "device certificate rejected: " + verified.error().message());
-  }
-  const VerifiedLeaf entry{leaf.NotBefore(), std::min(leaf.NotAfter(), now + kVerifiedLeafTtl)};
-  std::lock_guard lock(verified_mutex_);
-  if (verified_.size() >= kMaxVerifiedLeaves) {
-    std::erase_if(verified_, [&](const auto& item) { return item.second.until <= now; });
-    // A fleet larger than the memo takes turns: start over rather than
-    // track recency on every request.
-    if (verified_.size() >= kMaxVerifiedLeaves) verified_.clear();
-  }
-  verified_.insert_or_assign(digest, entry);
-  return kOk;
+  const auto digest = crypto::Sha256(leaf.Der());
+  auto window = verified_.Get(digest, [&]() -> Expected<ValidityWindow> {
+    CITADEL_TRY_VOID(VerifyDeviceChain(leaf, authority, now));
+    return ValidityWindow{leaf.NotBefore(), leaf.NotAfter()};
+  });
+  if (!window) return std::unexpected(window.error());
+  if (window->first <= now && now < window->second) return kOk;
+  // Remembered, but `now` is outside the certificate's validity (it ended,
+  // or the clock was set back): verified afresh, it is refused with the
+  // reason.
+  verified_.Forget(digest);
+  return VerifyDeviceChain(leaf, authority, now);
 }
 
 Expected<crypto::Certificate> IssueDeviceCertificate(const TenantAuthority& authority, std::string_view tenant_id,

@@ -14,10 +14,11 @@
 #include <memory>
 #include <mutex>
 #include <string>
-#include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "common/error.hpp"
+#include "common/ttl_memo.hpp"
 #include "crypto/crypto.hpp"
 #include "store/store.hpp"
 
@@ -58,23 +59,17 @@ class TenantCaCache {
   Expected<void> VerifyDevice(const crypto::Certificate& leaf, const TenantAuthority& authority, TimePoint now);
 
   static constexpr std::chrono::minutes kVerifiedLeafTtl{10};
-  static constexpr std::size_t kMaxVerifiedLeaves = 262144;  // ~20 MB
+  static constexpr std::size_t kMaxVerifiedLeaves = 262144;  // ~25 MB
 
  private:
-  struct DigestHash {
-    std::size_t operator()(const crypto::Sha256Digest& digest) const;
-  };
-  struct VerifiedLeaf {
-    TimePoint not_before;
-    TimePoint until;
-  };
+  using ValidityWindow = std::pair<TimePoint, TimePoint>;  // not before, not after
 
   store::Store& store_;
   const crypto::SecretBytes& master_key_;
   std::mutex mutex_;
   std::map<std::string, std::shared_ptr<const TenantAuthority>, std::less<>> cache_;
-  std::mutex verified_mutex_;
-  std::unordered_map<crypto::Sha256Digest, VerifiedLeaf, DigestHash> verified_;
+  // Verified device certificates by SHA-256: their validity window.
+  TtlMemo<crypto::Sha256Digest, ValidityWindow> verified_{kVerifiedLeafTtl, kMaxVerifiedLeaves};
 };
 
 // Issues the 24-hour device certificate (docs/PROTOCOL.md "Identities").

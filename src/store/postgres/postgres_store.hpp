@@ -4,8 +4,8 @@
 // A small thread-safe pool of libpq connections, opened on demand up to a
 // bound. Values travel as parameters, never inside the SQL text: statements
 // with parameters are prepared once per connection (PQprepare, then
-// PQexecPrepared), the rest are sent with PQexecParams. A connection left broken or inside
-// a transaction is closed instead of being reused.
+// PQexecPrepared), the rest are sent with PQexecParams. A connection left
+// broken or inside a transaction is closed instead of being reused.
 #pragma once
 
 #include <cstddef>
